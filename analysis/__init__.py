@@ -1,0 +1,1 @@
+"""Analysis of sweep results: paper-style figures and the gap table (issue 4)."""

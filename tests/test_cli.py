@@ -1,0 +1,71 @@
+"""`python -m trainables run`: a real run on real Fashion-MNIST, and bad input with exit 2."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from trainables.cli import main
+
+
+def test_one_trial_command_prints_json_per_epoch(fashion_available, tmp_path):
+    cmd = [sys.executable, "-m", "trainables", "run", "--dataset", "fashion_mnist",
+           "--family", "amortized", "--width", "16", "--epochs", "3", "--n-train", "300",
+           "--n-test", "100", "--batch-size", "100", "--device", "cpu", "--json", "--threads", "1"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=os.environ.copy())
+    assert out.returncode == 0, out.stderr
+    rows = [json.loads(line) for line in out.stdout.splitlines()]
+    assert [r["epoch"] for r in rows if r["event"] == "epoch"] == [1, 2, 3]
+    assert rows[-1]["event"] == "test_inference" and rows[-1]["steps"] == 0
+
+
+@pytest.mark.parametrize("family", ["factorized", "constant"])
+def test_other_families_and_resume(fashion_available, tmp_path, capsys, family):
+    base = ["run", "--family", family, "--n-train", "200", "--n-test", "50", "--batch-size", "100",
+            "--json", "--device", "cpu", "--save", str(tmp_path / "s.pt")]
+    assert main([*base, "--epochs", "4"]) == 0
+    full = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert main([*base, "--epochs", "4", "--resume", str(tmp_path / "s.pt"), "--skip-inference"]) == 0
+    assert capsys.readouterr().out == ""  # all 4 epochs already done: nothing re-run
+    assert full[-1]["event"] == "test_inference"
+    assert (full[-1]["steps"] > 0) == (family == "factorized")
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["--family", "flow"], ["invalid choice: 'flow'", "amortized"]),
+        (["--dataset", "svhn"], ["invalid choice: 'svhn'"]),
+        (["--n-train", "0"], ["n_train=0", "positive integer"]),
+        (["--n-test", "-5"], ["n_test=-5"]),
+        (["--epochs", "two"], ["--epochs", "invalid int value: 'two'"]),
+        (["--family", "amortized"], ["width=None", "amortized"]),
+        (["--family", "amortized", "--width", "0"], ["width=0"]),
+        (["--family", "constant", "--width", "8"], ["width=8", "applies only"]),
+        (["--family", "constant", "--n-train", "10", "--batch-size", "20"], ["batch_size=20 exceeds"]),
+        (["--family", "constant", "--device", "tpu"], ["--device 'tpu'"]),
+        (["--family", "constant", "--threads", "0"], ["--threads 0"]),
+        (["--family", "constant", "--dataset", "mnist", "--data-root", "/nonexistent/x"],
+         ["dataset 'mnist' not found", "/nonexistent/x"]),
+        (["--family", "constant", "--lr", "-1"], ["lr=-1.0"]),
+        (["--bogus"], ["unrecognized arguments: --bogus"]),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(capsys, args, words):
+    assert main(["run", *args]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("python -m trainables: error:")
+    for w in words:
+        assert w in err
+
+
+def test_resume_with_other_settings_is_refused(fashion_available, tmp_path, capsys):
+    base = ["run", "--family", "constant", "--n-train", "200", "--n-test", "50", "--batch-size", "100",
+            "--epochs", "1", "--skip-inference"]
+    assert main([*base, "--save", str(tmp_path / "s.pt")]) == 0
+    before = (tmp_path / "s.pt").read_bytes()
+    assert main([*base, "--lr", "0.01", "--resume", str(tmp_path / "s.pt")]) == 2
+    assert "saved run differs in lr" in capsys.readouterr().err
+    assert (tmp_path / "s.pt").read_bytes() == before  # nothing written over

@@ -1,0 +1,66 @@
+import pytest
+import torch
+
+from trainables.config import TrialConfig
+from trainables.families import FAMILIES, Factorized, build
+from trainables.fit import _optimizers
+
+N, D, d = 30, 12, 4
+
+
+@pytest.mark.parametrize("name", sorted(FAMILIES))
+def test_q_shapes_and_finite(name):
+    cfg = TrialConfig(family=name, width=8 if name == "amortized" else None, latent_dim=d)
+    fam = build(cfg, N, D)
+    x, idx = torch.rand(5, D), torch.tensor([0, 3, 9, 29, 4])
+    mean, logvar = fam(x, idx)
+    assert mean.shape == logvar.shape == (5, d)
+    assert torch.isfinite(mean).all() and torch.isfinite(logvar).all()
+
+
+def test_amortized_has_two_hidden_layers_of_width_k():
+    fam = build(TrialConfig(family="amortized", width=16, latent_dim=d), N, D)
+    linears = [m for m in fam.body if isinstance(m, torch.nn.Linear)]
+    assert [(m.in_features, m.out_features) for m in linears] == [(D, 16), (16, 16)]
+    assert (fam.mean_head.in_features, fam.mean_head.out_features) == (16, d)
+
+
+def test_constant_is_shared_and_factorized_is_per_row():
+    const = build(TrialConfig(family="constant", latent_dim=d), N, D)
+    m, _ = const(torch.rand(3, D), torch.tensor([0, 1, 2]))
+    assert torch.equal(m[0], m[2])
+    fac = Factorized(N, d)
+    with torch.no_grad():
+        fac.mean.weight.copy_(torch.arange(N * d, dtype=torch.float32).view(N, d))
+    m, _ = fac(None, torch.tensor([5, 2]))
+    assert torch.equal(m, fac.mean.weight[[5, 2]])
+
+
+def test_factorized_step_leaves_other_rows_untouched():
+    """Sparse rows + SparseAdam: rows outside the minibatch do not move, even with momentum."""
+    fac = Factorized(N, d)
+    (opt,) = [o for o in _optimizers([fac], lr=0.1) if isinstance(o, torch.optim.SparseAdam)]
+
+    def step(idx):
+        opt.zero_grad()
+        m, lv = fac(None, idx)
+        ((m - 1.0).square().sum() + lv.square().sum()).backward()
+        assert fac.mean.weight.grad.is_sparse
+        opt.step()
+
+    first, second = torch.tensor([0, 1, 2]), torch.tensor([10, 11])
+    step(first)
+    before = fac.mean.weight.detach().clone()
+    step(second)
+    after = fac.mean.weight.detach()
+    moved = (after != before).any(dim=1).nonzero().flatten().tolist()
+    assert moved == [10, 11]  # dense Adam would also move rows 0-2 by their momentum
+    assert torch.equal(after[:3], before[:3])
+
+
+def test_dense_adam_gets_no_sparse_table():
+    fac = Factorized(N, d)
+    opts = _optimizers([fac, torch.nn.Linear(2, 2)], lr=0.1)
+    assert [type(o).__name__ for o in opts] == ["Adam", "SparseAdam"]
+    dense_ids = {id(p) for g in opts[0].param_groups for p in g["params"]}
+    assert id(fac.mean.weight) not in dense_ids

@@ -1,0 +1,135 @@
+"""The fit loop on real Fashion-MNIST: learning, exact restore, loud failures, test-time q."""
+
+import math
+
+import pytest
+import torch
+
+from trainables import Data, NonFiniteELBOError, Trial, TrialConfig, load
+
+TIME_KEYS = ("opt_seconds", "eval_seconds", "seconds_to_threshold")
+SMALL = dict(dataset="fashion_mnist", n_train=400, n_test=200, batch_size=100, sigma_x=0.3,
+             theta_init="torch", lr=3e-3)
+
+
+def cfg_for(family, **kw):
+    return TrialConfig(**{**SMALL, "family": family,
+                          "width": 32 if family == "amortized" else None, **kw})
+
+
+@pytest.fixture(scope="module")
+def fashion(fashion_available):
+    return load("fashion_mnist", 400, 200)
+
+
+@pytest.mark.parametrize("family", ["amortized", "factorized", "constant"])
+def test_each_family_learns_on_real_fashion_mnist(fashion, family):
+    hist = list(Trial(cfg_for(family, epochs=8), fashion).train())
+    assert [m["epoch"] for m in hist] == list(range(1, 9))
+    assert hist[-1]["neg_elbo"] < hist[0]["neg_elbo"]
+    # at N = 400 the KL of 284k weights dominates the total; the data part must improve clearly
+    data_part = [m["loglik"] - m["kl_z"] for m in hist]
+    assert data_part[-1] > data_part[0] + 0.2 * abs(data_part[0])
+    assert hist[-1]["neg_elbo_per_datapoint"] == pytest.approx(hist[-1]["neg_elbo"] / 400)
+    for m in hist:
+        assert m["neg_elbo"] == pytest.approx(-(m["loglik"] - m["kl_z"] - m["kl_theta"]), rel=1e-5)
+        assert 0 < m["train_mse"] < 1
+        assert (m["test_mse"] is None) == (family == "factorized")  # F-VI has no test-time q
+    assert hist[-1]["opt_seconds"] > hist[0]["opt_seconds"] > 0
+
+
+def test_amortized_uses_its_latents(fashion):
+    """Past the 'latents unused' floor (mean image, ~0.087) within a few epochs."""
+    hist = list(Trial(cfg_for("amortized", epochs=15), fashion).train())
+    floor = (fashion.x_train - fashion.x_train.mean(0)).square().mean().item()
+    assert hist[-1]["train_mse"] < 0.9 * floor
+    assert hist[-1]["test_mse"] < 0.9 * floor
+
+
+def _strip_time(hist):
+    return [{k: v for k, v in m.items() if k not in TIME_KEYS} for m in hist]
+
+
+@pytest.mark.parametrize("family", ["amortized", "factorized"])
+def test_save_restore_continue_is_exact(fashion, tmp_path, family):
+    cfg = cfg_for(family, epochs=6, lr_schedule="step3", mse_threshold=0.08)
+    reference = Trial(cfg, fashion)
+    straight = list(reference.train())
+    first = Trial(cfg, fashion)
+    list(first.train(3))
+    first.save(tmp_path / "state.pt")
+    resumed = Trial.restore(tmp_path / "state.pt", fashion)
+    assert resumed.epoch == 3
+    list(resumed.train())
+    assert _strip_time(resumed.history) == _strip_time(straight)
+    for a, b in zip(resumed.family.parameters(), reference.family.parameters(), strict=True):
+        assert torch.equal(a, b)
+    assert torch.equal(resumed.decoder.log_sd, reference.decoder.log_sd)
+    assert [m["lr"] for m in straight] == pytest.approx([3e-3] * 2 + [3e-4] * 2 + [3e-5] * 2)
+
+
+def test_restore_refuses_a_truncated_state(fashion, tmp_path):
+    t = Trial(cfg_for("constant", epochs=1), fashion)
+    t.save(tmp_path / "s.pt")
+    blob = (tmp_path / "s.pt").read_bytes()
+    (tmp_path / "s.pt").write_bytes(blob[: len(blob) // 2])
+    with pytest.raises(ValueError, match="cannot read trial state .*s.pt"):
+        Trial.restore(tmp_path / "s.pt", fashion)
+
+
+def test_threshold_epoch_and_seconds_recorded(fashion):
+    hist = list(Trial(cfg_for("amortized", epochs=5, mse_threshold=0.5), fashion).train())
+    assert hist[0]["epochs_to_threshold"] == 1
+    assert hist[-1]["epochs_to_threshold"] == 1
+    assert hist[-1]["seconds_to_threshold"] == pytest.approx(hist[0]["opt_seconds"])
+
+
+def test_eval_every_skips_mse_but_not_the_last_epoch(fashion):
+    hist = list(Trial(cfg_for("constant", epochs=5, eval_every=2), fashion).train())
+    assert [m["train_mse"] is not None for m in hist] == [False, True, False, True, True]
+
+
+def test_non_finite_elbo_names_epoch_and_term():
+    x = torch.rand(40, 784)
+    x[7, 3] = float("nan")
+    data = Data("fashion_mnist", x, torch.rand(10, 784), "test")
+    cfg = TrialConfig(family="constant", n_train=40, n_test=10, batch_size=20, epochs=3)
+    with pytest.raises(NonFiniteELBOError, match=r"non-finite at epoch 1: term loglik = nan"):
+        list(Trial(cfg, data).train())
+
+
+def test_divergent_learning_rate_stops_the_run():
+    torch.manual_seed(0)
+    data = Data("fashion_mnist", torch.rand(40, 784), torch.rand(10, 784), "test")
+    cfg = TrialConfig(family="amortized", width=8, n_train=40, n_test=10, batch_size=20,
+                      epochs=50, lr=1e9, sigma_x=1e-3)
+    with pytest.raises(NonFiniteELBOError, match=r"non-finite at epoch \d+: term \w+"):
+        list(Trial(cfg, data).train())
+
+
+def test_trial_does_not_touch_global_rng(fashion):
+    torch.manual_seed(123)
+    want = torch.rand(3)
+    torch.manual_seed(123)
+    list(Trial(cfg_for("amortized", epochs=1), fashion).train())
+    assert torch.equal(torch.rand(3), want)
+
+
+def test_seeds_differ_and_repeat(fashion):
+    run = lambda s: [m["neg_elbo"] for m in Trial(cfg_for("constant", epochs=2, seed=s), fashion).train()]  # noqa: E731
+    assert run(1) == run(1)
+    assert run(1) != run(2)
+
+
+def test_test_time_inference(fashion):
+    amort = Trial(cfg_for("amortized", epochs=3), fashion)
+    list(amort.train())
+    qa = amort.infer_test()
+    assert qa.steps == 0 and qa.mean.shape == (200, 64) and math.isfinite(qa.elbo_per_datapoint)
+
+    fvi = Trial(cfg_for("factorized", epochs=3), fashion)
+    list(fvi.train())
+    q = fvi.infer_test(max_steps=400)
+    assert 0 < q.steps <= 400 and q.seconds > qa.seconds
+    prior_q = fvi.infer_test(max_steps=0)  # the starting point: every q_n at the prior
+    assert q.elbo_per_datapoint > prior_q.elbo_per_datapoint + 10

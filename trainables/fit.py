@@ -1,0 +1,237 @@
+"""The fit loop: Adam over shuffled minibatches, per-epoch metrics, exact save and restore.
+
+    trial = Trial(cfg, data, device)
+    for metrics in trial.train():   # one dict per epoch
+        ...
+    trial.save(path); Trial.restore(path, data, device)  # continues bit for bit on CPU
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from . import families
+from .config import TrialConfig
+from .data import Data
+from .elbo import TERMS, draw_noise, elbo_terms
+from .inference import InferredQ, infer
+from .model import BayesianDecoder
+
+STATE_VERSION = 1
+
+
+class NonFiniteELBOError(FloatingPointError):
+    """The ELBO went NaN or infinite; the message names the epoch and the term."""
+
+
+class Trial:
+    """One run of one configuration: its data, decoder, family, optimizers, RNG and history."""
+
+    def __init__(self, cfg: TrialConfig, data: Data, device: str | torch.device = "cpu"):
+        if data.x_train.shape[0] != cfg.n_train or data.x_test.shape[0] != cfg.n_test:
+            raise ValueError(
+                f"data has {data.x_train.shape[0]}/{data.x_test.shape[0]} train/test images; "
+                f"config asks for {cfg.n_train}/{cfg.n_test}"
+            )
+        self.cfg, self.device = cfg, torch.device(device)
+        self.x_train = data.x_train.to(self.device)  # (N, D), resident for the whole run
+        self.x_test = data.x_test.to(self.device)  # (M, D)
+        with torch.random.fork_rng(devices=[]):  # seeded init without touching global RNG
+            torch.manual_seed(cfg.seed)
+            self.decoder = BayesianDecoder(
+                cfg.latent_dim, cfg.hidden_dim, data.dim, cfg.slope, cfg.sigma_theta,
+                cfg.theta_init,
+            )
+            self.family = families.build(cfg, cfg.n_train, data.dim)
+        self.decoder.to(self.device)
+        self.family.to(self.device)
+        self.optimizers = _optimizers([self.decoder, self.family], cfg.lr)
+        self.schedulers = [_scheduler(opt, cfg) for opt in self.optimizers]
+        self.generator = torch.Generator(self.device).manual_seed(cfg.seed)
+        self.epoch = 0
+        self.history: list[dict[str, Any]] = []
+        self.opt_seconds = 0.0
+        self.eval_seconds = 0.0
+        self.threshold: tuple[int, float] | None = None  # (epoch, opt seconds) of first crossing
+
+    # ---- training -------------------------------------------------------------------------
+    def train(self, epochs: int | None = None) -> Iterator[dict[str, Any]]:
+        """Run up to ``epochs`` total (default cfg.epochs), yielding each epoch's metrics."""
+        until = self.cfg.epochs if epochs is None else epochs
+        while self.epoch < until:
+            yield self.run_epoch()
+
+    def run_epoch(self) -> dict[str, Any]:
+        cfg, n = self.cfg, self.cfg.n_train
+        lr = self.optimizers[0].param_groups[0]["lr"]
+        start = time.perf_counter()
+        perm = torch.randperm(n, generator=self.generator, device=self.device)
+        sums = torch.zeros(len(TERMS), device=self.device)
+        for lo in range(0, n, cfg.batch_size):
+            idx = perm[lo : lo + cfg.batch_size]
+            # weight |B|/N: equal batches give the plain mean of the minibatch estimates
+            sums += self._step(idx) * (idx.numel() / n)
+        for sched in self.schedulers:
+            sched.step()
+        values = dict(zip(TERMS, sums.tolist(), strict=True))  # the epoch's one host read
+        self.opt_seconds += time.perf_counter() - start
+        self.epoch += 1
+        _check_finite(self.epoch, values)
+        metrics = {
+            "epoch": self.epoch,
+            "neg_elbo": -values["elbo"],
+            "neg_elbo_per_datapoint": -values["elbo"] / n,
+            "loglik": values["loglik"],
+            "kl_z": values["kl_z"],
+            "kl_theta": values["kl_theta"],
+            "lr": lr,
+            **self._evaluate(),
+        }
+        self.history.append(metrics)
+        return metrics
+
+    def _step(self, idx: torch.Tensor) -> torch.Tensor:
+        x = self.x_train[idx]  # (B, D)
+        noise = draw_noise(
+            self.decoder.num_params, idx.numel(), self.cfg.latent_dim, self.cfg.mc_samples,
+            self.generator,
+        )
+        terms = elbo_terms(
+            self.decoder, self.family, x, idx, self.cfg.n_train, self.cfg.sigma_x, noise
+        )
+        for opt in self.optimizers:
+            opt.zero_grad(set_to_none=True)
+        (-terms["elbo"]).backward()
+        for opt in self.optimizers:
+            opt.step()
+        return torch.stack([terms[k].detach() for k in TERMS])  # (4,), stays on device
+
+    def _evaluate(self) -> dict[str, Any]:
+        """Plug-in MSEs on eval epochs, timed apart from optimization."""
+        cfg = self.cfg
+        out: dict[str, Any] = {"train_mse": None, "test_mse": None}
+        if self.epoch % cfg.eval_every == 0 or self.epoch == cfg.epochs:
+            start = time.perf_counter()
+            out["train_mse"] = reconstruction_mse(self.decoder, self.family, self.x_train)
+            if self.family.has_test_time_q:  # F-VI has no q for unseen images (SPEC.md)
+                out["test_mse"] = reconstruction_mse(self.decoder, self.family, self.x_test)
+            self.eval_seconds += time.perf_counter() - start
+            if self.threshold is None and out["train_mse"] < cfg.mse_threshold:
+                self.threshold = (self.epoch, self.opt_seconds)
+        out["opt_seconds"] = self.opt_seconds
+        out["eval_seconds"] = self.eval_seconds
+        out["epochs_to_threshold"] = self.threshold[0] if self.threshold else None
+        out["seconds_to_threshold"] = self.threshold[1] if self.threshold else None
+        return out
+
+    def infer_test(self, **kwargs: Any) -> InferredQ:
+        """Test-time q for the n_test images and its cost (see ``inference.infer``)."""
+        # its own noise stream, so inference never shifts the training run's
+        gen = torch.Generator(self.device).manual_seed(self.cfg.seed + 1_000_003)
+        return infer(self.decoder, self.family, self.x_test, self.cfg.sigma_x, gen, **kwargs)
+
+    # ---- state ------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "version": STATE_VERSION,
+            "config": self.cfg.to_dict(),
+            "decoder": self.decoder.state_dict(),
+            "family": self.family.state_dict(),
+            "optimizers": [o.state_dict() for o in self.optimizers],
+            "schedulers": [s.state_dict() for s in self.schedulers],
+            "generator": self.generator.get_state(),
+            "epoch": self.epoch,
+            "history": self.history,
+            "opt_seconds": self.opt_seconds,
+            "eval_seconds": self.eval_seconds,
+            "threshold": self.threshold,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state.get("version") != STATE_VERSION:
+            raise ValueError(f"state version {state.get('version')!r}; expected {STATE_VERSION}")
+        if state["config"] != self.cfg.to_dict():
+            raise ValueError("saved state belongs to a different config")
+        self.decoder.load_state_dict(state["decoder"])
+        self.family.load_state_dict(state["family"])
+        for opt, s in zip(self.optimizers, state["optimizers"], strict=True):
+            opt.load_state_dict(s)
+        for sched, s in zip(self.schedulers, state["schedulers"], strict=True):
+            sched.load_state_dict(s)
+        self.generator.set_state(state["generator"].cpu())
+        self.epoch = state["epoch"]
+        self.history = list(state["history"])
+        self.opt_seconds = state["opt_seconds"]
+        self.eval_seconds = state["eval_seconds"]
+        self.threshold = tuple(state["threshold"]) if state["threshold"] else None
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the full state atomically: a crash mid-write leaves the old file whole."""
+        path = Path(path)
+        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+        torch.save(self.state_dict(), tmp)
+        os.replace(tmp, path)
+
+    @classmethod
+    def restore(
+        cls, path: str | os.PathLike, data: Data, device: str | torch.device = "cpu"
+    ) -> Trial:
+        state = load_state(path, device)
+        trial = cls(TrialConfig.from_dict(state["config"]), data, device)
+        trial.load_state_dict(state)
+        return trial
+
+
+def load_state(path: str | os.PathLike, device: str | torch.device = "cpu") -> dict[str, Any]:
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except Exception as e:  # a truncated or foreign file: say which, not a pickle traceback
+        raise ValueError(f"cannot read trial state {path}: {type(e).__name__}: {e}") from None
+
+
+@torch.no_grad()
+def reconstruction_mse(decoder, family, x: torch.Tensor, chunk: int = 4096) -> float:
+    """Decode each q-mean of z with the q-mean of theta; mean squared error over pixels and images."""
+    total = torch.zeros((), device=x.device)
+    for lo in range(0, x.shape[0], chunk):
+        xb = x[lo : lo + chunk]  # (C, D)
+        idx = torch.arange(lo, lo + xb.shape[0], device=x.device)
+        mean, _ = family(xb, idx)  # (C, d)
+        total += (decoder(mean, decoder.mean) - xb).square().sum()
+    return total.item() / x.numel()
+
+
+def _optimizers(modules: list[nn.Module], lr: float) -> list[torch.optim.Optimizer]:
+    """Adam for dense parameters; SparseAdam for sparse embedding tables (F-VI's rows)."""
+    sparse = [
+        m.weight for mod in modules for m in mod.modules()
+        if isinstance(m, nn.Embedding) and m.sparse
+    ]
+    sparse_ids = {id(p) for p in sparse}
+    dense = [p for mod in modules for p in mod.parameters() if id(p) not in sparse_ids]
+    opts: list[torch.optim.Optimizer] = [torch.optim.Adam(dense, lr=lr)] if dense else []
+    if sparse:
+        opts.append(torch.optim.SparseAdam(sparse, lr=lr))
+    return opts
+
+
+def _scheduler(opt: torch.optim.Optimizer, cfg: TrialConfig) -> torch.optim.lr_scheduler.LRScheduler:
+    """Margossian & Blei's three-phase decay (x0.1 at each third of the epochs), or constant."""
+    thirds = [cfg.epochs // 3, 2 * cfg.epochs // 3] if cfg.lr_schedule == "step3" else []
+    return torch.optim.lr_scheduler.MultiStepLR(opt, milestones=thirds, gamma=0.1)
+
+
+def _check_finite(epoch: int, values: dict[str, float]) -> None:
+    for name in ("loglik", "kl_z", "kl_theta", "elbo"):
+        if not math.isfinite(values[name]):
+            raise NonFiniteELBOError(
+                f"ELBO went non-finite at epoch {epoch}: term {name} = {values[name]}"
+            )

@@ -1,0 +1,117 @@
+"""Test-time inference: q(z_n) for images the family was not fit on, with theta fixed.
+
+theta is fixed at its q-mean. Amortized and constant families answer with one forward pass;
+the factorized family has nothing to say about new images, so fresh per-datapoint Gaussians
+are optimized (Adam, from the prior) until the ELBO stops improving. That cost is what the
+study's compute figure compares (SPEC.md, 'What each trial records').
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import torch
+
+from .elbo import z_terms
+
+
+@dataclass
+class InferredQ:
+    mean: torch.Tensor  # (M, d)
+    logvar: torch.Tensor  # (M, d)
+    seconds: float  # forward pass or optimization, not the ELBO evaluation
+    elbo_per_datapoint: float  # E_q log p(x_n | z_n, theta) - KL(q_n || p), mean over the M images
+    steps: int  # optimization steps taken (0 for a forward pass)
+
+
+def infer(
+    decoder,
+    family,
+    x: torch.Tensor,
+    sigma_x: float,
+    generator: torch.Generator,
+    lr: float = 1e-2,
+    max_steps: int = 2000,
+    window: int = 25,
+    rtol: float = 1e-4,
+    eval_samples: int = 8,
+) -> InferredQ:
+    """q for the images x (M, D) and what it cost; see ``optimize_local_q`` for the stopping rule."""
+    theta = decoder.mean.detach()[None]  # (1, P)
+    start = time.perf_counter()
+    if family.has_test_time_q:
+        with torch.no_grad():
+            mean, logvar = family(x, torch.arange(x.shape[0], device=x.device))
+        steps = 0
+    else:
+        mean, logvar, steps = optimize_local_q(
+            decoder, theta, x, sigma_x, generator, lr, max_steps, window, rtol
+        )
+    if x.device.type == "cuda":
+        torch.cuda.synchronize(x.device)
+    seconds = time.perf_counter() - start
+    elbo = fixed_theta_elbo(decoder, theta, x, mean, logvar, sigma_x, generator, eval_samples)
+    return InferredQ(mean, logvar, seconds, elbo, steps)
+
+
+def optimize_local_q(
+    decoder,
+    theta: torch.Tensor,
+    x: torch.Tensor,
+    sigma_x: float,
+    generator: torch.Generator,
+    lr: float = 1e-2,
+    max_steps: int = 2000,
+    window: int = 25,
+    rtol: float = 1e-4,
+    init: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Maximize each datapoint's own ELBO over its Gaussian's mean and log-variance.
+
+    Stopping rule: the mean per-datapoint ELBO over a window of ``window`` steps improves on
+    the previous window's by less than ``rtol`` (relative), or ``max_steps`` is reached.
+    Adam is elementwise and the loss a sum over datapoints, so this full-batch run is the
+    same as optimizing every datapoint on its own.
+    """
+    n, d = x.shape[0], decoder.shapes[0][1]
+    if init is None:
+        init = (torch.zeros(n, d, device=x.device), torch.zeros(n, d, device=x.device))
+    mean = init[0].detach().clone().requires_grad_(True)
+    logvar = init[1].detach().clone().requires_grad_(True)
+    opt = torch.optim.Adam([mean, logvar], lr=lr)
+    prev, acc, step = None, torch.zeros((), device=x.device), 0
+    while step < max_steps:
+        eps = torch.randn(1, n, d, generator=generator, device=x.device)
+        loglik, kl = z_terms(decoder, theta, x, mean, logvar, eps, sigma_x)
+        loss = (kl - loglik).sum()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        acc += loss.detach()
+        step += 1
+        if step % window == 0:
+            cur = -acc.item() / (window * n)  # mean per-datapoint ELBO over the window
+            acc.zero_()
+            if prev is not None and cur - prev < rtol * abs(prev):
+                break
+            prev = cur
+    return mean.detach(), logvar.detach(), step
+
+
+@torch.no_grad()
+def fixed_theta_elbo(
+    decoder,
+    theta: torch.Tensor,
+    x: torch.Tensor,
+    mean: torch.Tensor,
+    logvar: torch.Tensor,
+    sigma_x: float,
+    generator: torch.Generator,
+    samples: int = 8,
+) -> float:
+    """Mean over images of E_q log p(x_n | z_n, theta) - KL(q_n || N(0, I)), S draws of z."""
+    eps = torch.randn(samples, *mean.shape, generator=generator, device=x.device)
+    thetas = theta.expand(samples, -1)  # (S, P), one fixed theta
+    loglik, kl = z_terms(decoder, thetas, x, mean, logvar, eps, sigma_x)
+    return (loglik - kl).mean().item()
