@@ -35,3 +35,24 @@ def fashion_available() -> Path:
             pytest.fail(msg)
         pytest.skip(msg)
     return DEBIAN_FASHION_MNIST
+
+
+@pytest.fixture(scope="session")
+def ray_address():
+    """One local Ray for the whole session (2 CPUs, no dashboard); yields its address."""
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray.get_runtime_context().gcs_address
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def smoke_experiment(ray_address, fashion_available, tmp_path_factory):
+    """A real run of sweep/specs/smoke.yaml: (exit code, experiment directory)."""
+    from sweep.cli import main
+
+    storage = tmp_path_factory.mktemp("storage")
+    spec = Path(__file__).resolve().parents[1] / "sweep" / "specs" / "smoke.yaml"
+    rc = main(["run", str(spec), "--storage", str(storage)])
+    return rc, storage / "smoke"

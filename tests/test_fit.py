@@ -65,7 +65,7 @@ def test_save_restore_continue_is_exact(fashion, tmp_path, family):
     for a, b in zip(resumed.family.parameters(), reference.family.parameters(), strict=True):
         assert torch.equal(a, b)
     assert torch.equal(resumed.decoder.log_sd, reference.decoder.log_sd)
-    assert [m["lr"] for m in straight] == pytest.approx([3e-3] * 2 + [3e-4] * 2 + [3e-5] * 2)
+    assert [m["epoch_lr"] for m in straight] == pytest.approx([3e-3] * 2 + [3e-4] * 2 + [3e-5] * 2)
 
 
 def test_restore_refuses_a_truncated_state(fashion, tmp_path):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import os
 import time
+import typing
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -92,7 +93,7 @@ class Trial:
             "loglik": values["loglik"],
             "kl_z": values["kl_z"],
             "kl_theta": values["kl_theta"],
-            "lr": lr,
+            "epoch_lr": lr,
             **self._evaluate(),
         }
         self.history.append(metrics)
@@ -156,8 +157,6 @@ class Trial:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        if state.get("version") != STATE_VERSION:
-            raise ValueError(f"state version {state.get('version')!r}; expected {STATE_VERSION}")
         if state["config"] != self.cfg.to_dict():
             raise ValueError("saved state belongs to a different config")
         self.decoder.load_state_dict(state["decoder"])
@@ -181,20 +180,27 @@ class Trial:
         os.replace(tmp, path)
 
     @classmethod
-    def restore(
-        cls, path: str | os.PathLike, data: Data, device: str | torch.device = "cpu"
-    ) -> Trial:
-        state = load_state(path, device)
+    def restore(cls, path: str | os.PathLike, data: Data, device: str | torch.device = "cpu") -> Trial:
+        return cls.from_state(load_state(path, device), data, device)
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any], data: Data, device: str | torch.device = "cpu") -> Trial:
         trial = cls(TrialConfig.from_dict(state["config"]), data, device)
         trial.load_state_dict(state)
         return trial
 
 
-def load_state(path: str | os.PathLike, device: str | torch.device = "cpu") -> dict[str, Any]:
+def load_state(
+    path: str | os.PathLike | typing.BinaryIO, device: str | torch.device = "cpu", name: str | None = None
+) -> dict[str, Any]:
+    """A state written by ``Trial.save``, from a path or an open binary file."""
     try:
-        return torch.load(path, map_location=device, weights_only=True)
+        state = torch.load(path, map_location=device, weights_only=True)
     except Exception as e:  # a truncated or foreign file: say which, not a pickle traceback
-        raise ValueError(f"cannot read trial state {path}: {type(e).__name__}: {e}") from None
+        raise ValueError(f"cannot read trial state {name or path}: {type(e).__name__}: {e}") from None
+    if not isinstance(state, dict) or state.get("version") != STATE_VERSION:
+        raise ValueError(f"cannot read trial state {name or path}: not a version {STATE_VERSION} trial state")
+    return state
 
 
 @torch.no_grad()

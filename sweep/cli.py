@@ -1,0 +1,106 @@
+"""The sweep on Ray Tune.
+
+    python -m sweep run sweep/specs/quick.yaml                  # local Ray sized to this machine
+    python -m sweep run sweep/specs/paper.yaml --address auto --storage s3://bucket/gap
+    python -m sweep status results/quick                        # no cluster needed
+    python -m sweep resume results/quick                        # after a crash
+    python -m sweep export results/quick -o results/quick.parquet
+
+Bad input exits 2 with one line and launches nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import typing
+from collections import Counter
+
+import pandas as pd
+
+from trainables.config import ConfigError
+
+from .spec import SpecError, load_spec
+
+
+class UsageError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> typing.NoReturn:
+        raise UsageError(f"{message} (see --help)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="python -m sweep", description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    run = sub.add_parser("run", help="launch the grid of a spec file")
+    run.add_argument("spec", help="the sweep spec (YAML)")
+    run.add_argument("--storage", help="results location (path or URI); overrides the spec's")
+    run.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else local)")
+    run.add_argument("--name", help="experiment name; overrides the spec's")
+    res = sub.add_parser("resume", help="continue unfinished and errored trials of an experiment")
+    res.add_argument("experiment", help="EXPERIMENT_DIR printed by `run`")
+    res.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else local)")
+    st = sub.add_parser("status", help="one row per trial; reads files, needs no cluster")
+    st.add_argument("experiment")
+    ex = sub.add_parser("export", help="the tidy table, one row per (trial, epoch), as parquet")
+    ex.add_argument("experiment")
+    ex.add_argument("-o", "--output", required=True, help="output .parquet path")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .runner import SweepError  # Ray loads only past argument parsing
+
+    try:
+        args = build_parser().parse_args(argv)
+        return COMMANDS[args.command](args)
+    except (UsageError, SpecError, SweepError, ConfigError) as e:
+        print(f"python -m sweep: error: {e}", file=sys.stderr)
+        return 2
+
+
+def _summary(exp: str, states: list[str]) -> int:
+    counts = ", ".join(f"{n} {s}" for s, n in sorted(Counter(states).items()))
+    print(f"\n{len(states)} trials: {counts}\nresults: {exp}\n"
+          f"  python -m sweep status {exp}\n  python -m sweep export {exp} -o {exp}.parquet")
+    return 0 if all(s == "TERMINATED" for s in states) else 1
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .runner import run_sweep
+
+    spec = load_spec(args.spec, name=args.name, storage=args.storage)
+    print(f"{spec.name}: {spec.num_trials} trials -> {spec.storage}/{spec.name}", flush=True)
+    return _summary(*run_sweep(spec, args.address))
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    from .runner import resume_sweep
+
+    return _summary(*resume_sweep(args.experiment, args.address))
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from .results import status_table
+    from .runner import load_trials
+
+    table = status_table(load_trials(args.experiment))
+    with pd.option_context("display.width", 200, "display.max_colwidth", 80):
+        print(table.to_string(index=False, na_rep="-", float_format=lambda v: f"{v:.4g}"))
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .results import tidy, write_parquet
+    from .runner import load_trials
+
+    table = tidy(load_trials(args.experiment))
+    out = write_parquet(table, args.output)
+    print(f"{len(table)} rows, {table['trial_id'].nunique()} trials -> {out}")
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "resume": cmd_resume, "status": cmd_status, "export": cmd_export}

@@ -1,0 +1,207 @@
+"""Everything that drives Ray Tune: launch, the Optuna stage, resume, and reading results back.
+
+With the trainable, the only module that imports Ray, so an API churn touches two files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pyarrow.fs as pafs
+import ray
+from ray import tune
+from ray.tune.schedulers import ASHAScheduler
+from ray.tune.search.optuna import OptunaSearch
+
+from .spec import SweepSpec, parse_spec
+from .trainable import train_trial
+
+SPEC_FILE = "sweep-spec.json"
+LR_SEARCH_DIR = "lr_search"
+METRIC = "neg_elbo_per_datapoint"
+
+
+class SweepError(RuntimeError):
+    """A sweep cannot start or resume as asked; the message says why and what to do."""
+
+
+def connect(address: str | None = None) -> None:
+    """Join the cluster at ``address`` (or RAY_ADDRESS), else start a local one sized to this machine."""
+    if not ray.is_initialized():
+        ray.init(address=address or os.environ.get("RAY_ADDRESS") or None)
+
+
+def experiment_dir(spec: SweepSpec) -> str:
+    return f"{spec.storage.rstrip('/')}/{spec.name}"
+
+
+def _fs(uri: str) -> tuple[pafs.FileSystem, str]:
+    return pafs.FileSystem.from_uri(uri if "://" in uri else str(Path(uri).resolve()))
+
+
+def _claim(exp: str) -> None:
+    """Create the experiment directory, refusing one that exists (another run's results)."""
+    fs, path = _fs(exp)
+    if fs.get_file_info(path).type != pafs.FileType.NotFound:
+        raise SweepError(
+            f"experiment {exp} already exists; continue it with `python -m sweep resume {exp}` "
+            "or start a new one with --name"
+        )
+    if isinstance(fs, pafs.LocalFileSystem):
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.mkdir(path)  # atomic: of two launches with one name, one gets here first
+        except FileExistsError:
+            raise SweepError(f"experiment {exp} was just created by another launch; use --name") from None
+    else:
+        fs.create_dir(path)
+
+
+def _write_json(uri: str, obj: Any) -> None:
+    fs, path = _fs(uri)
+    with fs.open_output_stream(path) as f:
+        f.write(json.dumps(obj, indent=2).encode())
+
+
+def _read_json(uri: str) -> Any:
+    fs, path = _fs(uri)
+    with fs.open_input_stream(path) as f:
+        return json.loads(f.read().decode())
+
+
+def trial_dirname(trial: Any) -> str:
+    """Readable trial directories: <id>-<dataset>-<family>[-k<width>]-s<seed>."""
+    c = trial.config
+    cell = c.get("cell", {})
+    width = f"-k{cell['width']}" if cell.get("width") else ""
+    return f"{trial.trial_id}-{cell.get('dataset')}-{cell.get('family')}{width}-s{c.get('seed')}"
+
+
+def _trainable(spec: SweepSpec):
+    return tune.with_resources(train_trial, {"cpu": spec.resources["cpu"], "gpu": spec.resources["gpu"]})
+
+
+def _run_config(spec: SweepSpec, name: str, storage: str) -> tune.RunConfig:
+    return tune.RunConfig(
+        name=name,
+        storage_path=storage,
+        failure_config=tune.FailureConfig(max_failures=spec.max_failures),
+        # two kept: a damaged latest checkpoint still leaves the one before it
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+        verbose=1,
+    )
+
+
+def run_sweep(spec: SweepSpec, address: str | None = None) -> tuple[str, list[str]]:
+    """Run the whole grid (after the Optuna stage, if any); returns (experiment dir, trial states)."""
+    exp = experiment_dir(spec)
+    _claim(exp)
+    _write_json(f"{exp}/{SPEC_FILE}", spec.to_dict())
+    connect(address)
+    best_lr = lr_search(spec, exp) if spec.optuna else {}
+    cells = [{**c, **({"lr": best_lr[_slug(c)]} if best_lr else {})} for c in spec.cells()]
+    tuner = tune.Tuner(
+        _trainable(spec),
+        param_space={**spec.tune_base(), "cell": tune.grid_search(cells),
+                     "seed": tune.grid_search(list(spec.seeds))},
+        tune_config=tune.TuneConfig(reuse_actors=True, trial_dirname_creator=trial_dirname),
+        run_config=_run_config(spec, spec.name, spec.storage),
+    )
+    grid = tuner.fit()
+    return exp, [("ERROR" if r.error else "TERMINATED") for r in grid]
+
+
+def resume_sweep(exp: str, address: str | None = None) -> tuple[str, list[str]]:
+    """Continue unfinished and errored trials from their last checkpoints; finished ones stay."""
+    spec = read_spec(exp)
+    connect(address)
+    tuner = tune.Tuner.restore(
+        _norm(exp), trainable=_trainable(spec), resume_unfinished=True, resume_errored=True
+    )
+    grid = tuner.fit()
+    return exp, [("ERROR" if r.error else "TERMINATED") for r in grid]
+
+
+def _norm(exp: str) -> str:
+    return exp if "://" in exp else str(Path(exp).resolve())
+
+
+def read_spec(exp: str) -> SweepSpec:
+    """The spec an experiment was launched with; a clear error if ``exp`` is no experiment."""
+    fs, path = _fs(exp)
+    if fs.get_file_info(path).type != pafs.FileType.Directory:
+        raise SweepError(f"{exp} is not a directory")
+    try:
+        raw = _read_json(f"{exp}/{SPEC_FILE}")
+    except (FileNotFoundError, OSError, json.JSONDecodeError):
+        raise SweepError(f"{exp} is not a sweep experiment (no readable {SPEC_FILE})") from None
+    return parse_spec(raw, source=f"{exp}/{SPEC_FILE}")
+
+
+def _slug(cell: dict[str, Any]) -> str:
+    width = f"-k{cell['width']}" if cell.get("width") else ""
+    return f"{cell['dataset']}-{cell['family']}{width}"
+
+
+def lr_search(spec: SweepSpec, exp: str) -> dict[str, float]:
+    """Optuna over the learning rate, per (dataset, family, width), short budget, ASHA stopping."""
+    stage = spec.optuna
+    best: dict[str, float] = {}
+    for cell in spec.cells():
+        tuner = tune.Tuner(
+            _trainable(spec),
+            param_space={
+                **spec.tune_base(), "epochs": stage.epochs, "report_every": 1,
+                "checkpoint_every": stage.epochs, "test_inference": None,
+                "cell": cell, "seed": spec.seeds[0], "lr": tune.loguniform(*stage.lr),
+            },
+            tune_config=tune.TuneConfig(
+                search_alg=OptunaSearch(seed=0),
+                scheduler=ASHAScheduler(time_attr="epoch", max_t=stage.epochs,
+                                        grace_period=stage.grace_period),
+                num_samples=stage.samples, metric=METRIC, mode="min", reuse_actors=True,
+            ),
+            run_config=_run_config(spec, _slug(cell), f"{exp}/{LR_SEARCH_DIR}"),
+        )
+        result = tuner.fit().get_best_result(metric=METRIC, mode="min", scope="last")
+        best[_slug(cell)] = float(result.config["lr"])
+    _write_json(f"{exp}/{LR_SEARCH_DIR}/best_lr.json", best)
+    return best
+
+
+def load_trials(exp: str) -> list[dict[str, Any]]:
+    """Every trial of an experiment, read from its files (no cluster needed)."""
+    read_spec(exp)
+    try:
+        analysis = tune.ExperimentAnalysis(_norm(exp))
+    except Exception as e:  # half-written or foreign: Ray's own message, on one line
+        raise SweepError(f"{exp}: cannot read the experiment state: {' '.join(str(e).split())}") from None
+    frames = analysis.trial_dataframes
+    return [
+        {
+            "trial_id": t.trial_id,
+            "status": t.status,
+            "config": t.config,
+            "num_failures": t.num_failures,
+            "last_result": t.last_result or {},
+            "error": _error_line(t),
+            "frame": frames.get(t.trial_id),
+        }
+        for t in analysis.trials
+    ]
+
+
+def _error_line(trial: Any) -> str | None:
+    name = trial.run_metadata.error_filename
+    if not name:
+        return None
+    try:
+        fs, path = _fs(f"{trial.path}/{name}")
+        with fs.open_input_stream(path) as f:
+            lines = [ln.strip() for ln in f.read().decode(errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        return "error (error file unreadable)"
+    return lines[-1] if lines else "error"

@@ -1,0 +1,163 @@
+"""Spec validation: every problem at once, one line, exit 2, nothing launched or written."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from sweep.cli import main
+from sweep.spec import SpecError, load_spec, parse_spec, split_config
+from trainables.config import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+GOOD = yaml.safe_load((ROOT / "sweep" / "specs" / "smoke.yaml").read_text())
+
+
+def test_fan_out_is_datasets_seeds_widths():
+    spec = parse_spec(
+        {**GOOD, "datasets": ["mnist", "fashion_mnist"], "widths": [1, 4, 16], "seeds": [0, 1, 2]}
+    )
+    assert spec.num_trials == 2 * 3 * (3 + 1 + 1)
+    cells = spec.cells()
+    assert {"dataset": "mnist", "family": "amortized", "width": 16} in cells
+    assert sum(c["family"] == "factorized" for c in cells) == 2  # once per dataset
+    cfg = spec.trial_config(cells[0], 2)
+    assert (cfg.seed, cfg.n_train, cfg.eval_every) == (2, 200, GOOD["report_every"])
+
+
+BAD = [
+    ({"colour": "red"}, "unknown key(s) ['colour']"),
+    ({"datasets": ["svhn"]}, "datasets: unknown ['svhn']"),
+    ({"datasets": []}, "datasets=[] must be a non-empty list"),
+    ({"families": ["flow"]}, "families: unknown ['flow']"),
+    ({"widths": [0, 4]}, "widths: [0] are not integers >= 1"),
+    ({"widths": [-8]}, "widths: [-8] are not integers >= 1"),
+    ({"widths": []}, "widths=[] must be a non-empty list"),
+    ({"seeds": [0, 1.5]}, "seeds: [1.5] are not integers >= 0"),
+    ({"seeds": ["a"]}, "seeds: ['a'] are not integers >= 0"),
+    ({"seeds": [1, 1]}, "seeds=[1, 1] lists an entry twice"),
+    ({"train": {**GOOD["train"], "n_train": 0}}, "n_train=0 must be a positive integer"),
+    ({"train": {**GOOD["train"], "epochs": 2.5}}, "epochs=2.5 must be a positive integer"),
+    ({"train": {**GOOD["train"], "learning_rate": 1}}, "train: unknown setting(s) ['learning_rate']"),
+    ({"train": {**GOOD["train"], "seed": 3}}, "train: ['seed'] are set by the grid"),
+    ({"report_every": 0}, "report_every=0 must be a positive integer"),
+    ({"checkpoint_every": 3, "report_every": 2}, "checkpoint_every=3 must be a multiple of report_every=2"),
+    ({"resources": {"cpu": 0}}, "resources.cpu=0 must be a positive number"),
+    ({"resources": {"gpu": -1}}, "resources.gpu=-1"),
+    ({"resources": {"tpu": 1}}, "resources={'tpu': 1} must be a mapping with keys cpu and gpu"),
+    ({"storage": "ftp://host/x"}, "scheme 'ftp' is not one of"),
+    ({"storage": "/proc/no/such"}, "storage='/proc/no/such': /proc is not writable"),
+    ({"max_failures": "x"}, "max_failures='x'"),
+    ({"optuna": {"lr": [1e-2, 1e-4]}}, "optuna.lr=[0.01, 0.0001] must be [low, high]"),
+    ({"optuna": {"samples": 0}}, "optuna.samples=0 must be a positive integer"),
+    ({"name": "a/b"}, "name='a/b' must be a non-empty string"),
+    ({"families": ["constant"]}, "widths given but families has no 'amortized'"),
+    ({"train": {**GOOD["train"], "batch_size": 500}}, "batch_size=500 exceeds n_train=200"),
+]
+
+
+@pytest.mark.parametrize("change, words", BAD, ids=[w[:30] for _, w in BAD])
+def test_bad_spec_is_refused_with_its_message(tmp_path, capsys, change, words):
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump({**GOOD, "storage": str(tmp_path / "res"), **change}))
+    assert main(["run", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert words in err, err
+    assert err.count("\n") == 1 and err.startswith("python -m sweep: error:")
+    assert not (tmp_path / "res").exists()  # nothing launched, nothing written
+
+
+def test_every_problem_at_once():
+    with pytest.raises(SpecError) as e:
+        parse_spec({**GOOD, "datasets": ["svhn"], "seeds": [-1], "report_every": 0, "bogus": 1})
+    msg = str(e.value)
+    assert "4 problem(s)" in msg
+    for w in ("svhn", "seeds: [-1]", "report_every=0", "['bogus']"):
+        assert w in msg
+
+
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        ("name: [unclosed", "not readable YAML"),
+        ("- just\n- a list", "expected a mapping of keys, got list"),
+        ("name: x\n", "missing key 'datasets'"),
+    ],
+)
+def test_unreadable_specs(tmp_path, capsys, text, words):
+    (tmp_path / "s.yaml").write_text(text)
+    assert main(["run", str(tmp_path / "s.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert words in err and err.count("\n") == 1
+
+
+def test_missing_spec_file(tmp_path, capsys):
+    assert main(["run", str(tmp_path / "nope.yaml")]) == 2
+    assert "no such file" in capsys.readouterr().err
+
+
+def test_storage_that_is_a_file(tmp_path):
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(SpecError, match="is a file, not a directory"):
+        parse_spec({**GOOD, "storage": str(tmp_path / "f" / "sub")})
+
+
+def test_relative_data_root_made_absolute(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    spec = parse_spec({**GOOD, "train": {**GOOD["train"], "data_root": "data"}})
+    assert spec.train["data_root"] == str(tmp_path / "data")
+
+
+def test_tune_config_with_unknown_key_is_refused():
+    spec = load_spec(ROOT / "sweep" / "specs" / "smoke.yaml")
+    config = {**spec.tune_base(), "cell": spec.cells()[0], "seed": 0}
+    assert split_config(config)[0].family == "amortized"
+    with pytest.raises(ConfigError, match="unknown config key"):
+        split_config({**config, "learning_rate": 0.1})
+
+
+@pytest.mark.parametrize("cmd", ["status", "export", "resume"])
+def test_commands_on_a_non_experiment(tmp_path, capsys, cmd):
+    (tmp_path / "notes.txt").write_text("keep me")
+    args = [cmd, str(tmp_path)] + (["-o", str(tmp_path / "o.parquet")] if cmd == "export" else [])
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "is not a sweep experiment" in err and err.count("\n") == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
+def test_cluster_yaml_validates_with_rays_own_schema():
+    from ray.autoscaler._private.util import prepare_config, validate_config
+
+    config = yaml.safe_load((ROOT / "cluster.yaml").read_text())
+    validate_config(prepare_config(config))
+    assert config["provider"]["type"] == "aws"
+    assert any("pip install" in c and "amortization-gap" in c for c in config["setup_commands"])
+    broken = {**config, "available_node_types": {"head": {"node_config": {}}}}
+    with pytest.raises(Exception):  # noqa: B017 - Ray raises jsonschema's ValidationError
+        validate_config(prepare_config(broken))
+
+
+def test_family_train_overrides_reach_the_trial_config():
+    spec = parse_spec({**GOOD, "family_train": {"factorized": {"lr": 0.01, "epochs": 8}}})
+    by_family = {c["family"]: spec.trial_config(c, 0) for c in spec.cells()}
+    assert (by_family["factorized"].lr, by_family["factorized"].epochs) == (0.01, 8)
+    assert by_family["constant"].lr == GOOD["train"]["lr"]
+
+
+@pytest.mark.parametrize(
+    "family_train, words",
+    [
+        ({"flow": {"lr": 1}}, "family_train: 'flow' is not in families"),
+        (
+            {"factorized": {"learning_rate": 1}},
+            "family_train.factorized: unknown setting(s) ['learning_rate']",
+        ),
+        ({"factorized": {"lr": -1}}, "lr=-1 must be a positive finite number"),
+        ([1], "family_train=[1] must map a family"),
+    ],
+)
+def test_bad_family_train(family_train, words):
+    with pytest.raises(SpecError) as e:
+        parse_spec({**GOOD, "family_train": family_train})
+    assert words in str(e.value)

@@ -1,0 +1,221 @@
+"""The sweep on a real local Ray (2 CPUs): run, status, export, errors, resume, Optuna."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from sweep.cli import main
+from sweep.spec import load_spec
+
+ROOT = Path(__file__).resolve().parents[1]
+SMOKE = ROOT / "sweep" / "specs" / "smoke.yaml"
+
+
+def write_spec(path, **changes):
+    raw = yaml.safe_load(SMOKE.read_text())
+    raw.update(changes)
+    raw = {k: v for k, v in raw.items() if v is not None}  # None: drop the key
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+@pytest.fixture
+def smoke_run(smoke_experiment):
+    return smoke_experiment
+
+
+def test_smoke_sweep_all_trials_terminate(smoke_run, capsys):
+    rc, exp = smoke_run
+    assert rc == 0
+    assert main(["status", str(exp)]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 1 + 8  # header + one row per trial
+    assert all("TERMINATED" in ln and " 4/4 " in ln for ln in lines[1:])
+
+
+def test_export_is_tidy_with_configs(smoke_run, tmp_path, capsys):
+    _, exp = smoke_run
+    assert main(["export", str(exp), "-o", str(tmp_path / "r.parquet")]) == 0
+    t = pd.read_parquet(tmp_path / "r.parquet")
+    assert len(t) == 8 * 4
+    assert t.groupby("trial_id")["epoch"].apply(list).map(lambda e: e == [1, 2, 3, 4]).all()
+    cells = {
+        (f, None if pd.isna(w) else int(w), int(s))
+        for f, w, s in t[["family", "width", "seed"]].itertuples(index=False, name=None)
+    }
+    pairs = [("amortized", 2), ("amortized", 8), ("factorized", None), ("constant", None)]
+    want = {(f, w, s) for f, w in pairs for s in (0, 1)}
+    assert cells == want
+    assert (t["dataset"] == "fashion_mnist").all() and (t["n_train"] == 200).all()
+    assert (t["sigma_x"] == 0.3).all() and (t["lr"] == 0.003).all()
+    assert t.loc[t.family == "factorized", "test_mse"].isna().all()
+    assert t.loc[t.family != "factorized", "test_mse"].notna().all()
+    final = t[t.epoch == 4]
+    assert final["infer_seconds"].notna().all()
+    assert (final.loc[final.family == "factorized", "infer_steps"] > 0).all()
+    assert t.loc[t.epoch < 4, "infer_seconds"].isna().all()
+
+
+def test_checkpoints_every_k_epochs_and_at_end(smoke_run):
+    _, exp = smoke_run
+    trial_dirs = [p for p in exp.iterdir() if p.is_dir() and "fashion_mnist" in p.name]
+    assert len(trial_dirs) == 8
+    for d in trial_dirs:
+        assert sorted(p.name for p in d.glob("checkpoint_*")) == ["checkpoint_000000", "checkpoint_000001"]
+        assert (d / "checkpoint_000001" / "trial.pt").stat().st_size > 0
+
+
+def test_same_name_again_is_refused(smoke_run, capsys):
+    _, exp = smoke_run
+    before = sorted(p.name for p in exp.iterdir())
+    assert main(["run", str(SMOKE), "--storage", str(exp.parent)]) == 2
+    err = capsys.readouterr().err
+    assert "already exists" in err and "resume" in err and err.count("\n") == 1
+    assert sorted(p.name for p in exp.iterdir()) == before
+
+
+def _corrupt_mnist_root(root):
+    from test_data import write_mnist_like
+
+    write_mnist_like(root, "MNIST")
+    f = root / "MNIST" / "raw" / "train-images-idx3-ubyte"
+    f.write_bytes(f.read_bytes()[:-10])
+
+
+def test_errored_trial_shown_by_status_while_others_finish(ray_address, fashion_available, tmp_path, capsys):
+    _corrupt_mnist_root(tmp_path / "data")
+    raw = yaml.safe_load(SMOKE.read_text())
+    spec = write_spec(
+        tmp_path / "s.yaml",
+        name="err",
+        datasets=["fashion_mnist", "mnist"],
+        families=["constant"],
+        widths=None,
+        seeds=[0],
+        train={
+            **raw["train"],
+            "data_root": str(tmp_path / "data"),
+            "n_train": 5,
+            "n_test": 3,
+            "batch_size": 5,
+        },
+    )
+    assert main(["run", str(spec), "--storage", str(tmp_path / "res")]) == 1
+    capsys.readouterr()
+    assert main(["status", str(tmp_path / "res" / "err")]) == 0
+    rows = capsys.readouterr().out.strip().splitlines()[1:]
+    fashion = [r for r in rows if "fashion_mnist" in r]
+    mnist = [r for r in rows if " mnist" in r and "fashion" not in r]
+    assert len(fashion) == 1 and "TERMINATED" in fashion[0]
+    assert len(mnist) == 1 and "ERROR" in mnist[0]
+    assert "train-images-idx3-ubyte is truncated or corrupt" in mnist[0]
+
+
+def _newest_state(trial_dir):
+    """(epoch, history) of a trial's newest checkpoint on disk, or None (none, or mid-copy)."""
+    for ck in sorted(trial_dir.glob("checkpoint_*"), reverse=True):
+        try:
+            state = torch.load(ck / "trial.pt", weights_only=True)
+        except Exception:
+            continue
+        return state["epoch"], state["history"]
+    return None
+
+
+def test_resume_after_driver_sigkill(ray_address, fashion_available, tmp_path):
+    """Kill `sweep run` after some trials finished and others checkpointed; resume finishes them."""
+    spec = write_spec(
+        tmp_path / "s.yaml", name="crash", widths=[4], seeds=[0, 1],
+        train={"n_train": 1000, "n_test": 100, "epochs": 30, "batch_size": 100, "sigma_x": 0.3,
+               "theta_init": "torch"},
+        checkpoint_every=5, test_inference=False,
+    )
+    storage = tmp_path / "res"
+    exp = storage / "crash"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sweep", "run", str(spec), "--storage", str(storage),
+         "--address", ray_address],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True,
+    )
+    deadline = time.time() + 240
+    while time.time() < deadline:
+        states = {d.name: _newest_state(d) for d in exp.glob("*-fashion_mnist-*")} if exp.exists() else {}
+        done = {n: s for n, s in states.items() if s and s[0] == 30}
+        midway = {n: s for n, s in states.items() if s and s[0] < 30}
+        if done and midway and list(exp.glob("experiment_state-*.json")):
+            break
+        time.sleep(0.1)
+    else:
+        pytest.fail("sweep never reached a state with finished and checkpointed trials")
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+
+    assert main(["resume", str(exp)]) == 0
+    main(["export", str(exp), "-o", str(tmp_path / "r.parquet")])
+    t = pd.read_parquet(tmp_path / "r.parquet")
+    assert t["trial_id"].nunique() == 6
+    assert (t.groupby("trial_id")["status"].first() == "TERMINATED").all()
+    # every epoch exactly once, none lost with the killed driver
+    assert t.groupby("trial_id")["epoch"].apply(list).map(lambda e: e == list(range(1, 31))).all()
+    by_dir = {d.name: d.name.split("-")[0] for d in exp.glob("*-fashion_mnist-*")}
+    for name, (_, history) in {**done, **midway}.items():
+        rows = t[t.trial_id == by_dir[name]].set_index("epoch")
+        # epochs up to the checkpoint are the checkpoint's own numbers, timings included:
+        # finished trials were not re-run, the others continued from their checkpoints
+        for m in history:
+            assert rows.loc[m["epoch"], "opt_seconds"] == m["opt_seconds"], (name, m["epoch"])
+            assert rows.loc[m["epoch"], "neg_elbo"] == pytest.approx(m["neg_elbo"])
+        if name in midway:
+            assert rows.loc[30, "opt_seconds"] > history[-1]["opt_seconds"]
+
+
+def test_optuna_stage_picks_a_learning_rate_per_cell(ray_address, fashion_available, tmp_path):
+    spec = write_spec(
+        tmp_path / "s.yaml",
+        name="opt",
+        families=["amortized", "constant"],
+        widths=[4],
+        seeds=[0],
+        optuna={"lr": [1e-4, 1e-1], "samples": 3, "epochs": 3, "grace_period": 1},
+        test_inference=False,
+    )
+    assert main(["run", str(spec), "--storage", str(tmp_path / "res")]) == 0
+    exp = tmp_path / "res" / "opt"
+    best = json.loads((exp / "lr_search" / "best_lr.json").read_text())
+    assert set(best) == {"fashion_mnist-amortized-k4", "fashion_mnist-constant"}
+    assert all(1e-4 <= v <= 1e-1 for v in best.values())
+    assert len(list((exp / "lr_search" / "fashion_mnist-constant").glob("*/params.json"))) == 3
+    main(["export", str(exp), "-o", str(tmp_path / "r.parquet")])
+    t = pd.read_parquet(tmp_path / "r.parquet")
+    for (fam, width), lr in t.groupby(["family", "width"], dropna=False)["lr"].first().items():
+        key = f"fashion_mnist-{fam}" + (f"-k{width}" if not pd.isna(width) else "")
+        assert lr == best[key]
+    np.testing.assert_allclose(
+        t.loc[t.epoch == 1, "epoch_lr"].to_numpy(), t.loc[t.epoch == 1, "lr"].to_numpy()
+    )
+
+
+def test_spec_files_shipped_validate():
+    for name in ("smoke", "quick", "paper"):
+        spec = load_spec(ROOT / "sweep" / "specs" / f"{name}.yaml")
+        assert spec.num_trials > 0
+    paper = load_spec(ROOT / "sweep" / "specs" / "paper.yaml")
+    assert paper.datasets == ("mnist", "fashion_mnist", "cifar10")
+    assert paper.widths == (1, 4, 16, 32, 64, 128, 256) and len(paper.seeds) == 5
+    assert paper.num_trials == 3 * 9 * 5
+    assert (
+        paper.train["epochs"],
+        paper.train.get("n_train", 10_000),
+        paper.train.get("batch_size", 1000),
+    ) == (5000, 10_000, 1000)
