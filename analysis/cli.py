@@ -1,0 +1,48 @@
+"""Paper-style figures, the gap table and a report from a sweep's results.
+
+    python -m analysis figures results/quick -o results/quick-figures
+    python -m analysis figures results/quick.parquet -o figures/
+
+RESULTS is an experiment directory (read without a running cluster) or `sweep export`'s parquet.
+Bad input exits 2 with one line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import typing
+
+from .load import AnalysisError, load_results
+
+
+class UsageError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> typing.NoReturn:
+        raise UsageError(f"{message} (see --help)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="python -m analysis", description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    f = sub.add_parser("figures", help="figures (PNG, PDF), gap_table.csv/.md and report.md")
+    f.add_argument("results", help="experiment directory or parquet from `sweep export`")
+    f.add_argument("-o", "--output", required=True, help="output directory")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        table = load_results(args.results)
+    except (UsageError, AnalysisError) as e:
+        print(f"python -m analysis: error: {e}", file=sys.stderr)
+        return 2
+    from .report import write_report
+
+    paths = write_report(table, args.output)
+    print(f"report: {paths['report']}\ngap table: {paths['gap_md']}")
+    return 0

@@ -1,0 +1,207 @@
+"""The paper-style figures of the seed write-up, one set per dataset, as PNG and PDF.
+
+Every figure uses the same colour per variant: amortized widths on a sequential scale
+(light = narrow), factorized in red, constant in grey. Lines are the mean over seeds with a
+band from the lowest to the highest seed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+import matplotlib.ticker
+
+matplotlib.use("Agg")  # files only, no display
+
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+from .load import variant_order  # noqa: E402
+from .tables import final_rows, is_partial  # noqa: E402
+
+SPREAD = ("pi", 100)  # band: from the lowest to the highest seed
+
+
+def palette(table: pd.DataFrame) -> dict[str, tuple]:
+    order = variant_order(table)
+    widths = [v for v in order if v.startswith("k=")]
+    colours = dict(zip(widths, sns.color_palette("viridis_r", max(len(widths), 1)), strict=False))
+    colours["factorized"] = (0.84, 0.15, 0.16)
+    colours["constant"] = (0.5, 0.5, 0.5)
+    return {v: colours[v] for v in order}
+
+
+def title(ds_table: pd.DataFrame, what: str) -> str:
+    first = ds_table.iloc[0]
+    settings = (
+        f"N={first.n_train}, batch {first.batch_size}, sigma_x={first.sigma_x:g}, "
+        f"{first.epochs} epochs, {ds_table.seed.nunique()} seeds"
+    )
+    partial = ""
+    if is_partial(ds_table):
+        partial = f" [partial: {int(ds_table.epoch.max())}/{first.epochs} epochs so far]"
+    return f"{first.dataset}: {what}\n{settings}{partial}"
+
+
+def _save(fig: plt.Figure, out: Path, stem: str) -> list[Path]:
+    paths = [out / f"{stem}.png", out / f"{stem}.pdf"]
+    for p in paths:
+        fig.savefig(p, dpi=130, bbox_inches="tight")
+    plt.close(fig)
+    return paths
+
+
+def curve(
+    ds_table: pd.DataFrame, metric: str, ylabel: str, out: Path, stem: str, log_y: bool = True
+) -> list[Path]:
+    data = ds_table.dropna(subset=[metric])
+    pal = palette(ds_table)
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    sns.lineplot(
+        data=data,
+        x="epoch",
+        y=metric,
+        hue="variant",
+        hue_order=[v for v in pal if v in set(data.variant)],
+        palette=pal,
+        errorbar=SPREAD,
+        ax=ax,
+    )
+    ax.set_xscale("log")
+    if log_y and (data[metric] > 0).all():
+        ax.set_yscale("log")
+    ax.set(xlabel="epoch", ylabel=ylabel, title=title(ds_table, ylabel))
+    ax.legend(title=None, fontsize=8, ncol=2)
+    return _save(fig, out, stem)
+
+
+def seeds(ds_table: pd.DataFrame, out: Path, stem: str) -> list[Path]:
+    """One panel per seed: the negative ELBO curves, so the reader sees the seeds agree."""
+    pal = palette(ds_table)
+    g = sns.relplot(
+        data=ds_table,
+        x="epoch",
+        y="neg_elbo_per_datapoint",
+        hue="variant",
+        hue_order=list(pal),
+        palette=pal,
+        col="seed",
+        col_wrap=min(ds_table.seed.nunique(), 5),
+        kind="line",
+        height=3,
+        aspect=1.1,
+    )
+    g.set(xscale="log", yscale="log")
+    for ax in g.axes.flat:  # shared log y: the minor labels would stray onto the next panel
+        ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    g.set_axis_labels("epoch", "-ELBO per datapoint (nats)")
+    g.figure.suptitle(title(ds_table, "negative ELBO, one panel per seed"), y=1.02)
+    g.figure.subplots_adjust(top=0.78)
+    return _save(g.figure, out, stem)
+
+
+def gap_vs_width(ds_table: pd.DataFrame, out: Path, stem: str) -> list[Path]:
+    """Final -ELBO per datapoint against encoder width; F-VI and constant as horizontal bands."""
+    fin = final_rows(ds_table)
+    pal = palette(ds_table)
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    amort = fin[fin.family == "amortized"]
+    if len(amort):
+        sns.lineplot(
+            data=amort,
+            x="width",
+            y="neg_elbo_per_datapoint",
+            errorbar="sd",
+            marker="o",
+            color="black",
+            ax=ax,
+            label="amortized (mean ± sd over seeds)",
+        )
+    for fam in ("factorized", "constant"):
+        v = fin.loc[fin.family == fam, "neg_elbo_per_datapoint"]
+        if len(v):
+            m, s = v.mean(), (v.std(ddof=1) if len(v) > 1 else 0.0)
+            ax.axhline(m, color=pal[fam], label=f"{fam} (mean ± sd)")
+            ax.axhspan(m - s, m + s, color=pal[fam], alpha=0.2)
+    ax.set_xscale("log", base=2)
+    ax.set(
+        xlabel="encoder width k",
+        ylabel="final -ELBO per datapoint (nats)",
+        title=title(ds_table, f"where the gap closes (epoch {int(fin.epoch.max())})"),
+    )
+    ax.legend(fontsize=8)
+    return _save(fig, out, stem)
+
+
+def compute(ds_table: pd.DataFrame, out: Path, stem: str) -> list[Path]:
+    """Epochs and seconds to the MSE threshold ('never' drawn as such) and test-time inference."""
+    fin = final_rows(ds_table)
+    pal = palette(ds_table)
+    order = list(pal)
+    thr = ds_table.mse_threshold.iloc[0]
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
+    for ax, col, label in (
+        (axes[0], "epochs_to_threshold", "epochs"),
+        (axes[1], "seconds_to_threshold", "optimization seconds"),
+    ):
+        reached = fin.dropna(subset=[col])
+        if len(reached):
+            sns.boxplot(data=reached, x="variant", y=col, order=order, hue="variant", palette=pal, ax=ax)
+            sns.stripplot(data=reached, x="variant", y=col, order=order, color="black", size=3, ax=ax)
+        top = reached[col].max() * 1.15 if len(reached) else 1.0
+        for i, v in enumerate(order):
+            never = fin[(fin.variant == v) & fin[col].isna()]
+            if len(never):
+                ax.text(
+                    i,
+                    top,
+                    f"never\n({len(never)}/{(fin.variant == v).sum()})",
+                    ha="center",
+                    va="bottom",
+                    fontsize=8,
+                    color="crimson",
+                )
+        ax.set_ylim(0, top * 1.25)
+        ax.set(xlabel="", ylabel=f"{label} to train MSE < {thr:g}")
+        ax.tick_params(axis="x", rotation=45)
+    test_time = fin.dropna(subset=["infer_seconds"])
+    ax = axes[2]
+    if len(test_time):
+        sns.barplot(
+            data=test_time,
+            x="variant",
+            y="infer_seconds",
+            order=[v for v in order if v in set(test_time.variant)],
+            hue="variant",
+            palette=pal,
+            errorbar=SPREAD,
+            ax=ax,
+        )
+        ax.set_yscale("log")
+    ax.set(xlabel="", ylabel=f"test-time inference seconds ({ds_table.n_test.iloc[0]} images)")
+    ax.tick_params(axis="x", rotation=45)
+    fig.suptitle(title(ds_table, "compute: to the MSE threshold, and at test time"), y=1.04)
+    return _save(fig, out, stem)
+
+
+def all_figures(table: pd.DataFrame, out: Path) -> dict[str, dict[str, list[Path]]]:
+    """Every figure for every dataset; returns {dataset: {figure name: [png, pdf]}}."""
+    out.mkdir(parents=True, exist_ok=True)
+    made: dict[str, dict[str, list[Path]]] = {}
+    for ds, d in table.groupby("dataset", sort=True):
+        d = d.sort_values(["trial_id", "epoch"])
+        made[ds] = {
+            "neg_elbo": curve(
+                d, "neg_elbo_per_datapoint", "-ELBO per datapoint (nats)", out, f"{ds}_neg_elbo"
+            ),
+            "train_mse": curve(d, "train_mse", "train reconstruction MSE", out, f"{ds}_train_mse"),
+            "test_mse": curve(
+                d[d.family != "factorized"], "test_mse", "test reconstruction MSE", out, f"{ds}_test_mse"
+            ),
+            "seeds": seeds(d, out, f"{ds}_seeds"),
+            "gap_vs_width": gap_vs_width(d, out, f"{ds}_gap_vs_width"),
+            "compute": compute(d, out, f"{ds}_compute"),
+        }
+    return made

@@ -1,0 +1,128 @@
+"""The gap table: per dataset and variant, the amortization gap in nats per datapoint and the
+costs, from the final epoch every trial of the dataset has reached (so a half-finished sweep
+compares like with like)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .load import variant_order
+
+
+def common_final_epoch(ds_table: pd.DataFrame) -> int:
+    """The last epoch every trial of one dataset has reported."""
+    return int(ds_table.groupby("trial_id")["epoch"].max().min())
+
+
+def final_rows(ds_table: pd.DataFrame) -> pd.DataFrame:
+    """Each trial's row at the common final epoch (its latest report at or before it)."""
+    e = common_final_epoch(ds_table)
+    upto = ds_table[ds_table.epoch <= e]
+    return upto.loc[upto.groupby("trial_id")["epoch"].idxmax()]
+
+
+def is_partial(table: pd.DataFrame) -> bool:
+    """True while some trial has not reached its configured epochs."""
+    last = table.groupby("trial_id").agg(epoch=("epoch", "max"), epochs=("epochs", "first"))
+    return bool((last.epoch < last.epochs).any())
+
+
+def gap_table(table: pd.DataFrame) -> pd.DataFrame:
+    rows = []
+    for ds, ds_table in table.groupby("dataset", sort=True):
+        fin = final_rows(ds_table)
+        # the gap in ELBO: ELBO(F-VI) - ELBO(variant) = neg_elbo(variant) - neg_elbo(F-VI), per seed
+        fvi = fin[fin.family == "factorized"].set_index("seed")["neg_elbo_per_datapoint"]
+        fvi_reach = _reach(fin[fin.family == "factorized"])
+        for variant in variant_order(fin):
+            v = fin[fin.variant == variant].set_index("seed")
+            gap = (
+                v["neg_elbo_per_datapoint"] - fvi.reindex(v.index)
+                if len(fvi)
+                else v["neg_elbo_per_datapoint"] * np.nan
+            )
+            reach = _reach(v)
+            rows.append(
+                {
+                    "dataset": ds,
+                    "variant": variant,
+                    "family": v["family"].iloc[0],
+                    "width": v["width"].iloc[0],
+                    "seeds": len(v),
+                    "epoch": int(v["epoch"].max()),
+                    "neg_elbo_pt_mean": v["neg_elbo_per_datapoint"].mean(),
+                    "neg_elbo_pt_sd": v["neg_elbo_per_datapoint"].std(ddof=1),
+                    "gap_nats_mean": gap.mean(),
+                    "gap_nats_sd": gap.std(ddof=1),
+                    "train_mse_mean": v["train_mse"].mean(),
+                    "test_mse_mean": v["test_mse"].mean(),
+                    "reached": f"{reach['n']}/{len(v)}",
+                    "epochs_to_threshold": reach["epochs"],
+                    "seconds_to_threshold": reach["seconds"],
+                    "speedup_iterations": fvi_reach["epochs"] / reach["epochs"],
+                    "speedup_seconds": fvi_reach["seconds"] / reach["seconds"],
+                    "infer_seconds_mean": v["infer_seconds"].mean(),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def _reach(v: pd.DataFrame) -> dict:
+    """Median epochs and seconds to the MSE threshold over the seeds that reached it (NaN: never)."""
+    hit = v.dropna(subset=["epochs_to_threshold"])
+    return {
+        "n": len(hit),
+        "epochs": hit["epochs_to_threshold"].median(),
+        "seconds": hit["seconds_to_threshold"].median(),
+    }
+
+
+def to_markdown(gaps: pd.DataFrame) -> str:
+    """The table for people: 'never' where a threshold was never reached."""
+    show = pd.DataFrame(
+        {
+            "dataset": gaps.dataset,
+            "variant": gaps.variant,
+            "seeds": gaps.seeds,
+            "epoch": gaps.epoch,
+            "-ELBO/pt": [
+                _pm(m, s, 1) for m, s in zip(gaps.neg_elbo_pt_mean, gaps.neg_elbo_pt_sd, strict=True)
+            ],
+            "gap vs F-VI (nats/pt)": [
+                _pm(m, s, 1) for m, s in zip(gaps.gap_nats_mean, gaps.gap_nats_sd, strict=True)
+            ],
+            "train MSE": gaps.train_mse_mean.map(_num(4)),
+            "test MSE": gaps.test_mse_mean.map(_num(4)),
+            "epochs to thr.": [
+                _never(e, r) for e, r in zip(gaps.epochs_to_threshold, gaps.reached, strict=True)
+            ],
+            "s to thr.": [
+                _never(s, r, 1) for s, r in zip(gaps.seconds_to_threshold, gaps.reached, strict=True)
+            ],
+            "speed-up iters": gaps.speedup_iterations.map(_ratio),
+            "speed-up time": gaps.speedup_seconds.map(_ratio),
+            "test-time s": gaps.infer_seconds_mean.map(_num(3)),
+        }
+    )
+    return show.to_markdown(index=False)
+
+
+def _pm(m: float, s: float, digits: int) -> str:
+    if pd.isna(m):
+        return "-"
+    return f"{m:.{digits}f}" + ("" if pd.isna(s) else f" ± {s:.{digits}f}")
+
+
+def _num(digits: int):
+    return lambda v: "-" if pd.isna(v) else f"{v:.{digits}g}"
+
+
+def _never(v: float, reached: str, digits: int = 0) -> str:
+    if pd.isna(v):
+        return "never"
+    return f"{v:.{digits}f} ({reached})"
+
+
+def _ratio(v: float) -> str:
+    return "-" if pd.isna(v) else f"{v:.2f}x"

@@ -1,0 +1,200 @@
+"""Figures, gap table and report: known answers on a synthetic table, real files on smoke results."""
+
+import itertools
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis.cli import main
+from analysis.load import load_results, with_variant
+from analysis.tables import gap_table, to_markdown
+
+VARIANTS = [("amortized", 4), ("amortized", 16), ("factorized", None), ("constant", None)]
+# final -ELBO per datapoint by (variant, seed), and the epoch each first got train MSE < threshold
+FINAL = {
+    ("amortized", 4): (110.0, 114.0),
+    ("amortized", 16): (100.0, 102.0),
+    ("factorized", None): (101.0, 99.0),
+    ("constant", None): (150.0, 160.0),
+}
+REACH = {
+    ("amortized", 4): (2, 2),
+    ("amortized", 16): (1, 2),
+    ("factorized", None): (None, None),
+    ("constant", None): (3, None),
+}
+
+
+def synthetic(epochs=3, last_epoch=None):
+    rows = []
+    for i, ((fam, w), seed) in enumerate(itertools.product(VARIANTS, (0, 1))):
+        for e in range(1, (last_epoch or {}).get((fam, w, seed), epochs) + 1):
+            hit = REACH[(fam, w)][seed]
+            final = FINAL[(fam, w)][seed]
+            rows.append(
+                {
+                    "trial_id": f"t{i}",
+                    "status": "TERMINATED",
+                    "epoch": e,
+                    "dataset": "fashion_mnist",
+                    "family": fam,
+                    "width": w,
+                    "seed": seed,
+                    "epochs": epochs,
+                    "n_train": 1000,
+                    "n_test": 100,
+                    "batch_size": 100,
+                    "sigma_x": 0.1,
+                    "mse_threshold": 0.03,
+                    "neg_elbo_per_datapoint": final + 10.0 * (epochs - e),
+                    "neg_elbo": 1000 * final,
+                    "train_mse": 0.05 if hit is None or e < hit else 0.02,
+                    "test_mse": None if fam == "factorized" else 0.04,
+                    "opt_seconds": 2.0 * e,
+                    "epochs_to_threshold": hit if hit is not None and e >= hit else None,
+                    "seconds_to_threshold": 2.0 * hit if hit is not None and e >= hit else None,
+                    "infer_seconds": (3.0 if fam == "factorized" else 0.001) if e == epochs else None,
+                }
+            )
+    t = pd.DataFrame(rows)
+    t["width"] = t["width"].astype("Int64")
+    return with_variant(t)
+
+
+def test_gap_table_reproduces_known_values():
+    g = gap_table(synthetic()).set_index("variant")
+    assert list(g.index) == ["k=4", "k=16", "factorized", "constant"]
+    # gap = ELBO(F) - ELBO(variant) = neg(variant) - neg(F), paired by seed: k=4: (9, 15)
+    assert g.loc["k=4", "gap_nats_mean"] == 12.0
+    assert g.loc["k=4", "gap_nats_sd"] == pytest.approx(np.std([9.0, 15.0], ddof=1))
+    assert g.loc["k=16", "gap_nats_mean"] == 1.0  # (-1, 3)
+    assert g.loc["constant", "gap_nats_mean"] == 55.0  # (49, 61)
+    assert g.loc["factorized", "gap_nats_mean"] == 0.0
+    assert g.loc["k=16", "neg_elbo_pt_mean"] == 101.0
+    assert g.loc["k=4", "epochs_to_threshold"] == 2.0 and g.loc["k=4", "reached"] == "2/2"
+    assert g.loc["k=16", "epochs_to_threshold"] == 1.5 and g.loc["k=16", "seconds_to_threshold"] == 3.0
+    assert g.loc["constant", "reached"] == "1/2" and g.loc["constant", "epochs_to_threshold"] == 3.0
+    assert g.loc["factorized", "reached"] == "0/2" and np.isnan(g.loc["factorized", "epochs_to_threshold"])
+    assert np.isnan(g.loc["k=4", "speedup_iterations"])  # F-VI never reached it: no ratio
+    assert g.loc["factorized", "infer_seconds_mean"] == 3.0
+    assert np.isnan(g.loc["factorized", "test_mse_mean"])
+    md = to_markdown(gap_table(synthetic()))
+    fvi_line = next(ln for ln in md.splitlines() if "factorized" in ln)
+    assert "never" in fvi_line
+    assert "12.0 ± 4.2" in md
+
+
+def test_speedup_is_factorized_over_amortized():
+    t = synthetic()
+    t.loc[t.family == "factorized", "epochs_to_threshold"] = 3.0
+    t.loc[t.family == "factorized", "seconds_to_threshold"] = 6.0
+    g = gap_table(t).set_index("variant")
+    assert g.loc["k=4", "speedup_iterations"] == 1.5 and g.loc["k=4", "speedup_seconds"] == 1.5
+
+
+def test_half_finished_sweep_compares_at_the_common_epoch(tmp_path):
+    t = synthetic(epochs=5, last_epoch={("factorized", None, 1): 3})
+    g = gap_table(t).set_index("variant")
+    assert (g["epoch"] == 3).all()
+    assert g.loc["k=4", "neg_elbo_pt_mean"] == 112.0 + 20.0  # epoch 3 of 5: final + 10 * 2
+    t.to_parquet(tmp_path / "t.parquet")
+    assert main(["figures", str(tmp_path / "t.parquet"), "-o", str(tmp_path / "out")]) == 0
+    assert "Partial results" in (tmp_path / "out" / "report.md").read_text()
+
+
+FIGURES = ("neg_elbo", "train_mse", "test_mse", "seeds", "gap_vs_width", "compute")
+
+
+def _valid_png(path):
+    import matplotlib.image as mpimg
+
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    img = mpimg.imread(path)
+    assert img.shape[0] > 100 and img.shape[1] > 100
+    assert img[..., :3].std() > 0.01  # not a blank canvas
+
+
+def test_figures_on_real_smoke_results(smoke_experiment, tmp_path, capsys):
+    _, exp = smoke_experiment
+    assert main(["figures", str(exp), "-o", str(tmp_path / "out")]) == 0
+    out = tmp_path / "out"
+    for name in FIGURES:
+        _valid_png(out / f"fashion_mnist_{name}.png")
+        assert (out / f"fashion_mnist_{name}.pdf").read_bytes()[:5] == b"%PDF-"
+    report = (out / "report.md").read_text()
+    assert all(f"fashion_mnist_{n}.png" in report for n in FIGURES)
+    assert "Partial" not in report
+
+    # the gap table's numbers equal the ones computed directly from the tidy table
+    gaps = pd.read_csv(out / "gap_table.csv").set_index("variant")
+    tidy = load_results(exp)
+    last = tidy[tidy.epoch == 4]
+    neg = last.pivot_table(index="seed", columns="variant", values="neg_elbo_per_datapoint")
+    for variant in ("k=2", "k=8", "constant"):
+        gap = neg[variant] - neg["factorized"]
+        assert gaps.loc[variant, "gap_nats_mean"] == pytest.approx(gap.mean())
+        assert gaps.loc[variant, "gap_nats_sd"] == pytest.approx(gap.std(ddof=1))
+        assert gaps.loc[variant, "train_mse_mean"] == pytest.approx(
+            last.loc[last.variant == variant, "train_mse"].mean()
+        )
+    assert gaps.loc["factorized", "neg_elbo_pt_mean"] == pytest.approx(neg["factorized"].mean())
+
+
+def test_parquet_input_gives_the_same_table(smoke_experiment, tmp_path):
+    from sweep.cli import main as sweep_main
+
+    _, exp = smoke_experiment
+    sweep_main(["export", str(exp), "-o", str(tmp_path / "r.parquet")])
+    from_dir = gap_table(load_results(exp))
+    from_parquet = gap_table(load_results(tmp_path / "r.parquet"))
+    pd.testing.assert_frame_equal(from_dir, from_parquet, check_dtype=False)
+
+
+@pytest.mark.parametrize("kind", ["not_experiment", "missing_columns", "not_parquet", "no_path", "empty"])
+def test_bad_input_exits_2_with_one_line(tmp_path, capsys, kind):
+    if kind == "not_experiment":
+        target = tmp_path / "dir"
+        target.mkdir()
+        words = "is not a sweep experiment"
+    elif kind == "missing_columns":
+        target = tmp_path / "x.parquet"
+        pd.DataFrame({"a": [1], "epoch": [1]}).to_parquet(target)
+        words = "lacks column(s) ['trial_id'"
+    elif kind == "not_parquet":
+        target = tmp_path / "x.parquet"
+        target.write_text("hello")
+        words = "is not a readable parquet file"
+    elif kind == "empty":
+        target = tmp_path / "x.parquet"
+        synthetic().iloc[:0].to_parquet(target)
+        words = "holds no reported epochs"
+    else:
+        target = tmp_path / "nope"
+        words = "no such file or directory"
+    assert main(["figures", str(target), "-o", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert words in err and err.count("\n") == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_notebook_runs_top_to_bottom(smoke_experiment, tmp_path, monkeypatch):
+    from pathlib import Path
+
+    import nbformat
+    from nbclient import NotebookClient
+
+    _, exp = smoke_experiment
+    path = Path(__file__).resolve().parents[1] / "analysis" / "notebooks" / "explore.ipynb"
+    nb = nbformat.read(path, as_version=4)
+    assert all(c.get("outputs", []) == [] for c in nb.cells if c.cell_type == "code")  # stored clean
+    monkeypatch.setenv("AMORTIZATION_GAP_RESULTS", str(exp))
+    monkeypatch.setenv("AMORTIZATION_GAP_FIGURES", str(tmp_path / "figs"))
+    NotebookClient(
+        nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    ).execute()
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
+    assert not [o for o in outputs if o.output_type == "error"]
+    assert sum("image/png" in o.get("data", {}) for o in outputs) >= 6
+    assert (tmp_path / "figs" / "gap_table.md").exists()
