@@ -4,7 +4,11 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 FASHION_MNIST_DEB := /usr/share/datasets/fashion-mnist
 
-.PHONY: test lint data venv clean
+.PHONY: test lint data venv clean demo readme-figures
+
+# `make demo`: the quick study end to end, into results/DEMO_NAME and results/DEMO_NAME-report.
+STAMP := $(shell date +%Y%m%d-%H%M%S)
+DEMO_NAME ?= quick-$(STAMP)
 
 venv: $(BIN)/.installed
 
@@ -27,6 +31,21 @@ lint: venv
 
 test: venv data lint
 	$(BIN)/python -m pytest -q
+
+demo: venv data
+	$(BIN)/python -m trainables data --dataset fashion_mnist
+	$(BIN)/python -m sweep run sweep/specs/quick.yaml --storage results --name $(DEMO_NAME)
+	$(BIN)/python -m analysis figures results/$(DEMO_NAME) -o results/$(DEMO_NAME)-report
+	@echo
+	@echo "Done. Report: results/$(DEMO_NAME)-report/report.md"
+	@echo "      Gap table: results/$(DEMO_NAME)-report/gap_table.md; figures beside them (PNG, PDF)"
+
+# The README's figures and gap table: a fresh demo, copied into docs/demo/.
+readme-figures:
+	$(MAKE) demo DEMO_NAME=readme-$(STAMP)
+	rm -rf docs/demo && mkdir -p docs/demo
+	cp results/readme-$(STAMP)-report/*.png results/readme-$(STAMP)-report/gap_table.md docs/demo/
+	$(BIN)/python scripts/sync_readme.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -5,6 +5,7 @@
     python -m sweep status results/quick                        # no cluster needed
     python -m sweep resume results/quick                        # after a crash
     python -m sweep export results/quick -o results/quick.parquet
+    python -m sweep keys                                        # every spec key, documented
 
 Bad input exits 2 with one line and launches nothing.
 """
@@ -48,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     ex = sub.add_parser("export", help="the tidy table, one row per (trial, epoch), as parquet")
     ex.add_argument("experiment")
     ex.add_argument("-o", "--output", required=True, help="output .parquet path")
+    sub.add_parser("keys", help="every spec key, its default and meaning (markdown)")
     return p
 
 
@@ -64,8 +66,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def _summary(exp: str, states: list[str]) -> int:
     counts = ", ".join(f"{n} {s}" for s, n in sorted(Counter(states).items()))
-    print(f"\n{len(states)} trials: {counts}\nresults: {exp}\n"
-          f"  python -m sweep status {exp}\n  python -m sweep export {exp} -o {exp}.parquet")
+    print(
+        f"\n{len(states)} trials: {counts}\nresults: {exp}\n"
+        f"  python -m sweep status {exp}\n  python -m sweep export {exp} -o {exp}.parquet"
+    )
     return 0 if all(s == "TERMINATED" for s in states) else 1
 
 
@@ -103,4 +107,17 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "resume": cmd_resume, "status": cmd_status, "export": cmd_export}
+def cmd_keys(args: argparse.Namespace) -> int:
+    from .spec import reference_markdown
+
+    print(reference_markdown())
+    return 0
+
+
+COMMANDS = {
+    "run": cmd_run,
+    "resume": cmd_resume,
+    "status": cmd_status,
+    "export": cmd_export,
+    "keys": cmd_keys,
+}

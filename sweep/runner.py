@@ -117,6 +117,8 @@ def run_sweep(spec: SweepSpec, address: str | None = None) -> tuple[str, list[st
 def resume_sweep(exp: str, address: str | None = None) -> tuple[str, list[str]]:
     """Continue unfinished and errored trials from their last checkpoints; finished ones stay."""
     spec = read_spec(exp)
+    if not tune.Tuner.can_restore(_norm(exp)):
+        raise SweepError(f"{exp} has no experiment state to resume from (was `run` stopped before it began?)")
     connect(address)
     tuner = tune.Tuner.restore(
         _norm(exp), trainable=_trainable(spec), resume_unfinished=True, resume_errored=True

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,30 +45,41 @@ class SpecError(ValueError):
     """The spec has problems; the message lists every one of them on one line."""
 
 
+def _f(default: Any = dataclasses.MISSING, help: str = "", factory: Any = dataclasses.MISSING) -> Any:
+    return field(default=default, default_factory=factory, metadata={"help": help})
+
+
 @dataclass(frozen=True)
 class OptunaStage:
-    lr: tuple[float, float] = (1e-4, 1e-2)
-    samples: int = 8
-    epochs: int = 50
-    grace_period: int = 5
+    lr: tuple[float, float] = _f((1e-4, 1e-2), "log-uniform learning-rate range [low, high]")
+    samples: int = _f(8, "Optuna trials per (dataset, family, width) cell")
+    epochs: int = _f(50, "epochs of each Optuna trial (the short budget)")
+    grace_period: int = _f(5, "ASHA: epochs before a trial may be stopped early")
 
 
 @dataclass(frozen=True)
 class SweepSpec:
-    name: str
-    datasets: tuple[str, ...]
-    families: tuple[str, ...]
-    seeds: tuple[int, ...]
-    widths: tuple[int, ...] = ()
-    train: dict[str, Any] = field(default_factory=dict)
-    family_train: dict[str, dict[str, Any]] = field(default_factory=dict)
-    report_every: int = 1
-    checkpoint_every: int = 10
-    resources: dict[str, float] = field(default_factory=lambda: {"cpu": 1, "gpu": 0})
-    storage: str = "./results"
-    max_failures: int = 0
-    test_inference: dict[str, Any] | None = field(default_factory=dict)
-    optuna: OptunaStage | None = None
+    name: str = _f(help="experiment name: results go to STORAGE/NAME")
+    datasets: tuple[str, ...] = _f(help="list from mnist, fashion_mnist, cifar10")
+    families: tuple[str, ...] = _f(help="list from amortized, factorized, constant")
+    seeds: tuple[int, ...] = _f(help="list of integer seeds, one trial per seed and cell")
+    widths: tuple[int, ...] = _f((), "encoder widths k: one amortized trial per width")
+    train: dict[str, Any] = _f(help="training settings shared by all trials (table below)", factory=dict)
+    family_train: dict[str, dict[str, Any]] = _f(
+        help="per-family overrides of train, e.g. {factorized: {lr: 0.01}}", factory=dict
+    )
+    report_every: int = _f(1, "epochs between reports (train/test MSE computed then)")
+    checkpoint_every: int = _f(10, "epochs between checkpoints; a multiple of report_every")
+    resources: dict[str, float] = _f(
+        help="per trial: cpu (torch threads) and gpu (a fraction shares a GPU)",
+        factory=lambda: {"cpu": 1, "gpu": 0},
+    )
+    storage: str = _f("./results", "local path or URI (s3://, gs://); shared storage on a cluster")
+    max_failures: int = _f(0, "times Tune restarts a failed trial from its last checkpoint")
+    test_inference: dict[str, Any] | None = _f(
+        help="test-time q at the end: false, or {lr, max_steps, window, rtol, eval_samples}", factory=dict
+    )
+    optuna: OptunaStage | None = _f(None, "optional learning-rate search per cell (keys below)")
 
     def cells(self) -> list[dict[str, Any]]:
         """One dict per (dataset, family, width): the grid's cells, seeds apart."""
@@ -173,7 +185,43 @@ def parse_spec(raw: dict[str, Any], source: str = "spec") -> SweepSpec:
         storage=storage, max_failures=max_failures, test_inference=test_inference, optuna=optuna,
     )
     _check_trial_configs(spec, source)
+    if not spec.is_uri:
+        _check_space(spec, source)
     return spec
+
+
+CHECKPOINTS_KEPT = 2  # the runner keeps two, so a damaged newest one leaves the one before
+
+
+def checkpoint_bytes(cfg: TrialConfig, data_dim: int) -> int:
+    """Size of one trial's saved state: parameters and Adam's two moments, float32."""
+    d, h = cfg.latent_dim, cfg.hidden_dim
+    decoder = 2 * (d * h + h + h * h + h + h * data_dim + data_dim)  # mean and log-sd of theta
+    family = {
+        "amortized": lambda k: data_dim * k + k + k * k + k + 2 * (k * d + d),
+        "factorized": lambda k: 2 * cfg.n_train * d,
+        "constant": lambda k: 2 * d,
+    }[cfg.family](cfg.width)
+    return 4 * 3 * (decoder + family)
+
+
+def _check_space(spec: SweepSpec, source: str) -> None:
+    """Refuse a launch whose checkpoints would not fit on the storage's disk."""
+    from trainables.data import DATA_DIM
+
+    need = sum(
+        CHECKPOINTS_KEPT * checkpoint_bytes(spec.trial_config(c, spec.seeds[0]), DATA_DIM[c["dataset"]])
+        for c in spec.cells()
+    ) * len(spec.seeds)
+    probe = Path(spec.storage)
+    while not probe.exists():
+        probe = probe.parent
+    free = shutil.disk_usage(probe).free
+    if free < need:
+        raise SpecError(
+            f"{source}: storage={spec.storage!r}: {free / 1e6:.1f} MB free at {probe}, "
+            f"the sweep's checkpoints need about {need / 1e6:.1f} MB"
+        )
 
 
 def _check_trial_configs(spec: SweepSpec, source: str) -> None:
@@ -367,3 +415,30 @@ def split_config(config: dict[str, Any]) -> tuple[TrialConfig, dict[str, Any]]:
         "test_inference": config.get("test_inference"),
     }
     return cfg, opts
+
+
+def reference_markdown() -> str:
+    """Every spec key, its default and meaning, generated from the code (README embeds it)."""
+
+    def default(f: dataclasses.Field) -> str:
+        if f.default is not dataclasses.MISSING:
+            value = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            value = f.default_factory()
+        else:
+            return "required"
+        return f"`{value}`" if value not in ((), None, {}) else ("`{}`" if value == {} else "-")
+
+    def table(cls: type, prefix: str = "") -> list[str]:
+        rows = ["| key | default | meaning |", "|---|---|---|"]
+        for f in dataclasses.fields(cls):
+            if cls is TrialConfig and f.name in (*GRID_KEYS, "eval_every"):
+                continue
+            rows.append(f"| `{prefix}{f.name}` | {default(f)} | {f.metadata['help']} |")
+        return rows
+
+    return "\n".join([
+        "Top-level keys:", "", *table(SweepSpec), "",
+        "`train` keys (also allowed under `family_train.FAMILY`):", "", *table(TrialConfig, "train."), "",
+        "`optuna` keys:", "", *table(OptunaStage, "optuna."),
+    ])

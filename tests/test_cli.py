@@ -69,3 +69,11 @@ def test_resume_with_other_settings_is_refused(fashion_available, tmp_path, caps
     assert main([*base, "--lr", "0.01", "--resume", str(tmp_path / "s.pt")]) == 2
     assert "saved run differs in lr" in capsys.readouterr().err
     assert (tmp_path / "s.pt").read_bytes() == before  # nothing written over
+
+
+def test_data_command(fashion_available, capsys):
+    assert main(["data", "--dataset", "fashion_mnist"]) == 0
+    assert "fashion_mnist: available from Debian files" in capsys.readouterr().out
+    assert main(["data", "--dataset", "mnist", "--data-root", "/nonexistent"]) == 2
+    err = capsys.readouterr().err
+    assert "dataset 'mnist' not found" in err and err.count("\n") == 1

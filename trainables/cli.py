@@ -5,6 +5,7 @@
     python -m trainables run --family factorized --epochs 20 --n-train 1000 --n-test 500 \
         --theta-init torch --sigma-x 0.3 --save /tmp/fvi.pt
     python -m trainables run --family factorized --epochs 40 ... --resume /tmp/fvi.pt
+    python -m trainables data --dataset fashion_mnist     # fetch it now; says where it came from
 
 Every TrialConfig field is a flag (``--n-train`` for ``n_train``); ``--help`` lists them.
 Bad input exits 2 with one line; a non-finite ELBO exits 1 naming the epoch and the term.
@@ -71,13 +72,16 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--skip-inference", action="store_true", help="skip test-time inference at the end"
     )
+    data = sub.add_parser("data", help="make a dataset available (Debian files or download); say from where")
+    data.add_argument("--dataset", choices=C.DATASETS, default="fashion_mnist")
+    data.add_argument("--data-root", default=None, help="torchvision-layout folder to try first")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
-        return _run(args)
+        return _data(args) if args.command == "data" else _run(args)
     except (UsageError, C.ConfigError, DataUnavailableError, DataFileError, ValueError) as e:
         print(f"python -m trainables: error: {e}", file=sys.stderr)
         return 2
@@ -128,6 +132,12 @@ def _run(args: argparse.Namespace) -> int:
             },
             args.json,
         )
+    return 0
+
+
+def _data(args: argparse.Namespace) -> int:
+    data = load(args.dataset, 1, 1, args.data_root)
+    print(f"{args.dataset}: available from {data.source}")
     return 0
 
 

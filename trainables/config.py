@@ -49,7 +49,7 @@ class TrialConfig:
     mc_samples: int = _f(1, "Monte Carlo samples S per ELBO estimate")
     # optimization
     epochs: int = _f(5_000, "passes over the n_train images")
-    batch_size: int = _f(1_000, "minibatch size |B|")
+    batch_size: int = _f(1_000, "minibatch size B")
     lr: float = _f(1e-3, "Adam learning rate")
     lr_schedule: str = _f("constant", "constant, or step3: learning rate x0.1 at each third")
     seed: int = _f(0, "seeds parameter init, shuffling and Monte Carlo noise")

@@ -122,7 +122,7 @@ def _opener(name: str, root: Path, download: bool) -> Callable[[bool], object]:
             problem = _corruption(name, root)
             if problem:
                 raise DataFileError(f"dataset {name!r}: {problem}") from None
-            raise _Missing(f"{type(e).__name__}: {e}") from None
+            raise _Missing(f"{type(e).__name__}: {' '.join(str(e).split())}") from None
 
     return open_split
 

@@ -1,0 +1,162 @@
+"""The ELBO step at the paper's sizes: speed, FLOPs, and the projected cost of whole sweeps.
+
+    python benchmarks/step.py                       # this machine's CPU, all its cores
+    python benchmarks/step.py --device cuda         # the GPU
+    python benchmarks/step.py --threads 1 --epochs 2
+
+For each family (amortized k = 1, 64, 256; factorized; constant) at N = 10,000, minibatch 1,000,
+d = 64, H = 256, D = 784 it prints optimization steps per second, seconds per epoch, FLOPs per
+step counted from the layer shapes (forward and backward), the achieved FLOP rate, and that rate
+as a fraction of this machine's float32 matmul rate at the step's largest layer shape, measured
+in the same run. Then the projected wall time of sweep/specs/quick.yaml and paper.yaml here.
+Synthetic [0, 1] images: the cost does not depend on the pixel values.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from sweep.spec import load_spec  # noqa: E402
+from trainables import Data, Trial, TrialConfig  # noqa: E402
+from trainables.data import DATA_DIM  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+FAMILIES = [("amortized", 1), ("amortized", 64), ("amortized", 256), ("factorized", None), ("constant", None)]
+
+
+def step_flops(family: str, width: int | None, batch: int, d: int, h: int, D: int) -> float:
+    """Matmul FLOPs of one step: forward 2*m*n*k per layer; backward twice that, except that
+    no gradient flows into the images (the encoder's first layer backward is weights only)."""
+    dec = 2 * batch * (d * h + h * h + h * D)  # forward of the decoder
+    total = 3 * dec
+    if family == "amortized":
+        k = width
+        first, rest = 2 * batch * D * k, 2 * batch * (k * k + 2 * k * d)
+        total += 2 * first + 3 * rest
+    return float(total)
+
+
+def matmul_rate(device: torch.device, m: int, k: int, n: int, seconds: float = 1.0) -> float:
+    """float32 FLOP/s of torch.matmul on an (m, k) x (k, n) product on this device."""
+    a, b = torch.rand(m, k, device=device), torch.rand(k, n, device=device)
+    for _ in range(3):
+        a @ b
+    _sync(device)
+    reps, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        for _ in range(10):
+            a @ b
+        reps += 10
+        _sync(device)
+    return 2 * m * k * n * reps / (time.perf_counter() - start)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def epoch_seconds(cfg: TrialConfig, device: torch.device, epochs: int) -> float:
+    """Seconds of optimization per epoch after one warm-up epoch (evaluation excluded)."""
+    gen = torch.Generator().manual_seed(0)
+    D = DATA_DIM[cfg.dataset]
+    data = Data(
+        cfg.dataset,
+        torch.rand(cfg.n_train, D, generator=gen),
+        torch.rand(cfg.n_test, D, generator=gen),
+        "synthetic",
+    )
+    trial = Trial(cfg, data, device)
+    trial.run_epoch()
+    before = trial.opt_seconds
+    for _ in range(epochs):
+        trial.run_epoch()
+    return (trial.opt_seconds - before) / epochs
+
+
+def bench_config(family, width, **kw) -> TrialConfig:
+    return TrialConfig(family=family, width=width, n_test=100, eval_every=10_000, epochs=10_000, **kw)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--threads", type=int, default=os.cpu_count())
+    p.add_argument("--epochs", type=int, default=3, help="timed epochs per configuration")
+    p.add_argument("--no-projection", action="store_true", help="skip the sweep projections")
+    args = p.parse_args()
+    if args.device == "cuda" and not torch.cuda.is_available():
+        sys.exit("benchmarks/step.py: --device cuda asked for, but torch sees no CUDA device")
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    name = torch.cuda.get_device_name() if device.type == "cuda" else f"CPU, {args.threads} threads"
+    d, h, D, B, N = 64, 256, 784, 1000, 10_000
+    peak = matmul_rate(device, B, h, D)
+    print(f"device: {name}; torch {torch.__version__}")
+    print(f"float32 matmul ({B}x{h}) @ ({h}x{D}): {peak / 1e9:.1f} GFLOP/s")
+    print(f"paper sizes: N={N}, minibatch {B}, d={d}, H={h}, D={D}; {N // B} steps per epoch\n")
+    print(f"{'family':<16}{'steps/s':>9}{'s/epoch':>9}{'GFLOP/step':>12}{'GFLOP/s':>9}{'of matmul':>11}")
+    for family, width in FAMILIES:
+        sec = epoch_seconds(bench_config(family, width), device, args.epochs)
+        flops = step_flops(family, width, B, d, h, D)
+        rate = flops * (N // B) / sec
+        label = f"{family} k={width}" if width else family
+        print(
+            f"{label:<16}{N // B / sec:>9.1f}{sec:>9.3f}{flops / 1e9:>12.2f}"
+            f"{rate / 1e9:>9.1f}{rate / peak:>10.0%}",
+            flush=True,
+        )
+    if not args.no_projection:
+        print()
+        for spec_name in ("quick", "paper"):
+            project(spec_name, device, args)
+
+
+def project(spec_name: str, device: torch.device, args: argparse.Namespace) -> None:
+    """Sum of trial times measured here at the spec's sizes, divided by concurrent trials."""
+    spec = load_spec(ROOT / "sweep" / "specs" / f"{spec_name}.yaml")
+    cache: dict[tuple, float] = {}
+    total = 0.0
+    if device.type == "cpu":  # each trial runs with its own CPUs' worth of threads
+        torch.set_num_threads(max(1, int(spec.resources["cpu"])))
+    for cell in spec.cells():
+        cfg = spec.trial_config(cell, spec.seeds[0])
+        key = (DATA_DIM[cfg.dataset], cfg.family, cfg.width, cfg.n_train, cfg.batch_size)
+        if key not in cache:
+            small = {
+                k: getattr(cfg, k)
+                for k in (
+                    "dataset",
+                    "n_train",
+                    "batch_size",
+                    "sigma_x",
+                    "theta_init",
+                    "latent_dim",
+                    "hidden_dim",
+                )
+            }
+            cache[key] = epoch_seconds(bench_config(cfg.family, cfg.width, **small), device, 1)
+        total += cache[key] * cfg.epochs * len(spec.seeds)
+    torch.set_num_threads(args.threads)
+    if device.type == "cuda":
+        slots = max(1, int(1 / spec.resources["gpu"])) if spec.resources["gpu"] else 1
+    else:
+        slots = max(1, int(args.threads // spec.resources["cpu"]))
+    print(
+        f"{spec_name}.yaml: {spec.num_trials} trials, {total / 3600:.2f} trial-hours of optimization here; "
+        f"{total / slots / 3600:.2f} h wall with {slots} concurrent trials"
+        " (evaluation and Ray overhead extra)",
+        flush=True,
+    )
+
+
+if __name__ == "__main__":
+    main()
