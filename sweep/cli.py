@@ -16,6 +16,7 @@ import argparse
 import sys
 import typing
 from collections import Counter
+from pathlib import Path
 
 import pandas as pd
 
@@ -101,6 +102,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     from .results import tidy, write_parquet
     from .runner import load_trials
 
+    if Path(args.output).is_dir():
+        raise UsageError(f"-o {args.output} is a directory; give a file path such as results.parquet")
     table = tidy(load_trials(args.experiment))
     out = write_parquet(table, args.output)
     print(f"{len(table)} rows, {table['trial_id'].nunique()} trials -> {out}")
