@@ -8,13 +8,16 @@ For each family (amortized k = 1, 64, 256; factorized; constant) at N = 10,000, 
 d = 64, H = 256, D = 784 it prints optimization steps per second, seconds per epoch, FLOPs per
 step counted from the layer shapes (forward and backward), the achieved FLOP rate, and that rate
 as a fraction of this machine's float32 matmul rate at the step's largest layer shape, measured
-in the same run. Then the projected wall time of sweep/specs/quick.yaml and paper.yaml here.
+in the same run. Then several seeds trained as one vectorized batch (trainables.vectorized)
+against the same seeds one after another, and the projected wall time of the quick and paper
+specs here.
 Synthetic [0, 1] images: the cost does not depend on the pixel values.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 import time
@@ -27,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from sweep.spec import load_spec  # noqa: E402
 from trainables import Data, Trial, TrialConfig  # noqa: E402
 from trainables.data import DATA_DIM  # noqa: E402
+from trainables.vectorized import SeedBatch  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 FAMILIES = [("amortized", 1), ("amortized", 64), ("amortized", 256), ("factorized", None), ("constant", None)]
@@ -64,7 +68,7 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def epoch_seconds(cfg: TrialConfig, device: torch.device, epochs: int) -> float:
+def epoch_seconds(cfg: TrialConfig, device: torch.device, epochs: int, compile: bool = False) -> float:
     """Seconds of optimization per epoch after one warm-up epoch (evaluation excluded)."""
     gen = torch.Generator().manual_seed(0)
     D = DATA_DIM[cfg.dataset]
@@ -74,12 +78,30 @@ def epoch_seconds(cfg: TrialConfig, device: torch.device, epochs: int) -> float:
         torch.rand(cfg.n_test, D, generator=gen),
         "synthetic",
     )
-    trial = Trial(cfg, data, device)
-    trial.run_epoch()
+    trial = Trial(cfg, data, device, compile=compile)
+    trial.run_epoch()  # warm-up (and compilation)
     before = trial.opt_seconds
     for _ in range(epochs):
         trial.run_epoch()
     return (trial.opt_seconds - before) / epochs
+
+
+def seedbatch_epoch_seconds(cfg: TrialConfig, seeds: int, device: torch.device, epochs: int) -> float:
+    """Seconds per epoch of all ``seeds`` trained together by trainables.vectorized.SeedBatch."""
+    gen = torch.Generator().manual_seed(0)
+    D = DATA_DIM[cfg.dataset]
+    data = Data(
+        cfg.dataset,
+        torch.rand(cfg.n_train, D, generator=gen),
+        torch.rand(cfg.n_test, D, generator=gen),
+        "synthetic",
+    )
+    batch = SeedBatch([dataclasses.replace(cfg, seed=s) for s in range(seeds)], data, device)
+    batch.run_epoch()
+    before = batch.trials[0].opt_seconds
+    for _ in range(epochs):
+        batch.run_epoch()
+    return (batch.trials[0].opt_seconds - before) / epochs
 
 
 def bench_config(family, width, **kw) -> TrialConfig:
@@ -92,20 +114,24 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=os.cpu_count())
     p.add_argument("--epochs", type=int, default=3, help="timed epochs per configuration")
     p.add_argument("--no-projection", action="store_true", help="skip the sweep projections")
+    p.add_argument("--compile", action="store_true", help="torch.compile the ELBO (CUDA graphs on cuda)")
+    p.add_argument("--seeds", type=int, default=4, help="seeds for the vectorized-seeds comparison (0: skip)")
     args = p.parse_args()
     if args.device == "cuda" and not torch.cuda.is_available():
         sys.exit("benchmarks/step.py: --device cuda asked for, but torch sees no CUDA device")
+    if args.device == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True  # as the trials run
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     name = torch.cuda.get_device_name() if device.type == "cuda" else f"CPU, {args.threads} threads"
     d, h, D, B, N = 64, 256, 784, 1000, 10_000
     peak = matmul_rate(device, B, h, D)
-    print(f"device: {name}; torch {torch.__version__}")
+    print(f"device: {name}; torch {torch.__version__}; {'compiled' if args.compile else 'eager'}")
     print(f"float32 matmul ({B}x{h}) @ ({h}x{D}): {peak / 1e9:.1f} GFLOP/s")
     print(f"paper sizes: N={N}, minibatch {B}, d={d}, H={h}, D={D}; {N // B} steps per epoch\n")
     print(f"{'family':<16}{'steps/s':>9}{'s/epoch':>9}{'GFLOP/step':>12}{'GFLOP/s':>9}{'of matmul':>11}")
     for family, width in FAMILIES:
-        sec = epoch_seconds(bench_config(family, width), device, args.epochs)
+        sec = epoch_seconds(bench_config(family, width), device, args.epochs, args.compile)
         flops = step_flops(family, width, B, d, h, D)
         rate = flops * (N // B) / sec
         label = f"{family} k={width}" if width else family
@@ -114,6 +140,15 @@ def main() -> None:
             f"{rate / 1e9:>9.1f}{rate / peak:>10.0%}",
             flush=True,
         )
+    if args.seeds > 1:
+        print(f"\nvectorized seeds: {args.seeds} seeds in one SeedBatch against {args.seeds} runs in turn")
+        print(f"{'family':<16}{'separate s/epoch':>18}{'batched s/epoch':>17}{'speed-up':>10}")
+        for family, width in (("amortized", 64), ("factorized", None), ("constant", None)):
+            cfg = bench_config(family, width)
+            alone = args.seeds * epoch_seconds(cfg, device, args.epochs)
+            batched = seedbatch_epoch_seconds(cfg, args.seeds, device, args.epochs)
+            label = f"{family} k={width}" if width else family
+            print(f"{label:<16}{alone:>18.3f}{batched:>17.3f}{alone / batched:>9.2f}x", flush=True)
     if not args.no_projection:
         print()
         for spec_name in ("quick", "paper"):

@@ -77,7 +77,8 @@ def trial_dirname(trial: Any) -> str:
     c = trial.config
     cell = c.get("cell", {})
     width = f"-k{cell['width']}" if cell.get("width") else ""
-    return f"{trial.trial_id}-{cell.get('dataset')}-{cell.get('family')}{width}-s{c.get('seed')}"
+    seeds = "-s" + "_".join(map(str, c["seeds"])) if c.get("seeds") else f"-s{c.get('seed')}"
+    return f"{trial.trial_id}-{cell.get('dataset')}-{cell.get('family')}{width}{seeds}"
 
 
 def _trainable(spec: SweepSpec):
@@ -103,10 +104,12 @@ def run_sweep(spec: SweepSpec, address: str | None = None) -> tuple[str, list[st
     connect(address)
     best_lr = lr_search(spec, exp) if spec.optuna else {}
     cells = [{**c, **({"lr": best_lr[_slug(c)]} if best_lr else {})} for c in spec.cells()]
+    seeds = {"seed": tune.grid_search(list(spec.seeds))}
+    if spec.vectorize_seeds:  # one trial per cell trains all its seeds as a batch
+        seeds = {"seeds": list(spec.seeds)}
     tuner = tune.Tuner(
         _trainable(spec),
-        param_space={**spec.tune_base(), "cell": tune.grid_search(cells),
-                     "seed": tune.grid_search(list(spec.seeds))},
+        param_space={**spec.tune_base(), "cell": tune.grid_search(cells), **seeds},
         tune_config=tune.TuneConfig(reuse_actors=True, trial_dirname_creator=trial_dirname),
         run_config=_run_config(spec, spec.name, spec.storage),
     )

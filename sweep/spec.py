@@ -37,7 +37,7 @@ import yaml
 from trainables.config import DATASETS, FAMILIES, ConfigError, TrialConfig, field_names
 
 GRID_KEYS = ("dataset", "family", "width", "seed")  # set by the fan-out, not by `train`
-ADAPTER_KEYS = ("cell", "report_every", "checkpoint_every", "test_inference")  # Tune config, not engine
+ADAPTER_KEYS = ("cell", "seeds", "report_every", "checkpoint_every", "test_inference")  # not the engine's
 URI_SCHEMES = ("s3", "gs", "gcs", "hdfs", "abfs", "abfss", "az", "file")
 
 
@@ -80,6 +80,7 @@ class SweepSpec:
         help="test-time q at the end: false, or {lr, max_steps, window, rtol, eval_samples}", factory=dict
     )
     optuna: OptunaStage | None = _f(None, "optional learning-rate search per cell (keys below)")
+    vectorize_seeds: bool = _f(False, "train each cell's seeds as one trial, batched over seeds (vmap)")
 
     def cells(self) -> list[dict[str, Any]]:
         """One dict per (dataset, family, width): the grid's cells, seeds apart."""
@@ -105,7 +106,8 @@ class SweepSpec:
 
     @property
     def num_trials(self) -> int:
-        return len(self.cells()) * len(self.seeds)
+        """Tune trials: one per cell and seed, or one per cell with vectorize_seeds."""
+        return len(self.cells()) * (1 if self.vectorize_seeds else len(self.seeds))
 
     @property
     def is_uri(self) -> bool:
@@ -176,6 +178,9 @@ def parse_spec(raw: dict[str, Any], source: str = "spec") -> SweepSpec:
         problems.append(f"max_failures={max_failures!r} must be an integer >= 0 (or -1: no limit)")
     test_inference = _test_inference(raw.get("test_inference", {}), problems)
     optuna = _optuna(raw.get("optuna"), problems)
+    vectorize_seeds = raw.get("vectorize_seeds", False)
+    if not isinstance(vectorize_seeds, bool):
+        problems.append(f"vectorize_seeds={vectorize_seeds!r} must be true or false")
     if problems:
         raise SpecError(f"{source}: {len(problems)} problem(s): " + "; ".join(problems))
     spec = SweepSpec(
@@ -183,6 +188,7 @@ def parse_spec(raw: dict[str, Any], source: str = "spec") -> SweepSpec:
         family_train=family_train,
         report_every=report_every, checkpoint_every=checkpoint_every, resources=resources,
         storage=storage, max_failures=max_failures, test_inference=test_inference, optuna=optuna,
+        vectorize_seeds=vectorize_seeds is True,
     )
     _check_trial_configs(spec, source)
     if not spec.is_uri:
@@ -405,11 +411,18 @@ def _optuna(v, problems) -> OptunaStage | None:
 
 
 def split_config(config: dict[str, Any]) -> tuple[TrialConfig, dict[str, Any]]:
-    """(engine config, adapter settings) from a Tune config; unknown keys raise ConfigError."""
+    """(engine config, adapter settings) from a Tune config; unknown keys raise ConfigError.
+
+    A vectorized trial carries "seeds" (a list) instead of "seed"; its engine config has the first.
+    """
     engine = {k: v for k, v in config.items() if k not in ADAPTER_KEYS}
+    seeds = config.get("seeds")
+    if seeds:
+        engine["seed"] = seeds[0]
     cell = config.get("cell", {})
     cfg = TrialConfig.from_dict({**engine, **cell, "eval_every": config.get("report_every", 1)})
     opts = {
+        "seeds": list(seeds) if seeds else None,
         "report_every": config.get("report_every", 1),
         "checkpoint_every": config.get("checkpoint_every", 10),
         "test_inference": config.get("test_inference"),

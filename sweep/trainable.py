@@ -13,6 +13,7 @@ damaged newest checkpoint falls back to the one before it.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import tempfile
@@ -26,6 +27,7 @@ from ray import tune
 
 from trainables import Trial, load
 from trainables.fit import load_state
+from trainables.vectorized import SeedBatch
 
 from .spec import split_config
 
@@ -37,6 +39,7 @@ INFER_KEYS = ("infer_seconds", "infer_steps", "infer_elbo_per_datapoint")
 def _device_and_threads() -> torch.device:
     """cuda when Tune gave this trial a GPU; else CPU with as many torch threads as its CPUs."""
     if ray.get_gpu_ids():
+        torch.backends.cuda.matmul.allow_tf32 = True  # TF32 matmuls, as in trainables' CLI
         return torch.device("cuda")
     cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1)
     torch.set_num_threads(max(1, int(cpus)))
@@ -73,36 +76,68 @@ def _latest_state(device: torch.device) -> tuple[dict[str, Any] | None, dict[str
     return best, row
 
 
+def _row(metrics: dict[str, Any]) -> dict[str, Any]:
+    """A report: the engine's metrics, the inference columns (set at the end), the thread count."""
+    return {**metrics, **dict.fromkeys(INFER_KEYS), "torch_threads": torch.get_num_threads()}
+
+
+def _report_row(per_seed: list[dict[str, Any]], seeds: list[int] | None) -> dict[str, Any]:
+    """One trial's report. A vectorized trial's seeds go side by side as "seed<S>/<metric>"
+    (export turns them back into one row per seed), with their mean -ELBO for the progress table."""
+    if seeds is None:
+        return _row(per_seed[0])
+    row = {
+        "epoch": per_seed[0]["epoch"],
+        "neg_elbo_per_datapoint": sum(m["neg_elbo_per_datapoint"] for m in per_seed) / len(per_seed),
+        "torch_threads": torch.get_num_threads(),
+    }
+    for seed, metrics in zip(seeds, per_seed, strict=True):
+        row.update({f"seed{seed}/{k}": v for k, v in _row(metrics).items() if k != "torch_threads"})
+    return row
+
+
+def _start(cfg, opts, data, device):
+    """The run (a Trial, or a SeedBatch for a vectorized trial), fresh or from its newest checkpoint."""
+    state, last_row = _latest_state(device)
+    if opts["seeds"] is None:
+        run = Trial.from_state(state, data, device) if state else Trial(cfg, data, device)
+        return run, [run], [[m] for m in run.history], last_row
+    cfgs = [dataclasses.replace(cfg, seed=s) for s in opts["seeds"]]
+    run = SeedBatch.from_state(state, data, device) if state else SeedBatch(cfgs, data, device)
+    return run, run.trials, run.history, last_row
+
+
 def train_trial(config: dict[str, Any]) -> None:
     cfg, opts = split_config(config)
     device = _device_and_threads()
     data = load(cfg.dataset, cfg.n_train, cfg.n_test, cfg.data_root, device)  # once, on this node
-    state, last_row = _latest_state(device)
-    if state is None:
-        trial = Trial(cfg, data, device)
-    else:
-        trial = Trial.from_state(state, data, device)
-        print(f"resuming from epoch {trial.epoch}", flush=True)
+    run, trials, history, last_row = _start(cfg, opts, data, device)
+    seeds = opts["seeds"]
+    if last_row is not None:
+        print(f"resuming from epoch {run.epoch}", flush=True)
         # The driver writes results as it gets them; one killed mid-stream never wrote some.
         # Replaying the checkpoint's history makes the log whole (export keeps each epoch once).
-        for metrics in trial.history:
-            if metrics["epoch"] % opts["report_every"] == 0 and metrics["epoch"] < trial.epoch:
-                tune.report({**metrics, **dict.fromkeys(INFER_KEYS)})
+        for per_seed in history:
+            epoch = per_seed[0]["epoch"]
+            if epoch % opts["report_every"] == 0 and epoch < run.epoch:
+                tune.report(_report_row(per_seed, seeds))
         tune.report(last_row)
-        if trial.epoch >= cfg.epochs:
+        if run.epoch >= cfg.epochs:
             return
-    for metrics in trial.train():
-        last = trial.epoch == cfg.epochs
-        if trial.epoch % opts["report_every"] and not last:
+    prefixes = [f"seed{s}/" for s in seeds] if seeds else [""]
+    for out in run.train():
+        last = run.epoch == cfg.epochs
+        if run.epoch % opts["report_every"] and not last:
             continue
-        row = {**metrics, **dict.fromkeys(INFER_KEYS)}  # same columns in every report
+        row = _report_row(out if seeds else [out], seeds)
         if last and opts["test_inference"] is not None:
-            q = trial.infer_test(**opts["test_inference"])
-            row.update(infer_seconds=q.seconds, infer_steps=q.steps,
-                       infer_elbo_per_datapoint=q.elbo_per_datapoint)
-        if trial.epoch % opts["checkpoint_every"] == 0 or last:
+            for prefix, trial in zip(prefixes, trials, strict=True):
+                q = trial.infer_test(**opts["test_inference"])
+                row.update({f"{prefix}infer_seconds": q.seconds, f"{prefix}infer_steps": q.steps,
+                            f"{prefix}infer_elbo_per_datapoint": q.elbo_per_datapoint})
+        if run.epoch % opts["checkpoint_every"] == 0 or last:
             with tempfile.TemporaryDirectory() as d:
-                trial.save(Path(d) / STATE_FILE)
+                run.save(Path(d) / STATE_FILE)
                 (Path(d) / REPORT_FILE).write_text(json.dumps(row))
                 tune.report(row, checkpoint=tune.Checkpoint.from_directory(d))
         else:

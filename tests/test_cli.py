@@ -18,7 +18,8 @@ def test_one_trial_command_prints_json_per_epoch(fashion_available, tmp_path):
     assert out.returncode == 0, out.stderr
     rows = [json.loads(line) for line in out.stdout.splitlines()]
     assert [r["epoch"] for r in rows if r["event"] == "epoch"] == [1, 2, 3]
-    assert rows[-1]["event"] == "test_inference" and rows[-1]["steps"] == 0
+    assert [r["event"] for r in rows[-2:]] == ["test_inference", "done"]
+    assert rows[-2]["steps"] == 0 and rows[-1]["epochs"] == 3 and rows[-1]["wall_seconds"] > 0
 
 
 @pytest.mark.parametrize("family", ["factorized", "constant"])
@@ -28,9 +29,10 @@ def test_other_families_and_resume(fashion_available, tmp_path, capsys, family):
     assert main([*base, "--epochs", "4"]) == 0
     full = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
     assert main([*base, "--epochs", "4", "--resume", str(tmp_path / "s.pt"), "--skip-inference"]) == 0
-    assert capsys.readouterr().out == ""  # all 4 epochs already done: nothing re-run
-    assert full[-1]["event"] == "test_inference"
-    assert (full[-1]["steps"] > 0) == (family == "factorized")
+    again = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert [r["event"] for r in again] == ["done"]  # all 4 epochs already done: nothing re-run
+    assert full[-2]["event"] == "test_inference"
+    assert (full[-2]["steps"] > 0) == (family == "factorized")
 
 
 @pytest.mark.parametrize(
@@ -77,3 +79,17 @@ def test_data_command(fashion_available, capsys):
     assert main(["data", "--dataset", "mnist", "--data-root", "/nonexistent"]) == 2
     err = capsys.readouterr().err
     assert "dataset 'mnist' not found" in err and err.count("\n") == 1
+
+
+def test_seeds_run_as_one_vectorized_batch(fashion_available, capsys):
+    base = ["run", "--family", "constant", "--n-train", "200", "--n-test", "50", "--batch-size", "100",
+            "--epochs", "2", "--json", "--skip-inference"]
+    assert main([*base, "--seeds", "3", "5"]) == 0
+    rows = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    epochs = [(r["seed"], r["epoch"]) for r in rows if r["event"] == "epoch"]
+    assert epochs == [(3, 1), (5, 1), (3, 2), (5, 2)]
+    assert main([*base, "--seed", "5"]) == 0
+    alone = [json.loads(x) for x in capsys.readouterr().out.splitlines() if '"epoch"' in x]
+    assert alone[-1]["neg_elbo"] == pytest.approx(rows[3]["neg_elbo"], rel=1e-5)
+    assert main([*base, "--seeds", "1", "1"]) == 2
+    assert "--seeds [1, 1] must be distinct" in capsys.readouterr().err

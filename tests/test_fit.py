@@ -133,3 +133,56 @@ def test_test_time_inference(fashion):
     assert 0 < q.steps <= 400 and q.seconds > qa.seconds
     prior_q = fvi.infer_test(max_steps=0)  # the starting point: every q_n at the prior
     assert q.elbo_per_datapoint > prior_q.elbo_per_datapoint + 10
+
+
+@pytest.mark.parametrize("family", ["amortized", "factorized", "constant"])
+def test_vectorized_seeds_match_separate_trials(fashion, family):
+    """SeedBatch: each seed's numbers are its lone run's, up to batched-matmul rounding."""
+    import dataclasses
+
+    from trainables.vectorized import SeedBatch
+
+    cfgs = [dataclasses.replace(cfg_for(family, epochs=3, eval_every=1), seed=s) for s in (0, 1, 2)]
+    alone = [list(Trial(c, fashion).train()) for c in cfgs]
+    batch = list(SeedBatch(cfgs, fashion).train())
+    assert len(batch) == 3 and all(len(rows) == 3 for rows in batch)
+    for s in range(3):
+        for e in range(3):
+            a, b = alone[s][e], batch[e][s]
+            for key in ("neg_elbo", "loglik", "kl_z", "kl_theta", "train_mse"):
+                assert b[key] == pytest.approx(a[key], rel=1e-5), (s, e, key)
+            assert (a["test_mse"] is None) == (b["test_mse"] is None)
+    assert batch[-1][0]["neg_elbo"] != batch[-1][1]["neg_elbo"]  # the seeds do differ
+
+
+def test_vectorized_seeds_refuse_other_differences(fashion):
+    from trainables.vectorized import SeedBatch
+
+    with pytest.raises(ValueError, match="differ in their seeds only"):
+        SeedBatch([cfg_for("constant", seed=0), cfg_for("constant", seed=1, lr=0.1)], fashion)
+
+
+def test_vectorized_save_restore_continue_is_exact(fashion, tmp_path):
+    import dataclasses
+
+    from trainables.fit import load_state
+    from trainables.vectorized import SeedBatch
+
+    cfgs = [dataclasses.replace(cfg_for("amortized", epochs=4, lr_schedule="step3"), seed=s) for s in (3, 4)]
+    straight = SeedBatch(cfgs, fashion)
+    list(straight.train())
+    first = SeedBatch(cfgs, fashion)
+    list(first.train(2))
+    first.save(tmp_path / "b.pt")
+    resumed = SeedBatch.from_state(load_state(tmp_path / "b.pt"), fashion)
+    list(resumed.train())
+    strip = lambda h: [[{k: v for k, v in m.items() if k not in TIME_KEYS} for m in rows] for rows in h]  # noqa: E731
+    assert strip(resumed.history) == strip(straight.history)
+
+
+def test_compiled_elbo_matches_eager(fashion):
+    """torch.compile path (CUDA graphs on GPUs): same numbers as eager, here on the CPU."""
+    cfg = cfg_for("amortized", epochs=2)
+    eager = [m["neg_elbo"] for m in Trial(cfg, fashion).train()]
+    compiled = [m["neg_elbo"] for m in Trial(cfg, fashion, compile=True).train()]
+    assert compiled == pytest.approx(eager, rel=1e-4)

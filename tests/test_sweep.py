@@ -64,6 +64,7 @@ def test_export_is_tidy_with_configs(smoke_run, tmp_path, capsys):
     assert final["infer_seconds"].notna().all()
     assert (final.loc[final.family == "factorized", "infer_steps"] > 0).all()
     assert t.loc[t.epoch < 4, "infer_seconds"].isna().all()
+    assert (t["torch_threads"] == 1).all()  # one CPU per trial in smoke.yaml: no oversubscription
 
 
 def test_checkpoints_every_k_epochs_and_at_end(smoke_run):
@@ -219,3 +220,24 @@ def test_spec_files_shipped_validate():
         paper.train.get("n_train", 10_000),
         paper.train.get("batch_size", 1000),
     ) == (5000, 10_000, 1000)
+
+
+def test_vectorized_seeds_sweep_matches_separate_trials(ray_address, smoke_experiment, tmp_path):
+    """vectorize_seeds: one Tune trial per cell trains both seeds; export gives each seed its
+    own rows, with the numbers of the separate trials of the smoke run."""
+    _, plain = smoke_experiment
+    spec = write_spec(tmp_path / "s.yaml", name="vec", vectorize_seeds=True)
+    assert main(["run", str(spec), "--storage", str(tmp_path / "res")]) == 0
+    exp = tmp_path / "res" / "vec"
+    assert len([d for d in exp.iterdir() if d.is_dir() and "fashion_mnist" in d.name]) == 4  # one per cell
+    main(["export", str(exp), "-o", str(tmp_path / "v.parquet")])
+    main(["export", str(plain), "-o", str(tmp_path / "p.parquet")])
+    vec, sep = pd.read_parquet(tmp_path / "v.parquet"), pd.read_parquet(tmp_path / "p.parquet")
+    assert vec.trial_id.nunique() == 8 and len(vec) == len(sep) == 32
+    key = ["family", "width", "seed", "epoch"]
+    both = vec.merge(sep, on=key, suffixes=("_v", "_s"))
+    assert len(both) == 32
+    np.testing.assert_allclose(both.neg_elbo_v, both.neg_elbo_s, rtol=1e-5)
+    np.testing.assert_allclose(both.train_mse_v, both.train_mse_s, rtol=1e-4)
+    final = vec[vec.epoch == 4]
+    assert final.infer_seconds.notna().all()

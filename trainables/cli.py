@@ -5,6 +5,7 @@
     python -m trainables run --family factorized --epochs 20 --n-train 1000 --n-test 500 \
         --theta-init torch --sigma-x 0.3 --save /tmp/fvi.pt
     python -m trainables run --family factorized --epochs 40 ... --resume /tmp/fvi.pt
+    python -m trainables run --family amortized --width 64 --seeds 0 1 2 3 --json   # one batch
     python -m trainables data --dataset fashion_mnist     # fetch it now; says where it came from
 
 Every TrialConfig field is a flag (``--n-train`` for ``n_train``); ``--help`` lists them.
@@ -17,6 +18,7 @@ import argparse
 import dataclasses
 import json
 import sys
+import time
 import types
 import typing
 from typing import Any
@@ -26,6 +28,7 @@ import torch
 from . import config as C
 from .data import DataFileError, DataUnavailableError, load
 from .fit import NonFiniteELBOError, Trial
+from .vectorized import SeedBatch
 
 CHOICES = {
     "dataset": C.DATASETS,
@@ -67,11 +70,16 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--device", default="auto", help="cpu, cuda, or auto (default: auto)")
     run.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     run.add_argument("--json", action="store_true", help="one JSON object per line")
+    run.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        metavar="SEED",
+        help="train these seeds together as one vectorized batch (instead of --seed)",
+    )
     run.add_argument("--save", metavar="PATH", help="write the full trial state here after every epoch")
     run.add_argument("--resume", metavar="PATH", help="continue from a state written by --save")
-    run.add_argument(
-        "--skip-inference", action="store_true", help="skip test-time inference at the end"
-    )
+    run.add_argument("--skip-inference", action="store_true", help="skip test-time inference at the end")
     data = sub.add_parser("data", help="make a dataset available (Debian files or download); say from where")
     data.add_argument("--dataset", choices=C.DATASETS, default="fashion_mnist")
     data.add_argument("--data-root", default=None, help="torchvision-layout folder to try first")
@@ -101,13 +109,18 @@ def _device(name: str) -> torch.device:
 
 
 def _run(args: argparse.Namespace) -> int:
+    start = time.perf_counter()
     if args.threads is not None:
         if args.threads <= 0:
             raise UsageError(f"--threads {args.threads} must be a positive integer")
         torch.set_num_threads(args.threads)
     device = _device(args.device)
+    if device.type == "cuda":  # TF32 matmuls (10-bit mantissa products, float32 sums) on GPUs
+        torch.backends.cuda.matmul.allow_tf32 = True
     cfg = C.TrialConfig(**{name: getattr(args, name) for name in C.field_names()})
     data = load(cfg.dataset, cfg.n_train, cfg.n_test, cfg.data_root, device)
+    if args.seeds:
+        return _run_seeds(args, cfg, data, device, start)
     if args.resume:  # the same command again, plus --resume: continue where it stopped
         trial = Trial.restore(args.resume, data, device)
         differ = [k for k, v in cfg.to_dict().items() if trial.cfg.to_dict()[k] != v]
@@ -119,20 +132,39 @@ def _run(args: argparse.Namespace) -> int:
         _emit({"event": "epoch", **metrics}, args.json)
         if args.save:
             trial.save(args.save)
-    if not args.skip_inference:
-        q = trial.infer_test()
-        _emit(
-            {
-                "event": "test_inference",
-                "family": cfg.family,
-                "n_test": cfg.n_test,
-                "seconds": q.seconds,
-                "steps": q.steps,
-                "elbo_per_datapoint": q.elbo_per_datapoint,
-            },
-            args.json,
-        )
+    wall = time.perf_counter() - start  # data loading + training + saving, as Tune's time_total_s
+    _finish([trial], wall, args)
     return 0
+
+
+def _run_seeds(args, cfg, data, device, start) -> int:
+    """Several seeds as one vectorized batch (trainables.vectorized): a line per seed per epoch."""
+    if args.save or args.resume:
+        raise UsageError("--seeds trains a vectorized batch, which --save and --resume do not support")
+    if len(set(args.seeds)) != len(args.seeds) or min(args.seeds) < 0:
+        raise UsageError(f"--seeds {args.seeds} must be distinct non-negative integers")
+    batch = SeedBatch([dataclasses.replace(cfg, seed=s) for s in args.seeds], data, device)
+    for rows in batch.train():
+        for seed, metrics in zip(args.seeds, rows, strict=True):
+            _emit({"event": "epoch", "seed": seed, **metrics}, args.json)
+    _finish(batch.trials, time.perf_counter() - start, args)
+    return 0
+
+
+def _finish(trials: list[Trial], wall: float, args: argparse.Namespace) -> None:
+    for trial in trials if not args.skip_inference else []:
+        q = trial.infer_test()
+        row = {
+            "event": "test_inference",
+            "family": trial.cfg.family,
+            "seed": trial.cfg.seed,
+            "n_test": trial.cfg.n_test,
+            "seconds": q.seconds,
+            "steps": q.steps,
+            "elbo_per_datapoint": q.elbo_per_datapoint,
+        }
+        _emit(row, args.json)
+    _emit({"event": "done", "epochs": trials[0].epoch, "wall_seconds": wall}, args.json)
 
 
 def _data(args: argparse.Namespace) -> int:
@@ -146,8 +178,6 @@ def _emit(row: dict[str, Any], as_json: bool) -> None:
         print(json.dumps(row), flush=True)
         return
     text = "  ".join(
-        f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}"
-        for k, v in row.items()
-        if v is not None
+        f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items() if v is not None
     )
     print(text, flush=True)

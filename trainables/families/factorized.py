@@ -18,11 +18,18 @@ class Factorized(nn.Module):
 
     def __init__(self, n_data: int, latent_dim: int):
         super().__init__()
-        # start every q_n at the prior N(0, I)
-        self.mean = nn.Embedding(n_data, latent_dim, sparse=True)
-        self.logvar = nn.Embedding(n_data, latent_dim, sparse=True)
-        nn.init.zeros_(self.mean.weight)
-        nn.init.zeros_(self.logvar.weight)
+        # one (N, 2d) table, row n = [mean_n, logvar_n]: one lookup and one sparse update per
+        # step; every q_n starts at the prior N(0, I)
+        self.table = nn.Embedding(n_data, 2 * latent_dim, sparse=True)
+        nn.init.zeros_(self.table.weight)
+
+    @property
+    def mean(self) -> torch.Tensor:
+        return self.table.weight[:, : self.table.embedding_dim // 2]  # (N, d) view
+
+    @property
+    def logvar(self) -> torch.Tensor:
+        return self.table.weight[:, self.table.embedding_dim // 2 :]  # (N, d) view
 
     @classmethod
     def from_config(cls, cfg, n_data: int, data_dim: int) -> Factorized:
@@ -31,4 +38,4 @@ class Factorized(nn.Module):
     def forward(
         self, x: torch.Tensor | None, idx: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.mean(idx), self.logvar(idx)  # (B, d) each
+        return self.table(idx).chunk(2, dim=-1)  # (B, d) each

@@ -1,0 +1,46 @@
+"""The benchmark scripts run (their figures are for people; here: they work and fail loudly)."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_step_benchmark_prints_its_table():
+    out = subprocess.run(
+        [
+            sys.executable,
+            "benchmarks/step.py",
+            "--epochs",
+            "1",
+            "--seeds",
+            "2",
+            "--no-projection",
+            "--threads",
+            "1",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert out.returncode == 0, out.stderr
+    for words in ("GFLOP/s", "amortized k=256", "factorized", "of matmul", "vectorized seeds"):
+        assert words in out.stdout
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_gpu_check_fails_loudly_without_cuda():
+    out = subprocess.run(
+        ["bash", "benchmarks/gpu_check.sh"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={"PY": sys.executable, "PATH": "/usr/bin:/bin"},
+    )
+    assert out.returncode != 0
+    assert "gpu_check: FAILED: torch sees no CUDA device" in out.stderr
