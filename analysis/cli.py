@@ -13,7 +13,7 @@ import argparse
 import sys
 import typing
 
-from .load import AnalysisError, load_results
+from .load import AnalysisError, load_gaps, load_results
 
 
 class UsageError(Exception):
@@ -38,11 +38,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         table = load_results(args.results)
+        measured, refine = load_gaps(args.results)
     except (UsageError, AnalysisError) as e:
         print(f"python -m analysis: error: {e}", file=sys.stderr)
         return 2
     from .report import write_report
 
-    paths = write_report(table, args.output)
+    paths = write_report(table, args.output, measured, refine)
     print(f"report: {paths['report']}\ngap table: {paths['gap_md']}")
     return 0

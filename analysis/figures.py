@@ -15,6 +15,7 @@ import matplotlib.ticker
 matplotlib.use("Agg")  # files only, no display
 
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
@@ -186,7 +187,89 @@ def compute(ds_table: pd.DataFrame, out: Path, stem: str) -> list[Path]:
     return _save(fig, out, stem)
 
 
-def all_figures(table: pd.DataFrame, out: Path) -> dict[str, dict[str, list[Path]]]:
+def gap_split(ds_table: pd.DataFrame, gaps: pd.DataFrame, out: Path, stem: str) -> list[Path]:
+    """Stacked bars per variant: approximation gap below, amortization gap above, train and test,
+    error bars the sd over seeds (Cremer, Li & Duvenaud's decomposition, measured)."""
+    pal = palette(ds_table)
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.5), sharey=True)
+    for ax, split in zip(axes, ("train", "test"), strict=True):
+        g = gaps[gaps.split == split]
+        order = [v for v in pal if v in set(g.variant)]
+        stats = (
+            g.groupby("variant")[["approximation_gap", "amortization_gap"]]
+            .agg(["mean", "std"])
+            .reindex(order)
+        )
+        x = np.arange(len(order))
+        approx, amort = stats["approximation_gap"], stats["amortization_gap"]
+        ax.bar(
+            x,
+            approx["mean"],
+            yerr=approx["std"],
+            color="lightgray",
+            edgecolor="black",
+            label="approximation gap",
+        )
+        ax.bar(
+            x,
+            amort["mean"].fillna(0),
+            bottom=approx["mean"],
+            yerr=amort["std"],
+            color=[pal[v] for v in order],
+            edgecolor="black",
+            label="amortization gap",
+        )
+        for i in range(len(order)):
+            if pd.isna(amort["mean"].iloc[i]):
+                ax.text(i, approx["mean"].iloc[i], "no q", ha="center", va="bottom", fontsize=8)
+        ax.set_xticks(x, order, rotation=45)
+        ax.set(title=f"{split} images", ylabel="nats per datapoint")
+    axes[0].legend(fontsize=8)
+    fig.suptitle(title(ds_table, "log p(x) - L[q] = approximation + amortization gap"), y=1.04)
+    return _save(fig, out, stem)
+
+
+def refine_curves(ds_table: pd.DataFrame, refine: pd.DataFrame, out: Path, stem: str) -> list[Path]:
+    """Semi-amortized: the ELBO and the seconds as the encoder's q takes K refinement steps."""
+    pal = palette(ds_table)
+    r = refine[refine.split == "test"]
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    order = [v for v in pal if v in set(r.variant)]
+    sns.lineplot(
+        data=r,
+        x="steps",
+        y="elbo",
+        hue="variant",
+        hue_order=order,
+        palette=pal,
+        marker="o",
+        errorbar="sd",
+        ax=axes[0],
+    )
+    sns.lineplot(
+        data=r,
+        x="steps",
+        y="seconds",
+        hue="variant",
+        hue_order=order,
+        palette=pal,
+        marker="o",
+        errorbar="sd",
+        ax=axes[1],
+        legend=False,
+    )
+    for ax in axes:
+        ax.set_xscale("symlog", linthresh=1)
+        ax.set_xlabel("refinement steps K (0: the encoder's q)")
+    axes[0].set_ylabel("ELBO per test datapoint, theta fixed (nats)")
+    axes[1].set_ylabel("seconds for the test images")
+    fig.suptitle(title(ds_table, "semi-amortized: refining the encoder's q"), y=1.04)
+    return _save(fig, out, stem)
+
+
+def all_figures(
+    table: pd.DataFrame, out: Path, gaps: pd.DataFrame | None = None, refine: pd.DataFrame | None = None
+) -> dict[str, dict[str, list[Path]]]:
     """Every figure for every dataset; returns {dataset: {figure name: [png, pdf]}}."""
     out.mkdir(parents=True, exist_ok=True)
     made: dict[str, dict[str, list[Path]]] = {}
@@ -204,4 +287,8 @@ def all_figures(table: pd.DataFrame, out: Path) -> dict[str, dict[str, list[Path
             "gap_vs_width": gap_vs_width(d, out, f"{ds}_gap_vs_width"),
             "compute": compute(d, out, f"{ds}_compute"),
         }
+        if gaps is not None and (gaps.dataset == ds).any():
+            made[ds]["gap_split"] = gap_split(d, gaps[gaps.dataset == ds], out, f"{ds}_gap_split")
+        if refine is not None and (refine.dataset == ds).any():
+            made[ds]["refine"] = refine_curves(d, refine[refine.dataset == ds], out, f"{ds}_refine")
     return made

@@ -73,3 +73,20 @@ def with_variant(table: pd.DataFrame) -> pd.DataFrame:
     table = table.copy()
     table["variant"] = [variant_label(f, w) for f, w in zip(table.family, table.width, strict=True)]
     return table
+
+
+def load_gaps(path: str | Path) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
+    """The gap decomposition (`sweep evaluate`), if any: from the experiment's gap.json files, or
+    from OUT.gaps.parquet and OUT.refine.parquet beside an exported OUT.parquet."""
+    path = Path(path)
+    if path.is_dir():
+        from sweep.results import gap_tables
+        from sweep.runner import load_trials
+
+        frames = gap_tables(load_trials(str(path)))
+    else:
+        frames = tuple(
+            pd.read_parquet(p) if p.is_file() else pd.DataFrame()
+            for p in (path.with_name(f"{path.stem}.{name}.parquet") for name in ("gaps", "refine"))
+        )
+    return tuple(with_variant(f) if len(f) else None for f in frames)

@@ -18,13 +18,17 @@ CAPTIONS = {
     "seeds": "The negative ELBO, one panel per seed.",
     "gap_vs_width": "Final negative ELBO per datapoint against encoder width; F-VI and constant as bands.",
     "compute": "Epochs and seconds to the MSE threshold ('never' marked), and test-time inference seconds.",
+    "gap_split": "The gap of each trained model split (sweep evaluate): log p(x) - L[q*] and L[q*] - L[q].",
+    "refine": "Semi-amortized inference: the encoder's q after K gradient steps per image, and the seconds.",
 }
 
 
-def write_report(table: pd.DataFrame, out: Path) -> dict[str, Path]:
+def write_report(
+    table: pd.DataFrame, out: Path, measured: pd.DataFrame | None = None, refine: pd.DataFrame | None = None
+) -> dict[str, Path]:
     out = Path(out)
-    made = all_figures(table, out)
-    gaps = gap_table(table)
+    made = all_figures(table, out, measured, refine)
+    gaps = gap_table(table, measured)
     _atomic_text(out / "gap_table.csv", gaps.to_csv(index=False))
     md = to_markdown(gaps)
     _atomic_text(out / "gap_table.md", md + "\n")

@@ -28,7 +28,9 @@ def is_partial(table: pd.DataFrame) -> bool:
     return bool((last.epoch < last.epochs).any())
 
 
-def gap_table(table: pd.DataFrame) -> pd.DataFrame:
+def gap_table(table: pd.DataFrame, gaps: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Per dataset and variant. With ``gaps`` (sweep evaluate), also the measured approximation
+    and amortization gaps, nats per datapoint, mean over seeds, train and test."""
     rows = []
     for ds, ds_table in table.groupby("dataset", sort=True):
         fin = final_rows(ds_table)
@@ -63,9 +65,22 @@ def gap_table(table: pd.DataFrame) -> pd.DataFrame:
                     "speedup_iterations": fvi_reach["epochs"] / reach["epochs"],
                     "speedup_seconds": fvi_reach["seconds"] / reach["seconds"],
                     "infer_seconds_mean": v["infer_seconds"].mean(),
+                    **_measured(gaps, ds, variant),
                 }
             )
     return pd.DataFrame(rows)
+
+
+def _measured(gaps: pd.DataFrame | None, ds: str, variant: str) -> dict[str, float]:
+    """The measured gaps (sweep evaluate), mean over seeds, train and test; none without them."""
+    if gaps is None:
+        return {}
+    out = {}
+    for split in ("train", "test"):
+        g = gaps[(gaps.dataset == ds) & (gaps.variant == variant) & (gaps.split == split)]
+        out[f"approx_gap_{split}"] = g["approximation_gap"].mean()
+        out[f"amort_gap_{split}"] = g["amortization_gap"].mean()
+    return out
 
 
 def _reach(v: pd.DataFrame) -> dict:
@@ -105,6 +120,11 @@ def to_markdown(gaps: pd.DataFrame) -> str:
             "test-time s": gaps.infer_seconds_mean.map(_num(3)),
         }
     )
+    measured = {"approx_gap_train": "approx. gap train", "amort_gap_train": "amort. gap train",
+                "approx_gap_test": "approx. gap test", "amort_gap_test": "amort. gap test"}
+    for col, label in measured.items():
+        if col in gaps:
+            show[label] = gaps[col].map(lambda v: "-" if pd.isna(v) else f"{v:.1f}")
     return show.to_markdown(index=False)
 
 

@@ -5,6 +5,7 @@
     python -m sweep status results/quick                        # no cluster needed
     python -m sweep resume results/quick                        # after a crash
     python -m sweep export results/quick -o results/quick.parquet
+    python -m sweep evaluate results/quick                      # the gap, split (gap.json per trial)
     python -m sweep keys                                        # every spec key, documented
 
 Bad input exits 2 with one line and launches nothing.
@@ -50,6 +51,11 @@ def build_parser() -> argparse.ArgumentParser:
     ex = sub.add_parser("export", help="the tidy table, one row per (trial, epoch), as parquet")
     ex.add_argument("experiment")
     ex.add_argument("-o", "--output", required=True, help="output .parquet path")
+    ev = sub.add_parser("evaluate", help="the gap decomposition of every finished trial (gap.json)")
+    ev.add_argument("experiment")
+    ev.add_argument("--points", type=int, help="training and test images per trial (default 1000)")
+    ev.add_argument("--iwae-samples", type=int, help="importance samples for log p(x) (default 5000)")
+    ev.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else local)")
     sub.add_parser("keys", help="every spec key, its default and meaning (markdown)")
     return p
 
@@ -99,14 +105,34 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from .results import tidy, write_parquet
+    from .results import tidy, write_gap_tables, write_parquet
     from .runner import load_trials
 
     if Path(args.output).is_dir():
         raise UsageError(f"-o {args.output} is a directory; give a file path such as results.parquet")
-    table = tidy(load_trials(args.experiment))
+    trials = load_trials(args.experiment)
+    table = tidy(trials)
     out = write_parquet(table, args.output)
     print(f"{len(table)} rows, {table['trial_id'].nunique()} trials -> {out}")
+    for path in write_gap_tables(trials, args.output):
+        print(f"gap decomposition -> {path}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .runner import evaluate_experiment
+
+    settings = {
+        k: v for k, v in (("points", args.points), ("iwae_samples", args.iwae_samples)) if v is not None
+    }
+    for key, value in settings.items():
+        if value <= 0:
+            raise UsageError(f"--{key.replace('_', '-')} {value} must be a positive integer")
+    n = evaluate_experiment(args.experiment, settings, args.address)
+    print(
+        f"gap decomposition of {n} trials written to their gap.json; "
+        f"`python -m sweep export {args.experiment} -o OUT.parquet` also writes OUT.gaps.parquet"
+    )
     return 0
 
 
@@ -122,5 +148,6 @@ COMMANDS = {
     "resume": cmd_resume,
     "status": cmd_status,
     "export": cmd_export,
+    "evaluate": cmd_evaluate,
     "keys": cmd_keys,
 }

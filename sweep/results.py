@@ -14,9 +14,23 @@ from trainables.config import TrialConfig
 from .spec import split_config
 
 METRICS = (
-    "epoch", "neg_elbo", "neg_elbo_per_datapoint", "loglik", "kl_z", "kl_theta", "epoch_lr",
-    "train_mse", "test_mse", "opt_seconds", "eval_seconds", "epochs_to_threshold",
-    "seconds_to_threshold", "infer_seconds", "infer_steps", "infer_elbo_per_datapoint", "torch_threads",
+    "epoch",
+    "neg_elbo",
+    "neg_elbo_per_datapoint",
+    "loglik",
+    "kl_z",
+    "kl_theta",
+    "epoch_lr",
+    "train_mse",
+    "test_mse",
+    "opt_seconds",
+    "eval_seconds",
+    "epochs_to_threshold",
+    "seconds_to_threshold",
+    "infer_seconds",
+    "infer_steps",
+    "infer_elbo_per_datapoint",
+    "torch_threads",
 )
 
 
@@ -41,14 +55,21 @@ def per_seed(t: dict[str, Any]) -> list[tuple[str, TrialConfig, pd.DataFrame | N
 def status_table(trials: list[dict[str, Any]]) -> pd.DataFrame:
     rows = []
     for trial, (trial_id, cfg, _, last) in ((t, p) for t in trials for p in per_seed(t)):
-        rows.append({
-            "trial": trial_id, "dataset": cfg.dataset, "family": cfg.family,
-            "width": cfg.width, "seed": cfg.seed, "state": trial["status"],
-            "epochs": f"{last.get('epoch', 0)}/{cfg.epochs}",
-            "neg_elbo/pt": last.get("neg_elbo_per_datapoint"),
-            "train_mse": last.get("train_mse"), "test_mse": last.get("test_mse"),
-            "error": trial["error"] or "",
-        })
+        rows.append(
+            {
+                "trial": trial_id,
+                "dataset": cfg.dataset,
+                "family": cfg.family,
+                "width": cfg.width,
+                "seed": cfg.seed,
+                "state": trial["status"],
+                "epochs": f"{last.get('epoch', 0)}/{cfg.epochs}",
+                "neg_elbo/pt": last.get("neg_elbo_per_datapoint"),
+                "train_mse": last.get("train_mse"),
+                "test_mse": last.get("test_mse"),
+                "error": trial["error"] or "",
+            }
+        )
     table = pd.DataFrame(rows).sort_values(["dataset", "family", "width", "seed"], na_position="last")
     table["width"] = table["width"].map(lambda w: "-" if w is None or pd.isna(w) else str(int(w)))
     return table
@@ -87,3 +108,58 @@ def write_parquet(table: pd.DataFrame, out: str | os.PathLike) -> Path:
     table.to_parquet(tmp, index=False)
     os.replace(tmp, out)
     return out
+
+
+GAP_KEYS = (
+    "n",
+    "elbo_q",
+    "elbo_q_se",
+    "elbo_qstar",
+    "elbo_qstar_se",
+    "log_px",
+    "log_px_se",
+    "log_px_mc_se",
+    "amortization_gap",
+    "amortization_gap_se",
+    "approximation_gap",
+    "approximation_gap_se",
+    "qstar_steps",
+    "qstar_seconds",
+)
+
+
+def gap_tables(trials: list[dict[str, Any]]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """From each trial's gap.json: (one row per trial, seed and split; one row per refinement K)."""
+    gaps, refine = [], []
+    for t in trials:
+        if not t.get("gap"):
+            continue
+        cfg, opts = split_config(t["config"])
+        for r in t["gap"]["results"]:
+            trial_id = f"{t['trial_id']}-s{r['seed']}" if opts["seeds"] else t["trial_id"]
+            ids = {
+                "trial_id": trial_id,
+                "dataset": cfg.dataset,
+                "family": cfg.family,
+                "width": cfg.width,
+                "seed": r["seed"],
+                "epoch": r["epoch"],
+            }
+            for split in ("train", "test"):
+                gaps.append({**ids, "split": split, **{k: r[split][k] for k in GAP_KEYS}})
+                refine += [{**ids, "split": split, **p} for p in r[split].get("refine", [])]
+    frames = (pd.DataFrame(gaps), pd.DataFrame(refine))
+    for f in frames:
+        if "width" in f:
+            f["width"] = f["width"].astype("Int64")
+    return frames
+
+
+def write_gap_tables(trials: list[dict[str, Any]], out: str | os.PathLike) -> list[Path]:
+    """Beside OUT.parquet: OUT.gaps.parquet and OUT.refine.parquet, when trials were evaluated."""
+    out = Path(out)
+    written = []
+    for name, table in zip(("gaps", "refine"), gap_tables(trials), strict=True):
+        if len(table):
+            written.append(write_parquet(table, out.with_name(f"{out.stem}.{name}.parquet")))
+    return written

@@ -20,6 +20,7 @@ from .spec import SweepSpec, parse_spec
 from .trainable import train_trial
 
 SPEC_FILE = "sweep-spec.json"
+GAP_FILE = "gap.json"
 LR_SEARCH_DIR = "lr_search"
 METRIC = "neg_elbo_per_datapoint"
 
@@ -114,7 +115,47 @@ def run_sweep(spec: SweepSpec, address: str | None = None) -> tuple[str, list[st
         run_config=_run_config(spec, spec.name, spec.storage),
     )
     grid = tuner.fit()
+    if spec.evaluate is not None:
+        evaluate_experiment(exp)
     return exp, [("ERROR" if r.error else "TERMINATED") for r in grid]
+
+
+def evaluate_experiment(exp: str, settings: dict[str, Any] | None = None, address: str | None = None) -> int:
+    """The gap decomposition of every finished trial, as Ray tasks; each writes TRIAL_DIR/gap.json."""
+    spec = read_spec(exp)
+    settings = {**(spec.evaluate or {}), **(settings or {})}
+    done = [t for t in load_trials(exp) if t["status"] == "TERMINATED"]
+    if not done:
+        raise SweepError(f"{exp} has no finished trial to evaluate")
+    connect(address)
+    task = ray.remote(_evaluate_trial).options(num_cpus=spec.resources["cpu"], num_gpus=spec.resources["gpu"])
+    ray.get([task.remote(t["path"], t["config"], settings) for t in done])
+    return len(done)
+
+
+def _evaluate_trial(trial_path: str, config: dict[str, Any], settings: dict[str, Any]) -> None:
+    """Load a trial's newest checkpoint and its data on this node, decompose its gap, write gap.json."""
+    import torch
+
+    from trainables import Trial, load
+    from trainables.gap import evaluate_trial
+
+    from .spec import split_config
+    from .trainable import checkpoint_dirs, newest_state
+
+    cfg, _ = split_config(config)
+    device = torch.device("cuda" if ray.get_gpu_ids() else "cpu")
+    fs, path = _fs(trial_path)
+    state, _ = newest_state(checkpoint_dirs(fs, path), device)
+    if state is None:
+        raise SweepError(f"{trial_path}: no readable checkpoint to evaluate")
+    data = load(cfg.dataset, cfg.n_train, cfg.n_test, cfg.data_root, device)
+    kwargs = {k: tuple(v) if k == "refine_steps" else v for k, v in settings.items()}
+    results = [
+        {"seed": s["config"]["seed"], **evaluate_trial(Trial.from_state(s, data, device), **kwargs)}
+        for s in state.get("seed_states", [state])
+    ]
+    _write_json(f"{trial_path}/{GAP_FILE}", {"settings": settings, "results": results})
 
 
 def resume_sweep(exp: str, address: str | None = None) -> tuple[str, list[str]]:
@@ -159,15 +200,24 @@ def lr_search(spec: SweepSpec, exp: str) -> dict[str, float]:
         tuner = tune.Tuner(
             _trainable(spec),
             param_space={
-                **spec.tune_base(), "epochs": stage.epochs, "report_every": 1,
-                "checkpoint_every": stage.epochs, "test_inference": None,
-                "cell": cell, "seed": spec.seeds[0], "lr": tune.loguniform(*stage.lr),
+                **spec.tune_base(),
+                "epochs": stage.epochs,
+                "report_every": 1,
+                "checkpoint_every": stage.epochs,
+                "test_inference": None,
+                "cell": cell,
+                "seed": spec.seeds[0],
+                "lr": tune.loguniform(*stage.lr),
             },
             tune_config=tune.TuneConfig(
                 search_alg=OptunaSearch(seed=0),
-                scheduler=ASHAScheduler(time_attr="epoch", max_t=stage.epochs,
-                                        grace_period=stage.grace_period),
-                num_samples=stage.samples, metric=METRIC, mode="min", reuse_actors=True,
+                scheduler=ASHAScheduler(
+                    time_attr="epoch", max_t=stage.epochs, grace_period=stage.grace_period
+                ),
+                num_samples=stage.samples,
+                metric=METRIC,
+                mode="min",
+                reuse_actors=True,
             ),
             run_config=_run_config(spec, _slug(cell), f"{exp}/{LR_SEARCH_DIR}"),
         )
@@ -189,6 +239,8 @@ def load_trials(exp: str) -> list[dict[str, Any]]:
         {
             "trial_id": t.trial_id,
             "status": t.status,
+            "path": t.path,
+            "gap": _read_optional_json(f"{t.path}/{GAP_FILE}"),
             "config": t.config,
             "num_failures": t.num_failures,
             "last_result": t.last_result or {},
@@ -197,6 +249,13 @@ def load_trials(exp: str) -> list[dict[str, Any]]:
         }
         for t in analysis.trials
     ]
+
+
+def _read_optional_json(uri: str) -> Any:
+    try:
+        return _read_json(uri)
+    except (FileNotFoundError, OSError, json.JSONDecodeError):
+        return None
 
 
 def _error_line(trial: Any) -> str | None:

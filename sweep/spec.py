@@ -38,6 +38,7 @@ from trainables.config import DATASETS, FAMILIES, ConfigError, TrialConfig, fiel
 
 GRID_KEYS = ("dataset", "family", "width", "seed")  # set by the fan-out, not by `train`
 ADAPTER_KEYS = ("cell", "seeds", "report_every", "checkpoint_every", "test_inference")  # not the engine's
+EVALUATE_KEYS = ("points", "iwae_samples", "eval_samples", "refine_steps")  # trainables.gap.evaluate_trial
 URI_SCHEMES = ("s3", "gs", "gcs", "hdfs", "abfs", "abfss", "az", "file")
 
 
@@ -81,6 +82,9 @@ class SweepSpec:
     )
     optuna: OptunaStage | None = _f(None, "optional learning-rate search per cell (keys below)")
     vectorize_seeds: bool = _f(False, "train each cell's seeds as one trial, batched over seeds (vmap)")
+    evaluate: dict[str, Any] | None = _f(
+        None, "after training, the gap decomposition per trial: false, or {" + ", ".join(EVALUATE_KEYS) + "}"
+    )
 
     def cells(self) -> list[dict[str, Any]]:
         """One dict per (dataset, family, width): the grid's cells, seeds apart."""
@@ -178,6 +182,7 @@ def parse_spec(raw: dict[str, Any], source: str = "spec") -> SweepSpec:
         problems.append(f"max_failures={max_failures!r} must be an integer >= 0 (or -1: no limit)")
     test_inference = _test_inference(raw.get("test_inference", {}), problems)
     optuna = _optuna(raw.get("optuna"), problems)
+    evaluate = _evaluate(raw.get("evaluate"), problems)
     vectorize_seeds = raw.get("vectorize_seeds", False)
     if not isinstance(vectorize_seeds, bool):
         problems.append(f"vectorize_seeds={vectorize_seeds!r} must be true or false")
@@ -188,7 +193,7 @@ def parse_spec(raw: dict[str, Any], source: str = "spec") -> SweepSpec:
         family_train=family_train,
         report_every=report_every, checkpoint_every=checkpoint_every, resources=resources,
         storage=storage, max_failures=max_failures, test_inference=test_inference, optuna=optuna,
-        vectorize_seeds=vectorize_seeds is True,
+        vectorize_seeds=vectorize_seeds is True, evaluate=evaluate,
     )
     _check_trial_configs(spec, source)
     if not spec.is_uri:
@@ -381,6 +386,23 @@ def _test_inference(v, problems) -> dict[str, Any] | None:
     if not isinstance(v, dict) or set(v) - set(accepted):
         problems.append(f"test_inference={v!r} must be true, false, or a mapping of {', '.join(accepted)}")
         return None
+    return dict(v)
+
+
+def _evaluate(v, problems) -> dict[str, Any] | None:
+    if v is None or v is False:
+        return None
+    if v is True:
+        return {}
+    if not isinstance(v, dict) or set(v) - set(EVALUATE_KEYS):
+        problems.append(f"evaluate={v!r} must be true, false, or a mapping of {', '.join(EVALUATE_KEYS)}")
+        return None
+    for key in ("points", "iwae_samples", "eval_samples"):
+        if key in v and (not _is_int(v[key]) or v[key] <= 0):
+            problems.append(f"evaluate.{key}={v[key]!r} must be a positive integer")
+    steps = v.get("refine_steps", [0])
+    if not isinstance(steps, list) or not all(_is_int(k) and k >= 0 for k in steps):
+        problems.append(f"evaluate.refine_steps={steps!r} must be a list of integers >= 0")
     return dict(v)
 
 

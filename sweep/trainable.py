@@ -53,16 +53,20 @@ def _candidates() -> list[tuple[pafs.FileSystem, str]]:
     if checkpoint:
         out.append((checkpoint.filesystem, checkpoint.path))
     storage = tune.get_context().get_storage()
-    fs, trial_path = storage.storage_filesystem, storage.trial_fs_path
+    return out + checkpoint_dirs(storage.storage_filesystem, storage.trial_fs_path)
+
+
+def checkpoint_dirs(fs: pafs.FileSystem, trial_path: str) -> list[tuple[pafs.FileSystem, str]]:
+    """A trial directory's checkpoints, newest first."""
     infos = fs.get_file_info(pafs.FileSelector(trial_path, allow_not_found=True))
-    names = sorted((i.path for i in infos if i.base_name.startswith("checkpoint_")), reverse=True)
-    return out + [(fs, p) for p in names]
+    paths = sorted((i.path for i in infos if i.base_name.startswith("checkpoint_")), reverse=True)
+    return [(fs, p) for p in paths]
 
 
-def _latest_state(device: torch.device) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+def newest_state(candidates, device: torch.device) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
     """(engine state, its report row) of the newest readable checkpoint, or (None, None)."""
     best, row = None, None
-    for fs, path in _candidates():
+    for fs, path in candidates:
         try:
             with fs.open_input_file(f"{path}/{STATE_FILE}") as f:
                 state = load_state(io.BytesIO(f.read()), device, name=f"{path}/{STATE_FILE}")
@@ -71,9 +75,10 @@ def _latest_state(device: torch.device) -> tuple[dict[str, Any] | None, dict[str
         except (OSError, ValueError) as e:
             print(f"checkpoint {path} unreadable, trying an older one: {e}", flush=True)
             continue
-        if best is None or state["epoch"] > best["epoch"]:
-            best, row = state, report
-    return best, row
+        epoch = state["seed_states"][0]["epoch"] if "seed_states" in state else state["epoch"]
+        if best is None or epoch > best[0]:
+            best, row = (epoch, state), report
+    return (best[1] if best else None), row
 
 
 def _row(metrics: dict[str, Any]) -> dict[str, Any]:
@@ -98,7 +103,7 @@ def _report_row(per_seed: list[dict[str, Any]], seeds: list[int] | None) -> dict
 
 def _start(cfg, opts, data, device):
     """The run (a Trial, or a SeedBatch for a vectorized trial), fresh or from its newest checkpoint."""
-    state, last_row = _latest_state(device)
+    state, last_row = newest_state(_candidates(), device)
     if opts["seeds"] is None:
         run = Trial.from_state(state, data, device) if state else Trial(cfg, data, device)
         return run, [run], [[m] for m in run.history], last_row

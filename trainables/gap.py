@@ -1,0 +1,199 @@
+"""The gap measured, not guessed (Cremer, Li & Duvenaud 2018, arXiv 1801.03558).
+
+For one trained model, with the decoder fixed at the q-mean of theta, each datapoint's gap
+log p(x) - L[q] splits into
+
+    approximation gap  log p(x) - L[q*]     (the diagonal Gaussian family's own limit)
+    amortization gap   L[q*] - L[q]         (what the family's q leaves on the table)
+
+q* is the datapoint's own Gaussian optimized to convergence from the family's q
+(``inference.optimize_local_q``; its stopping rule is documented there), kept only where it
+beats q under the same noise, so q* is never worse than q. log p(x) is the importance-weighted
+bound (Burda, Grosse & Salakhutdinov 2016) with K draws from q*, chunked to bound memory.
+Semi-amortized inference (Kim et al. 2018, arXiv 1802.02550): the encoder's q refined by K
+gradient steps on each datapoint's own parameters, its ELBO and seconds as K grows.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import torch
+from torch.distributions import Normal
+
+from .elbo import z_terms
+from .inference import optimize_local_q
+
+REFINE_STEPS = (0, 1, 5, 20, 100)
+
+
+def per_point_elbo(decoder, theta, x, mean, logvar, sigma_x: float, eps: torch.Tensor) -> torch.Tensor:
+    """E_q log p(x_n | z, theta) - KL(q_n || N(0, I)) per datapoint, (n,); eps (S, n, d) fixed."""
+    with torch.no_grad():
+        loglik, kl = z_terms(decoder, theta.expand(eps.shape[0], -1), x, mean, logvar, eps, sigma_x)
+    return loglik - kl
+
+
+@torch.no_grad()
+def iwae(
+    decoder,
+    theta,
+    x,
+    mean,
+    logvar,
+    sigma_x: float,
+    samples: int,
+    generator: torch.Generator,
+    chunk_samples: int = 128,
+    chunk_points: int = 256,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """log p(x_n) by importance sampling from q_n = N(mean, exp(logvar)), K = ``samples``.
+
+    Returns (estimate, its Monte Carlo standard error), each (n,); the error by the delta
+    method, sqrt(Var(w) / K) / mean(w), from running log-sum-exps of w and w^2.
+    """
+    n, d = mean.shape
+    log_norm = -0.5 * x.shape[1] * math.log(2 * math.pi * sigma_x**2)
+    est, se = torch.empty(n, device=x.device), torch.empty(n, device=x.device)
+    for a in range(0, n, chunk_points):
+        xb, m, lv = x[a : a + chunk_points], mean[a : a + chunk_points], logvar[a : a + chunk_points]
+        q, prior = Normal(m, (0.5 * lv).exp()), Normal(torch.zeros_like(m), torch.ones_like(m))
+        s1 = s2 = None  # log sum w, log sum w^2 over the draws so far, (nb,)
+        for k in range(0, samples, chunk_samples):
+            kk = min(chunk_samples, samples - k)
+            z = q.mean + q.stddev * torch.randn(kk, *m.shape, generator=generator, device=x.device)
+            recon = decoder(z.reshape(-1, d), theta).view(kk, m.shape[0], -1)  # (kk, nb, D)
+            log_w = (
+                log_norm
+                - (xb - recon).square().sum(-1) / (2 * sigma_x**2)
+                + prior.log_prob(z).sum(-1)
+                - q.log_prob(z).sum(-1)
+            )  # (kk, nb)
+            b1, b2 = torch.logsumexp(log_w, 0), torch.logsumexp(2 * log_w, 0)
+            s1 = b1 if s1 is None else torch.logaddexp(s1, b1)
+            s2 = b2 if s2 is None else torch.logaddexp(s2, b2)
+        est[a : a + chunk_points] = s1 - math.log(samples)
+        rel_var = torch.expm1((s2 - math.log(samples)) - 2 * (s1 - math.log(samples))).clamp_min(0)
+        se[a : a + chunk_points] = (rel_var / samples).sqrt()
+    return est, se
+
+
+def refine(
+    decoder,
+    theta,
+    x,
+    mean,
+    logvar,
+    sigma_x: float,
+    generator: torch.Generator,
+    eps: torch.Tensor,
+    steps: tuple[int, ...] = REFINE_STEPS,
+    lr: float = 1e-2,
+) -> list[dict[str, float]]:
+    """Semi-amortized: Adam on each datapoint's own (mean, logvar) from the encoder's q; the mean
+    ELBO (under the fixed noise ``eps``) and the optimization seconds after each K in ``steps``."""
+    m, lv = mean.detach().clone().requires_grad_(True), logvar.detach().clone().requires_grad_(True)
+    opt = torch.optim.Adam([m, lv], lr=lr)
+    out, done, seconds = [], 0, 0.0
+    for k in sorted(steps):
+        start = time.perf_counter()
+        for _ in range(k - done):
+            noise = torch.randn(1, *m.shape, generator=generator, device=x.device)
+            loglik, kl = z_terms(decoder, theta[None], x, m, lv, noise, sigma_x)
+            opt.zero_grad(set_to_none=True)
+            (kl - loglik).sum().backward()
+            opt.step()
+        seconds += time.perf_counter() - start
+        done = k
+        elbo = per_point_elbo(decoder, theta[None], x, m.detach(), lv.detach(), sigma_x, eps)
+        out.append({"steps": k, "elbo": elbo.mean().item(), "seconds": seconds})
+    return out
+
+
+def _summary(v: torch.Tensor | None) -> tuple[float, float]:
+    """(mean, standard error of the mean over the datapoints)."""
+    if v is None:
+        return float("nan"), float("nan")
+    return v.mean().item(), (v.std() / math.sqrt(v.numel())).item() if v.numel() > 1 else 0.0
+
+
+def gap_of_split(
+    decoder,
+    family,
+    x,
+    idx,
+    sigma_x: float,
+    generator: torch.Generator,
+    iwae_samples: int = 5000,
+    eval_samples: int = 100,
+    refine_steps: tuple[int, ...] | None = None,
+    qstar: dict[str, Any] | None = None,
+    per_point: bool = False,
+) -> dict[str, Any]:
+    """The decomposition on images x (n, D); idx their training rows (None: unseen images).
+    Means over the images with their standard errors; ``per_point`` adds the (n,) tensors."""
+    theta = decoder.mean.detach()
+    n, d = x.shape[0], decoder.shapes[0][1]
+    with torch.no_grad():
+        q = family(x, idx) if idx is not None or family.has_test_time_q else None  # F-VI: none for test
+    eps = torch.randn(eval_samples, n, d, generator=generator, device=x.device)  # common random numbers
+    elbo_q = per_point_elbo(decoder, theta[None], x, *q, sigma_x, eps) if q is not None else None
+    start = time.perf_counter()
+    m_star, lv_star, steps = optimize_local_q(
+        decoder, theta[None], x, sigma_x, generator, init=q, **(qstar or {})
+    )
+    seconds = time.perf_counter() - start
+    elbo_star = per_point_elbo(decoder, theta[None], x, m_star, lv_star, sigma_x, eps)
+    if elbo_q is not None:  # keep q where the optimizer did not beat it: q* is never worse
+        worse = elbo_star < elbo_q
+        m_star[worse], lv_star[worse], elbo_star = q[0][worse], q[1][worse], torch.maximum(elbo_star, elbo_q)
+    log_px, log_px_se = iwae(decoder, theta, x, m_star, lv_star, sigma_x, iwae_samples, generator)
+    out: dict[str, Any] = {
+        "n": n,
+        "qstar_steps": steps,
+        "qstar_seconds": seconds,
+        "log_px_mc_se": (log_px_se.square().sum().sqrt() / n).item(),
+    }
+    for name, v in (
+        ("elbo_q", elbo_q),
+        ("elbo_qstar", elbo_star),
+        ("log_px", log_px),
+        ("amortization_gap", None if elbo_q is None else elbo_star - elbo_q),
+        ("approximation_gap", log_px - elbo_star),
+    ):
+        out[name], out[f"{name}_se"] = _summary(v)
+    if per_point:
+        out["points"] = {"elbo_q": elbo_q, "elbo_qstar": elbo_star, "log_px": log_px, "log_px_se": log_px_se}
+    if refine_steps and q is not None and family.has_test_time_q:
+        out["refine"] = refine(decoder, theta, x, *q, sigma_x, generator, eps, tuple(refine_steps))
+    return out
+
+
+def evaluate_trial(
+    trial,
+    points: int = 1000,
+    iwae_samples: int = 5000,
+    eval_samples: int = 100,
+    refine_steps: tuple[int, ...] | None = REFINE_STEPS,
+    qstar: dict[str, Any] | None = None,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Both splits of a trained ``Trial``: the first ``points`` training and test images."""
+    gen = torch.Generator(trial.device).manual_seed(seed)
+    n_train, n_test = min(points, trial.x_train.shape[0]), min(points, trial.x_test.shape[0])
+    idx = torch.arange(n_train, device=trial.device)
+    common = dict(
+        sigma_x=trial.cfg.sigma_x,
+        generator=gen,
+        iwae_samples=iwae_samples,
+        eval_samples=eval_samples,
+        refine_steps=refine_steps if trial.cfg.family == "amortized" else None,
+        qstar=qstar,
+    )
+    return {
+        "epoch": trial.epoch,
+        "train": gap_of_split(trial.decoder, trial.family, trial.x_train[:n_train], idx, **common),
+        "test": gap_of_split(trial.decoder, trial.family, trial.x_test[:n_test], None, **common),
+    }
