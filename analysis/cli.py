@@ -11,23 +11,15 @@ from __future__ import annotations
 
 import argparse
 import sys
-import typing
+
+from trainables.cli import OneLineParser, UsageError
 
 from .load import AnalysisError, load_gaps, load_results
 
 
-class UsageError(Exception):
-    pass
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> typing.NoReturn:
-        raise UsageError(f"{message} (see --help)")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m analysis", description=__doc__.split("\n")[0])
-    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    p = OneLineParser(prog="python -m analysis", description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
     f = sub.add_parser("figures", help="figures (PNG, PDF), gap_table.csv/.md and report.md")
     f.add_argument("results", help="experiment directory or parquet from `sweep export`")
     f.add_argument("-o", "--output", required=True, help="output directory")

@@ -68,40 +68,37 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def epoch_seconds(cfg: TrialConfig, device: torch.device, epochs: int, compile: bool = False) -> float:
-    """Seconds of optimization per epoch after one warm-up epoch (evaluation excluded)."""
+def synthetic(cfg: TrialConfig) -> Data:
+    """Uniform [0, 1] images of the dataset's shape: the cost does not depend on pixel values."""
     gen = torch.Generator().manual_seed(0)
     D = DATA_DIM[cfg.dataset]
-    data = Data(
+    return Data(
         cfg.dataset,
         torch.rand(cfg.n_train, D, generator=gen),
         torch.rand(cfg.n_test, D, generator=gen),
         "synthetic",
     )
-    trial = Trial(cfg, data, device, compile=compile)
-    trial.run_epoch()  # warm-up (and compilation)
-    before = trial.opt_seconds
+
+
+def timed_epochs(run, epochs: int) -> float:
+    """Seconds of optimization per epoch of a Trial or SeedBatch, after one warm-up epoch
+    (which also compiles, with --compile); evaluation is excluded by the engine's own clock."""
+    clock = run.trials[0] if isinstance(run, SeedBatch) else run
+    run.run_epoch()
+    before = clock.opt_seconds
     for _ in range(epochs):
-        trial.run_epoch()
-    return (trial.opt_seconds - before) / epochs
+        run.run_epoch()
+    return (clock.opt_seconds - before) / epochs
+
+
+def epoch_seconds(cfg: TrialConfig, device: torch.device, epochs: int, compile: bool = False) -> float:
+    return timed_epochs(Trial(cfg, synthetic(cfg), device, compile=compile), epochs)
 
 
 def seedbatch_epoch_seconds(cfg: TrialConfig, seeds: int, device: torch.device, epochs: int) -> float:
-    """Seconds per epoch of all ``seeds`` trained together by trainables.vectorized.SeedBatch."""
-    gen = torch.Generator().manual_seed(0)
-    D = DATA_DIM[cfg.dataset]
-    data = Data(
-        cfg.dataset,
-        torch.rand(cfg.n_train, D, generator=gen),
-        torch.rand(cfg.n_test, D, generator=gen),
-        "synthetic",
-    )
-    batch = SeedBatch([dataclasses.replace(cfg, seed=s) for s in range(seeds)], data, device)
-    batch.run_epoch()
-    before = batch.trials[0].opt_seconds
-    for _ in range(epochs):
-        batch.run_epoch()
-    return (batch.trials[0].opt_seconds - before) / epochs
+    """All ``seeds`` trained together by trainables.vectorized.SeedBatch."""
+    cfgs = [dataclasses.replace(cfg, seed=s) for s in range(seeds)]
+    return timed_epochs(SeedBatch(cfgs, synthetic(cfg), device), epochs)
 
 
 def bench_config(family, width, **kw) -> TrialConfig:

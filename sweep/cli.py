@@ -15,29 +15,20 @@ from __future__ import annotations
 
 import argparse
 import sys
-import typing
 from collections import Counter
 from pathlib import Path
 
 import pandas as pd
 
+from trainables.cli import OneLineParser, UsageError
 from trainables.config import ConfigError
 
 from .spec import SpecError, load_spec
 
 
-class UsageError(Exception):
-    pass
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> typing.NoReturn:
-        raise UsageError(f"{message} (see --help)")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m sweep", description=__doc__.split("\n")[0])
-    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    p = OneLineParser(prog="python -m sweep", description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
     run = sub.add_parser("run", help="launch the grid of a spec file")
     run.add_argument("spec", help="the sweep spec (YAML)")
     run.add_argument("--storage", help="results location (path or URI); overrides the spec's")

@@ -39,11 +39,13 @@ CHOICES = {
 
 
 class UsageError(Exception):
-    pass
+    """Bad command-line input; every CLI of the project prints it as one line and exits 2."""
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> typing.NoReturn:  # one line, not usage + message
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but an error is a UsageError (one line), not usage text plus a message."""
+
+    def error(self, message: str) -> typing.NoReturn:
         raise UsageError(f"{message} (see --help)")
 
 
@@ -56,8 +58,8 @@ def _field_type(f: dataclasses.Field) -> type:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m trainables", description=__doc__.split("\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    parser = OneLineParser(prog="python -m trainables", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
     run = sub.add_parser("run", help="train one configuration and print its per-epoch metrics")
     for f in dataclasses.fields(C.TrialConfig):
         run.add_argument(
