@@ -260,6 +260,7 @@ def refine_curves(ds_table: pd.DataFrame, refine: pd.DataFrame, out: Path, stem:
     )
     for ax in axes:
         ax.set_xscale("symlog", linthresh=1)
+        ax.set_xlim(left=0)
         ax.set_xlabel("refinement steps K (0: the encoder's q)")
     axes[0].set_ylabel("ELBO per test datapoint, theta fixed (nats)")
     axes[1].set_ylabel("seconds for the test images")
