@@ -46,7 +46,7 @@ readme-figures:
 	$(BIN)/python -m sweep evaluate results/readme-$(STAMP) --points 200 --iwae-samples 1000
 	$(BIN)/python -m analysis figures results/readme-$(STAMP) -o results/readme-$(STAMP)-report
 	rm -rf docs/demo && mkdir -p docs/demo
-	cp results/readme-$(STAMP)-report/*.png results/readme-$(STAMP)-report/gap_table.md docs/demo/
+	cp results/readme-$(STAMP)-report/*.png results/readme-$(STAMP)-report/*_table.md docs/demo/
 	$(BIN)/python scripts/sync_readme.py
 
 clean:

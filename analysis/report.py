@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from .figures import all_figures
-from .tables import gap_table, is_partial, to_markdown
+from .tables import gap_table, is_partial, refine_markdown, refine_table, to_markdown
 
 CAPTIONS = {
     "neg_elbo": "Negative ELBO per datapoint (nats): A-VI widths, F-VI and constant; mean over seeds, "
@@ -46,6 +46,16 @@ def write_report(
         md,
         "",
     ]
+    if measured is not None and refine is not None:
+        steps = refine_table(measured, refine)
+        _atomic_text(out / "refine_table.csv", steps.to_csv(index=False))
+        _atomic_text(out / "refine_table.md", refine_markdown(steps) + "\n")
+        lines += [
+            "Semi-amortized inference on the test images (refine_table.md):",
+            "",
+            refine_markdown(steps),
+            "",
+        ]
     for ds, figs in made.items():
         lines += [f"## {ds}", ""]
         for name, paths in figs.items():

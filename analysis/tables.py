@@ -120,8 +120,12 @@ def to_markdown(gaps: pd.DataFrame) -> str:
             "test-time s": gaps.infer_seconds_mean.map(_num(3)),
         }
     )
-    measured = {"approx_gap_train": "approx. gap train", "amort_gap_train": "amort. gap train",
-                "approx_gap_test": "approx. gap test", "amort_gap_test": "amort. gap test"}
+    measured = {
+        "approx_gap_train": "approx. gap train",
+        "amort_gap_train": "amort. gap train",
+        "approx_gap_test": "approx. gap test",
+        "amort_gap_test": "amort. gap test",
+    }
     for col, label in measured.items():
         if col in gaps:
             show[label] = gaps[col].map(lambda v: "-" if pd.isna(v) else f"{v:.1f}")
@@ -146,3 +150,30 @@ def _never(v: float, reached: str, digits: int = 0) -> str:
 
 def _ratio(v: float) -> str:
     return "-" if pd.isna(v) else f"{v:.2f}x"
+
+
+def refine_table(measured: pd.DataFrame, refine: pd.DataFrame) -> pd.DataFrame:
+    """Semi-amortized inference on the test images, per dataset, width and K: mean ELBO and seconds
+    over seeds, and the share of the amortization gap closed, (L_K - L[q]) / (L[q*] - L[q])."""
+    r = refine[refine.split == "test"]
+    m = measured[measured.split == "test"][["trial_id", "seed", "elbo_q", "elbo_qstar"]]
+    both = r.merge(m, on=["trial_id", "seed"])
+    both["gap_closed"] = (both["elbo"] - both["elbo_q"]) / (both["elbo_qstar"] - both["elbo_q"])
+    out = both.groupby(["dataset", "variant", "width", "steps"], sort=False).agg(
+        seeds=("seed", "nunique"),
+        elbo=("elbo", "mean"),
+        seconds=("seconds", "mean"),
+        gap_closed=("gap_closed", "mean"),
+    )
+    return out.reset_index().sort_values(["dataset", "width", "steps"])
+
+
+def refine_markdown(table: pd.DataFrame) -> str:
+    show = table.assign(
+        elbo=table.elbo.map(lambda v: f"{v:.1f}"),
+        seconds=table.seconds.map(lambda v: f"{v:.3f}"),
+        gap_closed=table.gap_closed.map(lambda v: f"{100 * v:.0f}%"),
+    ).drop(columns="width")
+    return show.rename(
+        columns={"steps": "K", "elbo": "test ELBO/pt", "gap_closed": "amort. gap closed"}
+    ).to_markdown(index=False)

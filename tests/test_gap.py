@@ -192,6 +192,10 @@ def test_sweep_evaluate_export_and_figures(smoke_experiment, tmp_path, capsys):
     mean = gaps[(gaps.width == 8) & (gaps.split == "train")].amortization_gap.mean()
     assert table.loc["k=8", "amort_gap_train"] == pytest.approx(mean)
     assert "approx. gap train" in (tmp_path / "out" / "gap_table.md").read_text()
+    steps = pd.read_csv(tmp_path / "out" / "refine_table.csv")
+    assert set(steps.steps) == {0, 1, 5, 20, 100} and set(steps.variant) == {"k=2", "k=8"}
+    assert (steps[steps.steps == 0].gap_closed.abs() < 1e-6).all()  # K = 0 is the encoder's q itself
+    assert "amort. gap closed" in (tmp_path / "out" / "refine_table.md").read_text()
 
 
 def test_evaluate_refuses_a_non_experiment(tmp_path, capsys):
