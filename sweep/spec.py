@@ -224,9 +224,7 @@ def _check_space(spec: SweepSpec, source: str) -> None:
         CHECKPOINTS_KEPT * checkpoint_bytes(spec.trial_config(c, spec.seeds[0]), DATA_DIM[c["dataset"]])
         for c in spec.cells()
     ) * len(spec.seeds)
-    probe = Path(spec.storage)
-    while not probe.exists():
-        probe = probe.parent
+    probe = _nearest_existing(Path(spec.storage))
     free = shutil.disk_usage(probe).free
     if free < need:
         raise SpecError(
@@ -358,15 +356,20 @@ def _storage(storage, problems) -> str:
     return str(path)
 
 
+def _nearest_existing(path: Path) -> Path:
+    """``path`` itself, or its closest ancestor that exists (where it would be created)."""
+    while not path.exists():
+        path = path.parent
+    return path
+
+
 def writable_problem(path: Path) -> str | None:
     """Why results cannot be written under ``path`` (created later if missing), or None.
 
     Probes by creating (and at once removing) a temporary file in the nearest existing
     folder: os.access says yes to root even where a write would fail.
     """
-    probe = path
-    while not probe.exists():
-        probe = probe.parent
+    probe = _nearest_existing(path)
     if not probe.is_dir():
         return f"{probe} is a file, not a directory"
     try:

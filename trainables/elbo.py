@@ -51,14 +51,17 @@ def z_terms(
     for s in range(thetas.shape[0]):
         recon = decoder(z[s], thetas[s])  # (B, D)
         sq = sq + (x - recon).square().sum(-1)  # (B,)
-    # log N(x | recon, sigma_x^2 I) summed over D pixels, averaged over the S draws; written
-    # out (not Normal.log_prob) so the (B, D) tensor is walked twice, not five times
-    log_norm = -0.5 * x.shape[-1] * math.log(2 * math.pi * sigma_x**2)
-    loglik = log_norm - sq / (2 * sigma_x**2 * thetas.shape[0])
+    loglik = log_gaussian(sq / thetas.shape[0], x.shape[-1], sigma_x)  # averaged over the S draws
     q = Normal(mean, sd, validate_args=False)
     prior = Normal(mean.new_zeros(()), mean.new_ones(()), validate_args=False)
     kl_z = kl_divergence(q, prior).sum(-1)
     return loglik, kl_z
+
+
+def log_gaussian(sq: torch.Tensor, dim: int, sigma_x: float) -> torch.Tensor:
+    """log N(x | recon, sigma_x^2 I) over ``dim`` pixels from sq = ||x - recon||^2; written out
+    (not Normal.log_prob) so the (B, D) tensor is walked twice, not five times."""
+    return -0.5 * dim * math.log(2 * math.pi * sigma_x**2) - sq / (2 * sigma_x**2)
 
 
 def elbo_terms(

@@ -23,17 +23,10 @@ from typing import Any
 import torch
 from torch.distributions import Normal
 
-from .elbo import z_terms
-from .inference import optimize_local_q
+from .elbo import log_gaussian, z_terms
+from .inference import optimize_local_q, per_point_elbo
 
 REFINE_STEPS = (0, 1, 5, 20, 100)
-
-
-def per_point_elbo(decoder, theta, x, mean, logvar, sigma_x: float, eps: torch.Tensor) -> torch.Tensor:
-    """E_q log p(x_n | z, theta) - KL(q_n || N(0, I)) per datapoint, (n,); eps (S, n, d) fixed."""
-    with torch.no_grad():
-        loglik, kl = z_terms(decoder, theta.expand(eps.shape[0], -1), x, mean, logvar, eps, sigma_x)
-    return loglik - kl
 
 
 @torch.no_grad()
@@ -55,7 +48,6 @@ def iwae(
     method, sqrt(Var(w) / K) / mean(w), from running log-sum-exps of w and w^2.
     """
     n, d = mean.shape
-    log_norm = -0.5 * x.shape[1] * math.log(2 * math.pi * sigma_x**2)
     est, se = torch.empty(n, device=x.device), torch.empty(n, device=x.device)
     for a in range(0, n, chunk_points):
         xb, m, lv = x[a : a + chunk_points], mean[a : a + chunk_points], logvar[a : a + chunk_points]
@@ -66,8 +58,7 @@ def iwae(
             z = q.mean + q.stddev * torch.randn(kk, *m.shape, generator=generator, device=x.device)
             recon = decoder(z.reshape(-1, d), theta).view(kk, m.shape[0], -1)  # (kk, nb, D)
             log_w = (
-                log_norm
-                - (xb - recon).square().sum(-1) / (2 * sigma_x**2)
+                log_gaussian((xb - recon).square().sum(-1), x.shape[1], sigma_x)
                 + prior.log_prob(z).sum(-1)
                 - q.log_prob(z).sum(-1)
             )  # (kk, nb)

@@ -106,6 +106,12 @@ def optimize_local_q(
 
 
 @torch.no_grad()
+def per_point_elbo(decoder, theta, x, mean, logvar, sigma_x: float, eps: torch.Tensor) -> torch.Tensor:
+    """E_q log p(x_n | z, theta) - KL(q_n || N(0, I)) per image, (n,); theta (1, P) fixed, eps (S, n, d)."""
+    loglik, kl = z_terms(decoder, theta.expand(eps.shape[0], -1), x, mean, logvar, eps, sigma_x)
+    return loglik - kl
+
+
 def fixed_theta_elbo(
     decoder,
     theta: torch.Tensor,
@@ -116,8 +122,6 @@ def fixed_theta_elbo(
     generator: torch.Generator,
     samples: int = 8,
 ) -> float:
-    """Mean over images of E_q log p(x_n | z_n, theta) - KL(q_n || N(0, I)), S draws of z."""
+    """Mean over images of the per-image ELBO with theta fixed, S fresh draws of z."""
     eps = torch.randn(samples, *mean.shape, generator=generator, device=x.device)
-    thetas = theta.expand(samples, -1)  # (S, P), one fixed theta
-    loglik, kl = z_terms(decoder, thetas, x, mean, logvar, eps, sigma_x)
-    return (loglik - kl).mean().item()
+    return per_point_elbo(decoder, theta, x, mean, logvar, sigma_x, eps).mean().item()
