@@ -1,8 +1,9 @@
 """The paper-style figures of the seed write-up, one set per dataset, as PNG and PDF.
 
-Every figure uses the same colour per variant: amortized widths on a sequential scale
-(light = narrow), factorized in red, constant in grey. Lines are the mean over seeds with a
-band from the lowest to the highest seed.
+Every figure uses the same colour per variant: each encoder family's widths on a sequential scale
+of its own (amortized: viridis, light = narrow), then the families without a width: the
+per-datapoint one (F-VI) in red, the others grey and beyond. Lines are the mean over seeds with
+a band from the lowest to the highest seed.
 """
 
 from __future__ import annotations
@@ -25,12 +26,23 @@ from .tables import final_rows, is_partial  # noqa: E402
 SPREAD = ("pi", 100)  # band: from the lowest to the highest seed
 
 
+SEQUENTIAL = ("viridis_r", "flare", "crest", "magma_r", "Blues")  # one per encoder family
+BASELINES = [(0.5, 0.5, 0.5), *sns.color_palette("tab10")[4:]]  # families without a width
+SEQUENTIAL_LINES = ("tab:purple", "tab:orange", "tab:green")  # gap_vs_width: encoders after the first
+
+
 def palette(table: pd.DataFrame) -> dict[str, tuple]:
     order = variant_order(table)
-    widths = [v for v in order if v.startswith("k=")]
-    colours = dict(zip(widths, sns.color_palette("viridis_r", max(len(widths), 1)), strict=False))
-    colours["factorized"] = (0.84, 0.15, 0.16)
-    colours["constant"] = (0.5, 0.5, 0.5)
+    kinds = table.drop_duplicates("variant").set_index("variant")
+    colours: dict[str, tuple] = {}
+    encoders = list(dict.fromkeys(kinds.loc[[v for v in order if kinds.loc[v, "has_width"]], "family"]))
+    for fam, cmap in zip(encoders, SEQUENTIAL * 4, strict=False):
+        own = [v for v in order if kinds.loc[v, "family"] == fam]
+        colours.update(zip(own, sns.color_palette(cmap, max(len(own), 1)), strict=False))
+    rest = iter(BASELINES * 4)
+    for v in order:
+        if v not in colours:
+            colours[v] = (0.84, 0.15, 0.16) if kinds.loc[v, "per_datapoint"] else next(rest)
     return {v: colours[v] for v in order}
 
 
@@ -104,28 +116,28 @@ def seeds(ds_table: pd.DataFrame, out: Path, stem: str) -> list[Path]:
 
 
 def gap_vs_width(ds_table: pd.DataFrame, out: Path, stem: str) -> list[Path]:
-    """Final -ELBO per datapoint against encoder width; F-VI and constant as horizontal bands."""
+    """Final -ELBO per datapoint against encoder width, a line per encoder family; the families
+    without a width (F-VI, constant) as horizontal bands."""
     fin = final_rows(ds_table)
     pal = palette(ds_table)
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
-    amort = fin[fin.family == "amortized"]
-    if len(amort):
+    encoders = fin[fin.has_width.astype(bool)]
+    for i, (fam, rows) in enumerate(encoders.groupby("family", sort=False)):
         sns.lineplot(
-            data=amort,
+            data=rows,
             x="width",
             y="neg_elbo_per_datapoint",
             errorbar="sd",
             marker="o",
-            color="black",
+            color=("black", *SEQUENTIAL_LINES)[i % 4],
             ax=ax,
-            label="amortized (mean ± sd over seeds)",
+            label=f"{fam} (mean ± sd over seeds)",
         )
-    for fam in ("factorized", "constant"):
-        v = fin.loc[fin.family == fam, "neg_elbo_per_datapoint"]
-        if len(v):
-            m, s = v.mean(), (v.std(ddof=1) if len(v) > 1 else 0.0)
-            ax.axhline(m, color=pal[fam], label=f"{fam} (mean ± sd)")
-            ax.axhspan(m - s, m + s, color=pal[fam], alpha=0.2)
+    for variant in [v for v in pal if v in set(fin.variant) and not fin[fin.variant == v].has_width.any()]:
+        v = fin.loc[fin.variant == variant, "neg_elbo_per_datapoint"]
+        m, s = v.mean(), (v.std(ddof=1) if len(v) > 1 else 0.0)
+        ax.axhline(m, color=pal[variant], label=f"{variant} (mean ± sd)")
+        ax.axhspan(m - s, m + s, color=pal[variant], alpha=0.2)
     ax.set_xscale("log", base=2)
     ax.set(
         xlabel="encoder width k",
@@ -268,6 +280,32 @@ def refine_curves(ds_table: pd.DataFrame, refine: pd.DataFrame, out: Path, stem:
     return _save(fig, out, stem)
 
 
+def against_reference(ds_table: pd.DataFrame, out: Path, stem: str) -> list[Path]:
+    """Our train-MSE curves (mean over seeds) over Margossian & Blei's published band (min-max of
+    their ten seeds, median dashed), one panel per variant they ran; 'latents unused' floor dotted."""
+    from .reference import load_reference
+
+    ref = load_reference()
+    ref = ref[ref.split == "train"]
+    pal = palette(ds_table)
+    variants = [v for v in pal if v in set(ref.variant)]
+    fig, axes = plt.subplots(1, len(variants), figsize=(4 * len(variants), 3.8), sharey=True, squeeze=False)
+    for ax, v in zip(axes[0], variants, strict=True):
+        r = ref[ref.variant == v]
+        ax.fill_between(r.epoch, r["min"], r["max"], color="lightgray", label="theirs: 10 seeds, min-max")
+        ax.plot(r.epoch, r["median"], color="gray", ls="--", lw=1, label="theirs: median")
+        ours = ds_table[ds_table.variant == v].dropna(subset=["train_mse"])
+        mean = ours.groupby("epoch")["train_mse"].mean()
+        ax.plot(mean.index, mean.values, color=pal[v], lw=2, label=f"ours ({ours.seed.nunique()} seeds)")
+        if "mean_image_mse" in ours and len(ours):
+            ax.axhline(ours.mean_image_mse.mean(), color="black", ls=":", lw=1, label="mean-image MSE")
+        ax.set(title=v, xlabel="epoch", yscale="log", xlim=(1, max(ds_table.epoch.max(), r.epoch.max())))
+    axes[0][0].set_ylabel("train reconstruction MSE")
+    axes[0][-1].legend(fontsize=7)
+    fig.suptitle(title(ds_table, "train MSE against Margossian & Blei's published runs"), y=1.06)
+    return _save(fig, out, stem)
+
+
 def all_figures(
     table: pd.DataFrame, out: Path, gaps: pd.DataFrame | None = None, refine: pd.DataFrame | None = None
 ) -> dict[str, dict[str, list[Path]]]:
@@ -282,12 +320,17 @@ def all_figures(
             ),
             "train_mse": curve(d, "train_mse", "train reconstruction MSE", out, f"{ds}_train_mse"),
             "test_mse": curve(
-                d[d.family != "factorized"], "test_mse", "test reconstruction MSE", out, f"{ds}_test_mse"
+                d[d.has_test_time_q.astype(bool)], "test_mse", "test reconstruction MSE", out,
+                f"{ds}_test_mse",
             ),
             "seeds": seeds(d, out, f"{ds}_seeds"),
             "gap_vs_width": gap_vs_width(d, out, f"{ds}_gap_vs_width"),
             "compute": compute(d, out, f"{ds}_compute"),
         }
+        from .reference import comparable
+
+        if comparable(d):
+            made[ds]["reference"] = against_reference(d, out, f"{ds}_reference")
         if gaps is not None and (gaps.dataset == ds).any():
             made[ds]["gap_split"] = gap_split(d, gaps[gaps.dataset == ds], out, f"{ds}_gap_split")
         if refine is not None and (refine.dataset == ds).any():

@@ -58,20 +58,33 @@ def load_results(path: str | Path) -> pd.DataFrame:
     return with_variant(table)
 
 
-def variant_label(family: str, width) -> str:
-    return f"k={int(width)}" if family == "amortized" else family
+FAMILY_COLUMNS = ("variant", "variant_order", "has_width", "has_test_time_q", "per_datapoint")
 
 
 def variant_order(table: pd.DataFrame) -> list[str]:
-    """Amortized widths ascending, then factorized, then constant."""
-    widths = sorted({int(w) for w in table.loc[table.family == "amortized", "width"].dropna()})
-    rest = [f for f in ("factorized", "constant") if f in set(table.family)]
-    return [f"k={w}" for w in widths] + rest
+    """The variants in their families' declared order (encoders narrow to wide, then baselines)."""
+    return list(table.sort_values("variant_order").drop_duplicates("variant")["variant"])
 
 
 def with_variant(table: pd.DataFrame) -> pd.DataFrame:
+    """The table with its family columns (sweep export writes them; here they are filled in from
+    the family registry where missing, e.g. for a hand-made table)."""
     table = table.copy()
-    table["variant"] = [variant_label(f, w) for f, w in zip(table.family, table.width, strict=True)]
+    missing = [c for c in FAMILY_COLUMNS if c not in table]
+    if missing:
+        from trainables import families
+
+        def declared(fam: str, width) -> dict:
+            cls = families.FAMILIES[fam]
+            width = None if pd.isna(width) else int(width)
+            return {"variant": cls.variant(width), "variant_order": cls.order * 100_000 + (width or 0),
+                    "has_width": cls.has_width, "has_test_time_q": cls.has_test_time_q,
+                    "per_datapoint": cls.per_datapoint}
+
+        rows = pd.DataFrame([declared(f, w) for f, w in zip(table.family, table.width, strict=True)],
+                            index=table.index)
+        for c in missing:
+            table[c] = rows[c]
     return table
 
 

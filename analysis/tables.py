@@ -7,6 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from trainables.metrics import latents_unused
+
 from .load import variant_order
 
 
@@ -34,9 +36,12 @@ def gap_table(table: pd.DataFrame, gaps: pd.DataFrame | None = None) -> pd.DataF
     rows = []
     for ds, ds_table in table.groupby("dataset", sort=True):
         fin = final_rows(ds_table)
-        # the gap in ELBO: ELBO(F-VI) - ELBO(variant) = neg_elbo(variant) - neg_elbo(F-VI), per seed
-        fvi = fin[fin.family == "factorized"].set_index("seed")["neg_elbo_per_datapoint"]
-        fvi_reach = _reach(fin[fin.family == "factorized"])
+        # the gap in ELBO: ELBO(F-VI) - ELBO(variant) = neg_elbo(variant) - neg_elbo(F-VI), per seed;
+        # F-VI: the per-datapoint family (the first, if a spec has several)
+        per_point = [v for v in variant_order(fin) if fin.loc[fin.variant == v, "per_datapoint"].all()]
+        ref = fin[fin.variant == per_point[0]] if per_point else fin.iloc[:0]
+        fvi = ref.set_index("seed")["neg_elbo_per_datapoint"]
+        fvi_reach = _reach(ref)
         for variant in variant_order(fin):
             v = fin[fin.variant == variant].set_index("seed")
             gap = (
@@ -65,10 +70,20 @@ def gap_table(table: pd.DataFrame, gaps: pd.DataFrame | None = None) -> pd.DataF
                     "speedup_iterations": fvi_reach["epochs"] / reach["epochs"],
                     "speedup_seconds": fvi_reach["seconds"] / reach["seconds"],
                     "infer_seconds_mean": v["infer_seconds"].mean(),
+                    **_collapse(v),
                     **_measured(gaps, ds, variant),
                 }
             )
     return pd.DataFrame(rows)
+
+
+def _collapse(v: pd.DataFrame) -> dict:
+    """KL(q(z)) per image and active dimensions, mean over seeds, and the plain-words flag when the
+    variant's latents are unused (its mean train MSE at the mean-image level, or none active)."""
+    out = {c: v[c].mean() if c in v else np.nan for c in ("kl_z_per_datapoint", "active_dims")}
+    floor = v["mean_image_mse"].mean() if "mean_image_mse" in v else None
+    out["note"] = latents_unused(v["train_mse"].mean(), floor, out["active_dims"]) or ""
+    return out
 
 
 def _measured(gaps: pd.DataFrame | None, ds: str, variant: str) -> dict[str, float]:
@@ -118,6 +133,8 @@ def to_markdown(gaps: pd.DataFrame) -> str:
             "speed-up iters": gaps.speedup_iterations.map(_ratio),
             "speed-up time": gaps.speedup_seconds.map(_ratio),
             "test-time s": gaps.infer_seconds_mean.map(_num(3)),
+            "KL(q(z))/pt": gaps.kl_z_per_datapoint.map(_num(3)),
+            "active dims": gaps.active_dims.map(lambda v: "-" if pd.isna(v) else f"{v:.0f}"),
         }
     )
     measured = {
@@ -129,6 +146,8 @@ def to_markdown(gaps: pd.DataFrame) -> str:
     for col, label in measured.items():
         if col in gaps:
             show[label] = gaps[col].map(lambda v: "-" if pd.isna(v) else f"{v:.1f}")
+    if gaps.note.astype(bool).any():
+        show["note"] = gaps.note
     return show.to_markdown(index=False)
 
 

@@ -27,7 +27,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sweep.spec import load_spec  # noqa: E402
+from sweep.specfile import load_spec  # noqa: E402
 from trainables import Data, Trial, TrialConfig  # noqa: E402
 from trainables.data import DATA_DIM  # noqa: E402
 from trainables.vectorized import SeedBatch  # noqa: E402
@@ -158,7 +158,7 @@ def project(spec_name: str, device: torch.device, args: argparse.Namespace) -> N
     cache: dict[tuple, float] = {}
     total = 0.0
     if device.type == "cpu":  # each trial runs with its own CPUs' worth of threads
-        torch.set_num_threads(max(1, int(spec.resources["cpu"])))
+        torch.set_num_threads(max(1, int(spec.resources.cpu)))
     for cell in spec.cells():
         cfg = spec.trial_config(cell, spec.seeds[0])
         key = (DATA_DIM[cfg.dataset], cfg.family, cfg.width, cfg.n_train, cfg.batch_size)
@@ -179,9 +179,9 @@ def project(spec_name: str, device: torch.device, args: argparse.Namespace) -> N
         total += cache[key] * cfg.epochs * len(spec.seeds)
     torch.set_num_threads(args.threads)
     if device.type == "cuda":
-        slots = max(1, int(1 / spec.resources["gpu"])) if spec.resources["gpu"] else 1
+        slots = max(1, int(1 / spec.resources.gpu)) if spec.resources.gpu else 1
     else:
-        slots = max(1, int(args.threads // spec.resources["cpu"]))
+        slots = max(1, int(args.threads // spec.resources.cpu))
     print(
         f"{spec_name}.yaml: {spec.num_trials} trials, {total / 3600:.2f} trial-hours of optimization here; "
         f"{total / slots / 3600:.2f} h wall with {slots} concurrent trials"

@@ -14,7 +14,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from sweep.spec import reference_markdown  # noqa: E402
+from sweep.docs import reference_markdown  # noqa: E402
 
 
 def blocks() -> dict[str, str]:

@@ -23,7 +23,8 @@ import pandas as pd
 from trainables.cli import OneLineParser, UsageError
 from trainables.config import ConfigError
 
-from .spec import SpecError, load_spec
+from .spec import SpecError
+from .specfile import load_spec
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -74,7 +75,7 @@ def _summary(exp: str, states: list[str]) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from .runner import run_sweep
 
-    spec = load_spec(args.spec, name=args.name, storage=args.storage)
+    spec = load_spec(args.spec, launch=True, name=args.name, storage=args.storage)
     print(f"{spec.name}: {spec.num_trials} trials -> {spec.storage}/{spec.name}", flush=True)
     return _summary(*run_sweep(spec, args.address))
 
@@ -128,7 +129,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_keys(args: argparse.Namespace) -> int:
-    from .spec import reference_markdown
+    from .docs import reference_markdown
 
     print(reference_markdown())
     return 0

@@ -10,28 +10,9 @@ from typing import Any
 import pandas as pd
 
 from trainables.config import TrialConfig
+from trainables.metrics import REPORTED, latents_unused
 
-from .spec import split_config
-
-METRICS = (
-    "epoch",
-    "neg_elbo",
-    "neg_elbo_per_datapoint",
-    "loglik",
-    "kl_z",
-    "kl_theta",
-    "epoch_lr",
-    "train_mse",
-    "test_mse",
-    "opt_seconds",
-    "eval_seconds",
-    "epochs_to_threshold",
-    "seconds_to_threshold",
-    "infer_seconds",
-    "infer_steps",
-    "infer_elbo_per_datapoint",
-    "torch_threads",
-)
+from .tuneconfig import split_config
 
 
 def per_seed(t: dict[str, Any]) -> list[tuple[str, TrialConfig, pd.DataFrame | None, dict[str, Any]]]:
@@ -53,26 +34,60 @@ def per_seed(t: dict[str, Any]) -> list[tuple[str, TrialConfig, pd.DataFrame | N
 
 
 def status_table(trials: list[dict[str, Any]]) -> pd.DataFrame:
+    """One row per trial (per seed of a vectorized one): its cell, state, progress, last metrics,
+    and a note: its error, or 'latents unused: ...' when its latents carry nothing."""
     rows = []
-    for trial, (trial_id, cfg, _, last) in ((t, p) for t in trials for p in per_seed(t)):
-        rows.append(
-            {
-                "trial": trial_id,
-                "dataset": cfg.dataset,
-                "family": cfg.family,
-                "width": cfg.width,
-                "seed": cfg.seed,
-                "state": trial["status"],
-                "epochs": f"{last.get('epoch', 0)}/{cfg.epochs}",
-                "neg_elbo/pt": last.get("neg_elbo_per_datapoint"),
-                "train_mse": last.get("train_mse"),
-                "test_mse": last.get("test_mse"),
-                "error": trial["error"] or "",
-            }
+    for trial, (trial_id, cfg, frame, last) in ((t, p) for t in trials for p in per_seed(t)):
+        evaluated = _last_evaluated(frame, last)
+        note = trial["error"] or latents_unused(
+            evaluated.get("train_mse"), evaluated.get("mean_image_mse"), evaluated.get("active_dims")
         )
-    table = pd.DataFrame(rows).sort_values(["dataset", "family", "width", "seed"], na_position="last")
+        rows.append({
+            "trial": trial_id,
+            "dataset": cfg.dataset,
+            "family": cfg.family,
+            "width": cfg.width,
+            **trial["config"]["cell"]["axes"],
+            "seed": cfg.seed,
+            "state": trial["status"],
+            "epochs": f"{last.get('epoch', 0)}/{cfg.epochs}",
+            "neg_elbo/pt": last.get("neg_elbo_per_datapoint"),
+            "train_mse": evaluated.get("train_mse"),
+            "test_mse": evaluated.get("test_mse"),
+            "kl_z/pt": last.get("kl_z_per_datapoint"),
+            "active": evaluated.get("active_dims"),
+            "note": note or "",
+        })
+    axes = [k for k in trials[0]["config"]["cell"]["axes"]] if trials else []
+    table = pd.DataFrame(rows).sort_values(["dataset", "family", "width", *axes, "seed"], na_position="last")
     table["width"] = table["width"].map(lambda w: "-" if w is None or pd.isna(w) else str(int(w)))
+    table["active"] = table["active"].map(lambda a: "-" if a is None or pd.isna(a) else str(int(a)))
     return table
+
+
+def _last_evaluated(frame: pd.DataFrame | None, last: dict[str, Any]) -> dict[str, Any]:
+    """The newest report that carries the MSEs (reports between evaluations have none)."""
+    if last.get("train_mse") is not None or frame is None or "train_mse" not in frame:
+        return last
+    done = frame.dropna(subset=["train_mse"])
+    return done.iloc[-1].to_dict() if len(done) else last
+
+
+def config_columns(cfg: TrialConfig) -> dict[str, Any]:
+    """A trial's settings as table columns (its family's options as "family_options.KEY"), and
+    what its family declares for the analysis: "variant" (its label), "variant_order", and
+    whether it has an encoder width, answers for test images, or is per-datapoint (F-VI)."""
+    cols = cfg.to_dict()
+    cols.update({f"family_options.{k}": v for k, v in cols.pop("family_options").items()})
+    fam = cfg.family_class
+    return {
+        **cols,
+        "variant": fam.variant(cfg.width),
+        "variant_order": fam.order * 100_000 + (cfg.width or 0),
+        "has_width": fam.has_width,
+        "has_test_time_q": fam.has_test_time_q,
+        "per_datapoint": fam.per_datapoint,
+    }
 
 
 def tidy(trials: list[dict[str, Any]]) -> pd.DataFrame:
@@ -85,15 +100,15 @@ def tidy(trials: list[dict[str, Any]]) -> pd.DataFrame:
     for trial, (trial_id, cfg, frame, _) in ((t, p) for t in trials for p in per_seed(t)):
         if frame is None or frame.empty or "epoch" not in frame:
             continue
-        metrics = frame[[c for c in METRICS if c in frame]].apply(pd.to_numeric, errors="coerce")
+        metrics = frame[[c for c in REPORTED if c in frame]].apply(pd.to_numeric, errors="coerce")
         metrics = metrics.drop_duplicates("epoch", keep="last").sort_values("epoch")
-        for key, value in cfg.to_dict().items():
+        for key, value in config_columns(cfg).items():
             metrics.insert(len(metrics.columns), key, value)
         metrics.insert(0, "status", trial["status"])
         metrics.insert(0, "trial_id", trial_id)
         parts.append(metrics)
     if not parts:
-        return pd.DataFrame(columns=["trial_id", "status", *METRICS])
+        return pd.DataFrame(columns=["trial_id", "status", *REPORTED])
     table = pd.concat(parts, ignore_index=True)
     table["width"] = table["width"].astype("Int64")
     table["epoch"] = table["epoch"].astype(int)
@@ -137,14 +152,7 @@ def gap_tables(trials: list[dict[str, Any]]) -> tuple[pd.DataFrame, pd.DataFrame
         cfg, opts = split_config(t["config"])
         for r in t["gap"]["results"]:
             trial_id = f"{t['trial_id']}-s{r['seed']}" if opts["seeds"] else t["trial_id"]
-            ids = {
-                "trial_id": trial_id,
-                "dataset": cfg.dataset,
-                "family": cfg.family,
-                "width": cfg.width,
-                "seed": r["seed"],
-                "epoch": r["epoch"],
-            }
+            ids = {**config_columns(cfg), "trial_id": trial_id, "seed": r["seed"], "epoch": r["epoch"]}
             for split in ("train", "test"):
                 gaps.append({**ids, "split": split, **{k: r[split][k] for k in GAP_KEYS}})
                 refine += [{**ids, "split": split, **p} for p in r[split].get("refine", [])]

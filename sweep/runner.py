@@ -18,6 +18,7 @@ from ray.tune.search.optuna import OptunaSearch
 
 from .spec import SweepSpec, parse_spec
 from .trainable import train_trial
+from .tuneconfig import cell_slug
 
 SPEC_FILE = "sweep-spec.json"
 GAP_FILE = "gap.json"
@@ -74,16 +75,14 @@ def _read_json(uri: str) -> Any:
 
 
 def trial_dirname(trial: Any) -> str:
-    """Readable trial directories: <id>-<dataset>-<family>[-k<width>]-s<seed>."""
+    """Readable trial directories: <id>-<dataset>-<family>[-k<width>][-<axis><value>...]-s<seed>."""
     c = trial.config
-    cell = c.get("cell", {})
-    width = f"-k{cell['width']}" if cell.get("width") else ""
     seeds = "-s" + "_".join(map(str, c["seeds"])) if c.get("seeds") else f"-s{c.get('seed')}"
-    return f"{trial.trial_id}-{cell.get('dataset')}-{cell.get('family')}{width}{seeds}"
+    return f"{trial.trial_id}-{cell_slug(c['cell'])}{seeds}"
 
 
 def _trainable(spec: SweepSpec):
-    return tune.with_resources(train_trial, {"cpu": spec.resources["cpu"], "gpu": spec.resources["gpu"]})
+    return tune.with_resources(train_trial, {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu})
 
 
 def _run_config(spec: SweepSpec, name: str, storage: str) -> tune.RunConfig:
@@ -104,7 +103,9 @@ def run_sweep(spec: SweepSpec, address: str | None = None) -> tuple[str, list[st
     _write_json(f"{exp}/{SPEC_FILE}", spec.to_dict())
     connect(address)
     best_lr = lr_search(spec, exp) if spec.optuna else {}
-    cells = [{**c, **({"lr": best_lr[_slug(c)]} if best_lr else {})} for c in spec.cells()]
+    cells = spec.cells()
+    for c in cells if best_lr else ():
+        c["settings"]["lr"] = best_lr[cell_slug(c)]
     seeds = {"seed": tune.grid_search(list(spec.seeds))}
     if spec.vectorize_seeds:  # one trial per cell trains all its seeds as a batch
         seeds = {"seeds": list(spec.seeds)}
@@ -128,7 +129,7 @@ def evaluate_experiment(exp: str, settings: dict[str, Any] | None = None, addres
     if not done:
         raise SweepError(f"{exp} has no finished trial to evaluate")
     connect(address)
-    task = ray.remote(_evaluate_trial).options(num_cpus=spec.resources["cpu"], num_gpus=spec.resources["gpu"])
+    task = ray.remote(_evaluate_trial).options(num_cpus=spec.resources.cpu, num_gpus=spec.resources.gpu)
     ray.get([task.remote(t["path"], t["config"], settings) for t in done])
     return len(done)
 
@@ -137,11 +138,12 @@ def _evaluate_trial(trial_path: str, config: dict[str, Any], settings: dict[str,
     """Load a trial's newest checkpoint and its data on this node, decompose its gap, write gap.json."""
     import torch
 
-    from trainables import Trial, load
+    from trainables import Trial
+    from trainables.data import load_for
     from trainables.gap import evaluate_trial
 
-    from .spec import split_config
     from .trainable import checkpoint_dirs, newest_state
+    from .tuneconfig import split_config
 
     cfg, _ = split_config(config)
     device = torch.device("cuda" if ray.get_gpu_ids() else "cpu")
@@ -149,7 +151,7 @@ def _evaluate_trial(trial_path: str, config: dict[str, Any], settings: dict[str,
     state, _ = newest_state(checkpoint_dirs(fs, path), device)
     if state is None:
         raise SweepError(f"{trial_path}: no readable checkpoint to evaluate")
-    data = load(cfg.dataset, cfg.n_train, cfg.n_test, cfg.data_root, device)
+    data = load_for(cfg, device)
     kwargs = {k: tuple(v) if k == "refine_steps" else v for k, v in settings.items()}
     results = [
         {"seed": s["config"]["seed"], **evaluate_trial(Trial.from_state(s, data, device), **kwargs)}
@@ -187,11 +189,6 @@ def read_spec(exp: str) -> SweepSpec:
     return parse_spec(raw, source=f"{exp}/{SPEC_FILE}")
 
 
-def _slug(cell: dict[str, Any]) -> str:
-    width = f"-k{cell['width']}" if cell.get("width") else ""
-    return f"{cell['dataset']}-{cell['family']}{width}"
-
-
 def lr_search(spec: SweepSpec, exp: str) -> dict[str, float]:
     """Optuna over the learning rate, per (dataset, family, width), short budget, ASHA stopping."""
     stage = spec.optuna
@@ -205,9 +202,9 @@ def lr_search(spec: SweepSpec, exp: str) -> dict[str, float]:
                 "report_every": 1,
                 "checkpoint_every": stage.epochs,
                 "test_inference": None,
-                "cell": cell,
+                # the searched lr wins over a family_train lr: it sits in the cell's settings
+                "cell": {**cell, "settings": {**cell["settings"], "lr": tune.loguniform(*stage.lr)}},
                 "seed": spec.seeds[0],
-                "lr": tune.loguniform(*stage.lr),
             },
             tune_config=tune.TuneConfig(
                 search_alg=OptunaSearch(seed=0),
@@ -219,10 +216,10 @@ def lr_search(spec: SweepSpec, exp: str) -> dict[str, float]:
                 mode="min",
                 reuse_actors=True,
             ),
-            run_config=_run_config(spec, _slug(cell), f"{exp}/{LR_SEARCH_DIR}"),
+            run_config=_run_config(spec, cell_slug(cell), f"{exp}/{LR_SEARCH_DIR}"),
         )
         result = tuner.fit().get_best_result(metric=METRIC, mode="min", scope="last")
-        best[_slug(cell)] = float(result.config["lr"])
+        best[cell_slug(cell)] = float(result.config["cell"]["settings"]["lr"])
     _write_json(f"{exp}/{LR_SEARCH_DIR}/best_lr.json", best)
     return best
 

@@ -25,15 +25,16 @@ import ray
 import torch
 from ray import tune
 
-from trainables import Trial, load
+from trainables import Trial
+from trainables.data import load_for
 from trainables.fit import load_state
+from trainables.metrics import INFERENCE
 from trainables.vectorized import SeedBatch
 
-from .spec import split_config
+from .tuneconfig import split_config
 
 STATE_FILE = "trial.pt"
 REPORT_FILE = "report.json"  # the row reported with the checkpoint, re-sent on resume
-INFER_KEYS = ("infer_seconds", "infer_steps", "infer_elbo_per_datapoint")
 
 
 def _device_and_threads() -> torch.device:
@@ -83,7 +84,7 @@ def newest_state(candidates, device: torch.device) -> tuple[dict[str, Any] | Non
 
 def _row(metrics: dict[str, Any]) -> dict[str, Any]:
     """A report: the engine's metrics, the inference columns (set at the end), the thread count."""
-    return {**metrics, **dict.fromkeys(INFER_KEYS), "torch_threads": torch.get_num_threads()}
+    return {**metrics, **dict.fromkeys(INFERENCE), "torch_threads": torch.get_num_threads()}
 
 
 def _report_row(per_seed: list[dict[str, Any]], seeds: list[int] | None) -> dict[str, Any]:
@@ -115,7 +116,7 @@ def _start(cfg, opts, data, device):
 def train_trial(config: dict[str, Any]) -> None:
     cfg, opts = split_config(config)
     device = _device_and_threads()
-    data = load(cfg.dataset, cfg.n_train, cfg.n_test, cfg.data_root, device)  # once, on this node
+    data = load_for(cfg, device)  # once, on this node
     run, trials, history, last_row = _start(cfg, opts, data, device)
     seeds = opts["seeds"]
     if last_row is not None:

@@ -1,6 +1,7 @@
 """Figures, gap table and report: known answers on a synthetic table, real files on smoke results."""
 
 import itertools
+import re
 
 import numpy as np
 import pandas as pd
@@ -198,3 +199,71 @@ def test_notebook_runs_top_to_bottom(smoke_experiment, tmp_path, monkeypatch):
     assert not [o for o in outputs if o.output_type == "error"]
     assert sum("image/png" in o.get("data", {}) for o in outputs) >= 6
     assert (tmp_path / "figs" / "gap_table.md").exists()
+
+
+def test_their_band_is_the_published_range_and_interpolates():
+    from analysis.reference import load_reference, their_band
+
+    ref = load_reference()
+    assert set(ref.variant) == {"k=1", "k=64", "k=128", "k=256", "factorized", "constant"}
+    assert their_band(ref, "factorized", 251) == (0.09181, 0.09348)  # a saved epoch: their row
+    lo, hi = their_band(ref, "factorized", 246)  # halfway between 241 and 251
+    assert lo == pytest.approx((0.09496 + 0.09181) / 2) and hi == pytest.approx((0.09800 + 0.09348) / 2)
+    assert np.isnan(their_band(ref, "k=4", 500)[0])  # a width they did not run
+    assert np.isnan(their_band(ref, "factorized", 6000)[0])  # past their 5,000 epochs
+
+
+def _paper_scale(table):
+    return table.assign(n_train=10_000, batch_size=1_000, mean_image_mse=0.0873, active_dims=5.0,
+                        kl_z_per_datapoint=3.0)
+
+
+def test_report_sets_a_paper_scale_run_beside_their_band(tmp_path):
+    from analysis.reference import check_table, load_reference, their_band
+
+    rows = []
+    runs = (("k=64", "amortized", 64, 0.0730), ("factorized", "factorized", None, 0.2))
+    for variant, fam, width, mse in runs:
+        for seed in (0, 1):
+            for e in (250, 500, 1000):
+                rows.append({"trial_id": f"{variant}-{seed}", "status": "RUNNING", "epoch": e,
+                             "dataset": "fashion_mnist", "family": fam, "width": width, "seed": seed,
+                             "epochs": 5000, "n_test": 10_000, "sigma_x": 0.7071, "mse_threshold": 0.03,
+                             "neg_elbo_per_datapoint": 600.0, "neg_elbo": 6e6, "train_mse": mse,
+                             "test_mse": None if fam == "factorized" else mse, "opt_seconds": 1.0 * e,
+                             "epochs_to_threshold": None, "seconds_to_threshold": None,
+                             "infer_seconds": None})
+    t = _paper_scale(with_variant(pd.DataFrame(rows).astype({"width": "Int64"})))
+    check = check_table(t).set_index(["variant", "epoch"])
+    ref = load_reference()
+    lo, hi = their_band(ref, "k=64", 500)
+    assert (check.loc[("k=64", 500), "their_min"], check.loc[("k=64", 500), "their_max"]) == (lo, hi)
+    assert check.loc[("k=64", 500), "inside"]  # 0.0730 is inside their range
+    assert not check.loc[("factorized", 1000), "inside"]  # 0.2 is far above 1.2 x their max
+    assert list(check.loc["k=64"].index) == [250, 500, 1000]  # as far as the run went
+    t.to_parquet(tmp_path / "t.parquet")
+    assert main(["figures", str(tmp_path / "t.parquet"), "-o", str(tmp_path / "out")]) == 0
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "Against Margossian & Blei's ten published runs" in report
+    assert "| k=64 | 500 | 0.0730 |" in re.sub(" +", " ", report)
+    _valid_png(tmp_path / "out" / "fashion_mnist_reference.png")
+    small = synthetic()  # N = 1,000: not their scale, no comparison
+    small.to_parquet(tmp_path / "s.parquet")
+    assert main(["figures", str(tmp_path / "s.parquet"), "-o", str(tmp_path / "out2")]) == 0
+    assert "Margossian" not in (tmp_path / "out2" / "report.md").read_text()
+
+
+def test_collapse_is_flagged_in_plain_words():
+    from trainables.metrics import latents_unused
+
+    assert latents_unused(0.0875, 0.0873, 12) == "latents unused: MSE at the mean-image level 0.087"
+    assert latents_unused(0.0873 * 1.031, 0.0873, 12) is None  # just outside 3%
+    assert latents_unused(0.04, 0.0873, 0) == "latents unused: no active latent dimension"
+    assert latents_unused(0.04, 0.0873, 9) is None and latents_unused(None, None, None) is None
+    t = synthetic().assign(mean_image_mse=0.05, active_dims=3.0, kl_z_per_datapoint=1.0)
+    t.loc[t.family == "constant", "active_dims"] = 0.0
+    g = gap_table(t).set_index("variant")
+    assert g.loc["constant", "note"] == "latents unused: no active latent dimension"
+    # train MSE 0.02 (k=16 reached the threshold at once) is far below the floor 0.05: used
+    assert g.loc["k=16", "note"] == ""
+    assert "latents unused" in to_markdown(gap_table(t))

@@ -48,9 +48,9 @@ CASES = {
         "must be a non-empty list",
     ),
     "run: unknown key": (lambda t: ["sweep", "run", _spec(t, colour=1)], "unknown key(s) ['colour']"),
-    "run: negative width": (lambda t: ["sweep", "run", _spec(t, widths=[-4])], "widths: [-4]"),
-    "run: seed not integer": (lambda t: ["sweep", "run", _spec(t, seeds=[0.5])], "seeds: [0.5]"),
-    "run: unknown dataset": (lambda t: ["sweep", "run", _spec(t, datasets=["svhn"])], "unknown ['svhn']"),
+    "run: negative width": (lambda t: ["sweep", "run", _spec(t, widths=[-4])], "widths=[-4]"),
+    "run: seed not integer": (lambda t: ["sweep", "run", _spec(t, seeds=[0.5])], "seeds=[0.5]"),
+    "run: unknown dataset": (lambda t: ["sweep", "run", _spec(t, datasets=["svhn"])], "has ['svhn']"),
     "run: empty families": (lambda t: ["sweep", "run", _spec(t, families=[])], "families=[]"),
     "run: train value type": (
         lambda t: ["sweep", "run", _spec(t, train={**SMOKE["train"], "epochs": "ten"})],
@@ -109,7 +109,9 @@ CASES = {
     ),
     "analysis: missing -o": (lambda t: ["analysis", "figures", str(t)], "-o/--output"),
     # trainables
-    "trainables: bad family": (lambda t: ["trainables", "run", "--family", "flow"], "invalid choice: 'flow'"),
+    "trainables: bad family": (
+        lambda t: ["trainables", "run", "--family", "flow"], "family='flow' is not one of"
+    ),
     "trainables: zero size": (
         lambda t: ["trainables", "run", "--family", "constant", "--n-train", "0"],
         "n_train=0",

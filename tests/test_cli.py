@@ -38,7 +38,12 @@ def test_other_families_and_resume(fashion_available, tmp_path, capsys, family):
 @pytest.mark.parametrize(
     "args, words",
     [
-        (["--family", "flow"], ["invalid choice: 'flow'", "amortized"]),
+        (["--family", "flow"], ["family='flow' is not one of", "amortized"]),
+        (["--family", "factorized", "--family-option", "init=zeros"],
+         ["family_options.init='zeros'", "random"]),
+        (["--family", "factorized", "--family-option", "colour"], ["'colour' is not KEY=VALUE"]),
+        (["--family", "constant", "--shuffle", "maybe"], ["'maybe' is not true or false"]),
+        (["--family", "constant", "--family-module", "no_such_mod"], ["'no_such_mod' cannot be imported"]),
         (["--dataset", "svhn"], ["invalid choice: 'svhn'"]),
         (["--n-train", "0"], ["n_train=0", "positive integer"]),
         (["--n-test", "-5"], ["n_test=-5"]),

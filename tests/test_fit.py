@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from trainables import Data, NonFiniteELBOError, Trial, TrialConfig, load
+from trainables.metrics import latents_unused
 
 TIME_KEYS = ("opt_seconds", "eval_seconds", "seconds_to_threshold")
 SMALL = dict(dataset="fashion_mnist", n_train=400, n_test=200, batch_size=100, sigma_x=0.3,
@@ -42,8 +43,18 @@ def test_amortized_uses_its_latents(fashion):
     """Past the 'latents unused' floor (mean image, ~0.087) within a few epochs."""
     hist = list(Trial(cfg_for("amortized", epochs=15), fashion).train())
     floor = (fashion.x_train - fashion.x_train.mean(0)).square().mean().item()
+    assert hist[-1]["mean_image_mse"] == pytest.approx(floor)
     assert hist[-1]["train_mse"] < 0.9 * floor
     assert hist[-1]["test_mse"] < 0.9 * floor
+    assert hist[-1]["active_dims"] > 0 and hist[-1]["kl_z_per_datapoint"] > 1
+    assert latents_unused(hist[-1]["train_mse"], floor, hist[-1]["active_dims"]) is None
+
+
+def test_constant_family_is_flagged_as_collapsed(fashion):
+    """One q for every image: no latent dimension varies across images, so none is active."""
+    m = list(Trial(cfg_for("constant", epochs=3), fashion).train())[-1]
+    assert m["active_dims"] == 0
+    assert latents_unused(m["train_mse"], m["mean_image_mse"], m["active_dims"]).startswith("latents unused")
 
 
 def _strip_time(hist):

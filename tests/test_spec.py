@@ -6,7 +6,9 @@ import pytest
 import yaml
 
 from sweep.cli import main
-from sweep.spec import SpecError, load_spec, parse_spec, split_config
+from sweep.spec import SpecError, parse_spec
+from sweep.specfile import load_spec
+from sweep.tuneconfig import split_config
 from trainables.config import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -19,7 +21,8 @@ def test_fan_out_is_datasets_seeds_widths():
     )
     assert spec.num_trials == 2 * 3 * (3 + 1 + 1)
     cells = spec.cells()
-    assert {"dataset": "mnist", "family": "amortized", "width": 16} in cells
+    assert {"dataset": "mnist", "family": "amortized", "width": 16, "axes": {}, "settings": {},
+            "family_options": {}} in cells
     assert sum(c["family"] == "factorized" for c in cells) == 2  # once per dataset
     cfg = spec.trial_config(cells[0], 2)
     assert (cfg.seed, cfg.n_train, cfg.eval_every) == (2, 200, GOOD["report_every"])
@@ -27,31 +30,42 @@ def test_fan_out_is_datasets_seeds_widths():
 
 BAD = [
     ({"colour": "red"}, "unknown key(s) ['colour']"),
-    ({"datasets": ["svhn"]}, "datasets: unknown ['svhn']"),
+    ({"datasets": ["svhn"]}, "datasets=['svhn'] has ['svhn'], not from: mnist"),
     ({"datasets": []}, "datasets=[] must be a non-empty list"),
-    ({"families": ["flow"]}, "families: unknown ['flow']"),
-    ({"widths": [0, 4]}, "widths: [0] are not integers >= 1"),
-    ({"widths": [-8]}, "widths: [-8] are not integers >= 1"),
+    ({"families": ["flow"]}, "families=['flow'] has ['flow'], not from: amortized, factorized, constant"),
+    ({"widths": [0, 4]}, "widths=[0, 4] has [0], not integers >= 1"),
+    ({"widths": [-8]}, "widths=[-8] has [-8], not integers >= 1"),
     ({"widths": []}, "widths=[] must be a non-empty list"),
-    ({"seeds": [0, 1.5]}, "seeds: [1.5] are not integers >= 0"),
-    ({"seeds": ["a"]}, "seeds: ['a'] are not integers >= 0"),
+    ({"seeds": [0, 1.5]}, "seeds=[0, 1.5] has [1.5], not integers >= 0"),
+    ({"seeds": ["a"]}, "seeds=['a'] has ['a'], not integers >= 0"),
     ({"seeds": [1, 1]}, "seeds=[1, 1] lists an entry twice"),
     ({"train": {**GOOD["train"], "n_train": 0}}, "n_train=0 must be a positive integer"),
     ({"train": {**GOOD["train"], "epochs": 2.5}}, "epochs=2.5 must be a positive integer"),
     ({"train": {**GOOD["train"], "learning_rate": 1}}, "train: unknown setting(s) ['learning_rate']"),
-    ({"train": {**GOOD["train"], "seed": 3}}, "train: ['seed'] are set by the grid"),
+    ({"train": {**GOOD["train"], "seed": 3}}, "train: ['seed'] are set by the fan-out"),
     ({"report_every": 0}, "report_every=0 must be a positive integer"),
     ({"checkpoint_every": 3, "report_every": 2}, "checkpoint_every=3 must be a multiple of report_every=2"),
-    ({"resources": {"cpu": 0}}, "resources.cpu=0 must be a positive number"),
+    ({"resources": {"cpu": 0}}, "resources.cpu=0 must be a positive finite number"),
     ({"resources": {"gpu": -1}}, "resources.gpu=-1"),
-    ({"resources": {"tpu": 1}}, "resources={'tpu': 1} must be a mapping with keys cpu and gpu"),
+    ({"resources": {"tpu": 1}}, "resources: unknown resources key(s) ['tpu']; accepted: cpu, gpu"),
     ({"storage": "ftp://host/x"}, "scheme 'ftp' is not one of"),
     ({"storage": "/proc/no/such"}, "storage='/proc/no/such': /proc is not writable"),
     ({"max_failures": "x"}, "max_failures='x'"),
     ({"optuna": {"lr": [1e-2, 1e-4]}}, "optuna.lr=[0.01, 0.0001] must be [low, high]"),
     ({"optuna": {"samples": 0}}, "optuna.samples=0 must be a positive integer"),
     ({"name": "a/b"}, "name='a/b' must be a non-empty string"),
-    ({"families": ["constant"]}, "widths given but families has no 'amortized'"),
+    ({"families": ["constant"]}, "widths given but no family in families has an encoder width"),
+    ({"grid": {"seed": [1, 2]}}, "grid.seed: not a setting that can be an axis (already an axis"),
+    ({"grid": {"n_train": []}}, "grid.n_train=[] must be a non-empty list of distinct values"),
+    ({"grid": {"colour": [1]}}, "grid.colour: not a setting that can be an axis (accepted: n_train"),
+    ({"grid": {"lr": [0.1]}, "family_train": {"factorized": {"lr": 0.2}}},
+     "grid.lr and family_train.factorized.lr both set lr"),
+    ({"grid": {"batch_size": [100, 400]}}, "batch_size=400 exceeds n_train=200"),
+    ({"grid": {"sigma_x": ["big"]}}, "sigma_x='big' must be a positive finite number"),
+    ({"family_options": {"factorized": {"init": "zeros"}}},
+     "family_options.init='zeros' is not one of prior"),
+    ({"family_options": {"factorized": {"colour": 1}}}, "unknown factorized option(s) ['colour']"),
+    ({"family_modules": ["no_such_module_here"]}, "family module 'no_such_module_here' cannot be imported"),
     ({"train": {**GOOD["train"], "batch_size": 500}}, "batch_size=500 exceeds n_train=200"),
 ]
 
@@ -71,8 +85,12 @@ def test_every_problem_at_once():
     with pytest.raises(SpecError) as e:
         parse_spec({**GOOD, "datasets": ["svhn"], "seeds": [-1], "report_every": 0, "bogus": 1})
     msg = str(e.value)
+    assert "1 problem(s)" in msg and "['bogus']" in msg  # unknown keys first: the rest is not read
+    with pytest.raises(SpecError) as e:
+        parse_spec({**GOOD, "datasets": ["svhn"], "seeds": [-1], "report_every": 0, "widths": [0]})
+    msg = str(e.value)
     assert "4 problem(s)" in msg
-    for w in ("svhn", "seeds: [-1]", "report_every=0", "['bogus']"):
+    for w in ("svhn", "seeds=[-1]", "report_every=0", "widths=[0]"):
         assert w in msg
 
 
@@ -98,8 +116,10 @@ def test_missing_spec_file(tmp_path, capsys):
 
 def test_storage_that_is_a_file(tmp_path):
     (tmp_path / "f").write_text("x")
+    raw = {**GOOD, "storage": str(tmp_path / "f" / "sub")}
+    assert parse_spec(raw).storage == str(tmp_path / "f" / "sub")  # reading a spec checks no disk
     with pytest.raises(SpecError, match="is a file, not a directory"):
-        parse_spec({**GOOD, "storage": str(tmp_path / "f" / "sub")})
+        parse_spec(raw, launch=True)
 
 
 def test_relative_data_root_made_absolute(tmp_path, monkeypatch):
@@ -149,12 +169,13 @@ def test_family_train_overrides_reach_the_trial_config():
     "family_train, words",
     [
         ({"flow": {"lr": 1}}, "family_train: 'flow' is not in families"),
+        ({"factorized": {"family_options": {}}}, "family_options by the top-level key"),
         (
             {"factorized": {"learning_rate": 1}},
             "family_train.factorized: unknown setting(s) ['learning_rate']",
         ),
         ({"factorized": {"lr": -1}}, "lr=-1 must be a positive finite number"),
-        ([1], "family_train=[1] must map a family"),
+        ([1], "family_train=[1] must be a mapping"),
     ],
 )
 def test_bad_family_train(family_train, words):

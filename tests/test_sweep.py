@@ -15,7 +15,7 @@ import torch
 import yaml
 
 from sweep.cli import main
-from sweep.spec import load_spec
+from sweep.specfile import load_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ROOT / "sweep" / "specs" / "smoke.yaml"

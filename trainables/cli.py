@@ -24,18 +24,13 @@ import typing
 from typing import Any
 
 import torch
+import yaml
 
 from . import config as C
-from .data import DataFileError, DataUnavailableError, load
+from . import families
+from .data import DataFileError, DataUnavailableError, load, load_for
 from .fit import NonFiniteELBOError, Trial
 from .vectorized import SeedBatch
-
-CHOICES = {
-    "dataset": C.DATASETS,
-    "family": C.FAMILIES,
-    "theta_init": C.THETA_INITS,
-    "lr_schedule": C.LR_SCHEDULES,
-}
 
 
 class UsageError(Exception):
@@ -49,12 +44,27 @@ class OneLineParser(argparse.ArgumentParser):
         raise UsageError(f"{message} (see --help)")
 
 
-def _field_type(f: dataclasses.Field) -> type:
+def _field_type(f: dataclasses.Field) -> Any:
     hints = typing.get_type_hints(C.TrialConfig)
     t = hints[f.name]
     if isinstance(t, types.UnionType):  # int | None -> int
         t = next(a for a in t.__args__ if a is not type(None))
-    return t
+    return _boolean if t is bool else t
+
+
+def _boolean(text: str) -> bool:
+    words = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+    if text.lower() not in words:
+        raise argparse.ArgumentTypeError(f"{text!r} is not true or false")
+    return words[text.lower()]
+
+
+def _option(text: str) -> tuple[str, Any]:
+    """KEY=VALUE, VALUE read as YAML (so 4 is a number, random a string)."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE")
+    return key, yaml.safe_load(value)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -62,13 +72,21 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
     run = sub.add_parser("run", help="train one configuration and print its per-epoch metrics")
     for f in dataclasses.fields(C.TrialConfig):
+        if f.name == "family_options":
+            run.add_argument(
+                "--family-option", dest="family_options", type=_option, action="append", default=[],
+                metavar="KEY=VALUE", help=f"{f.metadata['help']}; repeat for several",
+            )
+            continue
         run.add_argument(
             "--" + f.name.replace("_", "-"),
             type=_field_type(f),
-            choices=CHOICES.get(f.name),
+            choices=f.metadata["choices"],
             default=f.default,
             help=f"{f.metadata['help']} (default: {f.default})",
         )
+    run.add_argument("--family-module", action="append", default=[], metavar="MODULE",
+                     help="import this module first (it registers a family of its own); repeatable")
     run.add_argument("--device", default="auto", help="cpu, cuda, or auto (default: auto)")
     run.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     run.add_argument("--json", action="store_true", help="one JSON object per line")
@@ -119,8 +137,11 @@ def _run(args: argparse.Namespace) -> int:
     device = _device(args.device)
     if device.type == "cuda":  # TF32 matmuls (10-bit mantissa products, float32 sums) on GPUs
         torch.backends.cuda.matmul.allow_tf32 = True
-    cfg = C.TrialConfig(**{name: getattr(args, name) for name in C.field_names()})
-    data = load(cfg.dataset, cfg.n_train, cfg.n_test, cfg.data_root, device)
+    families.import_modules(args.family_module)
+    given = {name: getattr(args, name) for name in C.field_names()}
+    given["family_options"] = dict(args.family_options)
+    cfg = C.TrialConfig(**given)
+    data = load_for(cfg, device)
     if args.seeds:
         return _run_seeds(args, cfg, data, device, start)
     if args.resume:  # the same command again, plus --resume: continue where it stopped

@@ -1,4 +1,5 @@
-"""The first n_train / n_test images of a torchvision dataset, flattened to [0, 1] floats.
+"""n_train training images (the first, or a seeded random draw) and the first n_test test images
+of a torchvision dataset, flattened to [0, 1] floats.
 
 Sources, in order (the first that has the files wins):
   1. ``data_root`` given by the user, in torchvision's layout
@@ -65,8 +66,13 @@ def load(
     device: str | torch.device = "cpu",
     debian_dir: Path = DEBIAN_FASHION_MNIST,
     download: bool | None = None,
+    subset: str = "first",
+    seed: int = 0,
 ) -> Data:
-    """Load ``name`` from the first source that has it; see the module docstring."""
+    """Load ``name`` from the first source that has it; see the module docstring.
+
+    subset "random": the n_train training images are a random draw, in random order, made with
+    ``seed`` (Margossian & Blei's code took the first batch of a shuffled loader)."""
     if name not in _TV_CLASSES:
         raise ValueError(f"dataset={name!r} is not one of {', '.join(_TV_CLASSES)}")
     if download is None:
@@ -78,7 +84,7 @@ def load(
         except _Missing as e:
             tried.append(f"{label} ({e})")
             continue
-        x_train = _images(name, train, n_train, "training")
+        x_train = _images(name, train, n_train, "training", subset, seed)
         x_test = _images(name, test, n_test, "test")
         return Data(name, x_train.to(device), x_test.to(device), label)
     raise DataUnavailableError(
@@ -188,11 +194,24 @@ def _idx_problem(path: Path) -> str | None:
     return None if size == expected else f"{size} bytes where its header promises {expected}"
 
 
-def _images(name: str, ds: object, n: int, split: str) -> torch.Tensor:
+def load_for(cfg, device: str | torch.device = "cpu") -> Data:
+    """The images a TrialConfig trains and tests on."""
+    return load(cfg.dataset, cfg.n_train, cfg.n_test, cfg.data_root, device,
+                subset=cfg.train_subset, seed=cfg.seed)
+
+
+def _images(
+    name: str, ds: object, n: int, split: str, subset: str = "first", seed: int = 0
+) -> torch.Tensor:
     data = torch.as_tensor(ds.data)  # MNIST: (N, 28, 28) uint8; CIFAR-10: (N, 32, 32, 3) uint8
     if n > data.shape[0]:
         raise ValueError(f"{name} has {data.shape[0]} {split} images; asked for {n}")
-    data = data[:n]
+    if subset == "random":
+        data = data[torch.randperm(data.shape[0], generator=torch.Generator().manual_seed(seed))[:n]]
+    elif subset == "first":
+        data = data[:n]
+    else:
+        raise ValueError(f"subset={subset!r} is not one of first, random")
     if data.ndim == 4:
         data = data.permute(0, 3, 1, 2)  # channels first, the order of torchvision's ToTensor
     return data.reshape(n, -1).to(torch.float32).div_(255.0)

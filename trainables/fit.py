@@ -22,7 +22,7 @@ from torch import nn
 from . import families
 from .config import TrialConfig
 from .data import Data
-from .elbo import TERMS, draw_noise, elbo_terms
+from .elbo import TERMS, draw_noise, elbo_terms, noise_rows
 from .inference import InferredQ, infer
 from .model import BayesianDecoder
 
@@ -47,6 +47,8 @@ class Trial:
         self.cfg, self.device = cfg, torch.device(device)
         self.x_train = data.x_train.to(self.device)  # (N, D), resident for the whole run
         self.x_test = data.x_test.to(self.device)  # (M, D)
+        # the 'latents unused' floor: the MSE of decoding every image as the mean image
+        self.mean_image_mse = (self.x_train - self.x_train.mean(0)).square().mean().item()
         with torch.random.fork_rng(devices=[]):  # seeded init without touching global RNG
             torch.manual_seed(cfg.seed)
             self.decoder = BayesianDecoder(
@@ -80,7 +82,10 @@ class Trial:
         cfg, n = self.cfg, self.cfg.n_train
         lr = self.optimizers[0].param_groups[0]["lr"]
         start = time.perf_counter()
-        perm = torch.randperm(n, generator=self.generator, device=self.device)
+        if cfg.shuffle:
+            perm = torch.randperm(n, generator=self.generator, device=self.device)
+        else:  # fixed contiguous minibatches, as Margossian & Blei's code
+            perm = torch.arange(n, device=self.device)
         sums = torch.zeros(len(TERMS), device=self.device)
         for lo in range(0, n, cfg.batch_size):
             idx = perm[lo : lo + cfg.batch_size]
@@ -102,6 +107,7 @@ class Trial:
             "neg_elbo_per_datapoint": -values["elbo"] / self.cfg.n_train,
             "loglik": values["loglik"],
             "kl_z": values["kl_z"],
+            "kl_z_per_datapoint": values["kl_z"] / self.cfg.n_train,
             "kl_theta": values["kl_theta"],
             "epoch_lr": lr,
             **self._evaluate(),
@@ -110,15 +116,17 @@ class Trial:
         return metrics
 
     def _step(self, idx: torch.Tensor) -> torch.Tensor:
+        cfg = self.cfg
         x = self.x_train[idx]  # (B, D)
-        noise = draw_noise(
-            self.decoder.num_params, idx.numel(), self.cfg.latent_dim, self.cfg.mc_samples,
-            self.generator,
+        rows = noise_rows(cfg.latent_terms, cfg.objective, idx.numel(), cfg.n_train)
+        noise = draw_noise(self.decoder.num_params, rows, cfg.latent_dim, cfg.mc_samples, self.generator)
+        x_all = self.x_train if cfg.latent_terms == "all" else None
+        terms = self._elbo(
+            self.decoder, self.family, x, idx, cfg.n_train, cfg.sigma_x, noise, x_all, cfg.objective
         )
-        terms = self._elbo(self.decoder, self.family, x, idx, self.cfg.n_train, self.cfg.sigma_x, noise)
         for opt in self.optimizers:
             opt.zero_grad(set_to_none=True)
-        (-terms["elbo"]).backward()
+        (-terms.get("objective", terms["elbo"])).backward()
         for opt in self.optimizers:
             opt.step()
         return torch.stack([terms[k].detach() for k in TERMS])  # (4,), stays on device
@@ -126,15 +134,17 @@ class Trial:
     def _evaluate(self) -> dict[str, Any]:
         """Plug-in MSEs on eval epochs, timed apart from optimization."""
         cfg = self.cfg
-        out: dict[str, Any] = {"train_mse": None, "test_mse": None}
+        out: dict[str, Any] = {"train_mse": None, "test_mse": None, "active_dims": None}
         if self.epoch % cfg.eval_every == 0 or self.epoch == cfg.epochs:
             start = time.perf_counter()
-            out["train_mse"] = reconstruction_mse(self.decoder, self.family, self.x_train)
+            out["train_mse"], means = reconstruction(self.decoder, self.family, self.x_train)
+            out["active_dims"] = active_dims(means)
             if self.family.has_test_time_q:  # F-VI has no q for unseen images (SPEC.md)
-                out["test_mse"] = reconstruction_mse(self.decoder, self.family, self.x_test)
+                out["test_mse"], _ = reconstruction(self.decoder, self.family, self.x_test)
             self.eval_seconds += time.perf_counter() - start
             if self.threshold is None and out["train_mse"] < cfg.mse_threshold:
                 self.threshold = (self.epoch, self.opt_seconds)
+        out["mean_image_mse"] = self.mean_image_mse
         out["opt_seconds"] = self.opt_seconds
         out["eval_seconds"] = self.eval_seconds
         out["epochs_to_threshold"] = self.threshold[0] if self.threshold else None
@@ -216,15 +226,27 @@ def load_state(
 
 
 @torch.no_grad()
-def reconstruction_mse(decoder, family, x: torch.Tensor, chunk: int = 4096) -> float:
-    """Decode each q-mean of z with the q-mean of theta; mean squared error over pixels and images."""
-    total = torch.zeros((), device=x.device)
+def reconstruction(decoder, family, x: torch.Tensor, chunk: int = 4096) -> tuple[float, torch.Tensor]:
+    """Decode each q-mean of z with the q-mean of theta: (mean squared error over pixels and images,
+    the q-means (n, d))."""
+    total, means = torch.zeros((), device=x.device), []
     for lo in range(0, x.shape[0], chunk):
         xb = x[lo : lo + chunk]  # (C, D)
         idx = torch.arange(lo, lo + xb.shape[0], device=x.device)
         mean, _ = family(xb, idx)  # (C, d)
         total += (decoder(mean, decoder.mean) - xb).square().sum()
-    return total.item() / x.numel()
+        means.append(mean)
+    return total.item() / x.numel(), torch.cat(means)
+
+
+def reconstruction_mse(decoder, family, x: torch.Tensor) -> float:
+    return reconstruction(decoder, family, x)[0]
+
+
+def active_dims(means: torch.Tensor, threshold: float = 0.01) -> int:
+    """Latent dimensions whose q-mean varies across the images: Cov_x(E_q[z_d]) > 0.01 (Burda,
+    Grosse & Salakhutdinov 2016). None active: the decoder ignores z, the latents collapsed."""
+    return int((means.var(0, unbiased=False) > threshold).sum().item())
 
 
 def _optimizers(modules: list[nn.Module], lr: float) -> list[torch.optim.Optimizer]:

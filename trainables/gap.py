@@ -180,7 +180,7 @@ def evaluate_trial(
         generator=gen,
         iwae_samples=iwae_samples,
         eval_samples=eval_samples,
-        refine_steps=refine_steps if trial.cfg.family == "amortized" else None,
+        refine_steps=refine_steps if trial.family.refinable else None,
         qstar=qstar,
     )
     return {

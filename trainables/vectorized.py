@@ -38,6 +38,15 @@ class SeedBatch:
             dataclasses.replace(c, seed=first.seed) != first for c in cfgs
         ):
             raise ValueError("SeedBatch takes configs that differ in their seeds only, each seed once")
+        unsupported = {
+            "latent_terms": first.latent_terms != "minibatch",
+            "objective": first.objective != "elbo",
+            "train_subset": first.train_subset != "first",  # each seed would draw its own images
+            "family_options.optimizer": first.family_options.get("optimizer", "sparse") != "sparse",
+        }
+        if any(unsupported.values()):
+            bad = ", ".join(k for k, v in unsupported.items() if v)
+            raise ValueError(f"vectorized seeds support the default {bad} only; train the seeds apart")
         self.cfg, self.device = first, torch.device(device)
         self.trials = [Trial(c, data, device) for c in cfgs]  # per-seed init, streams, histories
         self.x_train = self.trials[0].x_train

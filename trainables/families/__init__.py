@@ -1,28 +1,73 @@
-"""Variational families for the latents: each answers "what is q(z_n) for these datapoints?"
+"""Variational families for the latents, by name; see ``base.Family`` for the contract.
 
-A family is an nn.Module whose ``forward(x, idx)`` takes the minibatch's images x (B, D) and
-their row indices idx (B,) in the training set, and returns q's mean and log-variance,
-each (B, d). ``has_test_time_q`` says whether it can answer for images it was not fit on.
+A family registers itself with ``@register``; one in a user's own module is registered when
+that module is imported (``import_modules``, which the sweep runs on every Ray worker).
 """
 
 from __future__ import annotations
 
-from torch import nn
+import dataclasses
+import importlib
+from typing import Any
 
+from ..settings import problems, unknown_keys
 from .amortized import Amortized
+from .base import Family, NoOptions
 from .constant import Constant
 from .factorized import Factorized
 
-FAMILIES: dict[str, type[nn.Module]] = {
-    "amortized": Amortized,
-    "factorized": Factorized,
-    "constant": Constant,
-}
+FAMILIES: dict[str, type[Family]] = {}
 
 
-def build(cfg, n_data: int, data_dim: int) -> nn.Module:
+def register(cls: type[Family]) -> type[Family]:
+    """Class decorator: make ``cls`` available by ``cls.name`` to configs, specs and the CLI."""
+    if not (isinstance(cls, type) and issubclass(cls, Family)):
+        raise TypeError(f"{cls!r} is not a subclass of trainables.families.Family")
+    prev = FAMILIES.get(cls.name)
+    if prev is not None and (prev.__module__, prev.__qualname__) != (cls.__module__, cls.__qualname__):
+        raise ValueError(f"family name {cls.name!r} is taken by {prev.__module__}.{prev.__qualname__}")
+    FAMILIES[cls.name] = cls
+    return cls
+
+
+for _cls in (Amortized, Factorized, Constant):
+    register(_cls)
+
+
+def get(name: str) -> type[Family]:
+    try:
+        return FAMILIES[name]
+    except (KeyError, TypeError):
+        raise ValueError(f"family={name!r} is not one of {', '.join(FAMILIES)}") from None
+
+
+def import_modules(modules: list[str] | tuple[str, ...]) -> None:
+    """Import users' modules that register families; a one-line error names a missing one."""
+    for mod in modules:
+        try:
+            importlib.import_module(mod)
+        except ImportError as e:
+            raise ValueError(f"family module {mod!r} cannot be imported: {e}") from None
+
+
+def resolve_options(name: str, given: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """(the family's options with defaults filled in, problems with the given ones)."""
+    cls = FAMILIES[name]
+    if not isinstance(given, dict):
+        return {}, [f"family_options={given!r} must be a mapping of {name}'s settings"]
+    bad = unknown_keys(cls.Options, given, f"{name} option(s)")
+    if bad:
+        return {}, [f"family_options: {bad}"]
+    opts = cls.Options(**given)
+    return dataclasses.asdict(opts), problems(opts, prefix="family_options.")
+
+
+def build(cfg, n_data: int, data_dim: int) -> Family:
     """The family ``cfg.family`` sized for n_data points of dimension data_dim."""
-    return FAMILIES[cfg.family].from_config(cfg, n_data, data_dim)
+    return get(cfg.family).from_config(cfg, n_data, data_dim)
 
 
-__all__ = ["FAMILIES", "Amortized", "Constant", "Factorized", "build"]
+__all__ = [
+    "FAMILIES", "Amortized", "Constant", "Factorized", "Family", "NoOptions", "build", "get",
+    "import_modules", "register", "resolve_options",
+]

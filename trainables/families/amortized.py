@@ -5,11 +5,15 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .base import Family
 
-class Amortized(nn.Module):
+
+class Amortized(Family):
     """q(z_n) = N(mu(x_n), diag exp(logvar(x_n))); the indices are ignored."""
 
-    has_test_time_q = True
+    name, label, order = "amortized", "amortized", 10
+    has_width = True
+    refinable = True
 
     def __init__(self, data_dim: int, width: int, latent_dim: int, slope: float = 0.2):
         super().__init__()
@@ -22,6 +26,10 @@ class Amortized(nn.Module):
         )
         self.mean_head = nn.Linear(width, latent_dim)
         self.logvar_head = nn.Linear(width, latent_dim)
+
+    @classmethod
+    def variant(cls, width: int | None) -> str:
+        return f"k={int(width)}"  # the study's encoder: the shortest label
 
     @classmethod
     def from_config(cls, cfg, n_data: int, data_dim: int) -> Amortized:

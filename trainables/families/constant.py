@@ -2,23 +2,41 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
+from ..settings import setting
+from .base import Family
 
-class Constant(nn.Module):
+
+@dataclass(frozen=True)
+class ConstantOptions:
+    init: str = setting(
+        "prior", "where the shared q starts: prior N(0, I), or random (mean N(0,1), log-sd N(0,1), "
+        "Margossian & Blei's code)", choices=("prior", "random"),
+    )
+
+
+class Constant(Family):
     """q(z_n) = N(mean, diag exp(logvar)) for every n; images and indices only give the count."""
 
-    has_test_time_q = True
+    name, label, order = "constant", "constant", 1000
+    Options = ConstantOptions
 
-    def __init__(self, latent_dim: int):
+    def __init__(self, latent_dim: int, init: str = "prior"):
         super().__init__()
         self.mean = nn.Parameter(torch.zeros(latent_dim))
         self.logvar = nn.Parameter(torch.zeros(latent_dim))
+        if init == "random":  # draws from the caller's (seeded) global RNG
+            with torch.no_grad():
+                self.mean.normal_()
+                self.logvar.copy_(2 * torch.randn(latent_dim))  # log-sd ~ N(0, 1)
 
     @classmethod
     def from_config(cls, cfg, n_data: int, data_dim: int) -> Constant:
-        return cls(cfg.latent_dim)
+        return cls(cfg.latent_dim, cfg.family_options["init"])
 
     def forward(
         self, x: torch.Tensor | None, idx: torch.Tensor | None = None

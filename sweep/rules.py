@@ -1,0 +1,90 @@
+"""The spec's rules across keys: families and their widths, the `train` mappings, `grid` axes.
+``SweepSpec.__post_init__`` runs them; each adds one-line problems to a list."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from trainables import families
+from trainables.config import field_names
+from trainables.gap import evaluate_trial
+from trainables.inference import infer
+from trainables.settings import distinct_list, keyword_settings
+
+from .tuneconfig import GRID_KEYS
+
+TRAIN_KEYS = tuple(k for k in field_names() if k not in (*GRID_KEYS, "eval_every", "family_options"))
+AXIS_KEYS = tuple(k for k in TRAIN_KEYS if k != "data_root")
+INFER_SKIP, EVALUATE_SKIP = 5, 1  # positional parameters of infer() and evaluate_trial()
+
+
+def normalized(s: Any, out: list[str]) -> dict[str, Any]:
+    """The spec's values as the schema holds them (tuples, dataclasses, absolute paths), with the
+    problems of the mappings and of the families added to ``out``."""
+    try:
+        families.import_modules(list(s.family_modules or ()))
+    except ValueError as e:
+        out.append(str(e))
+    if why := distinct_list(tuple(families.FAMILIES))(s.families):
+        out.append(f"families={s.families!r} {why}")
+    listed = s.families if isinstance(s.families, (list, tuple)) else ()
+    fams = tuple(f for f in listed if f in families.FAMILIES)
+    with_width = [f for f in fams if families.get(f).has_width]
+    if with_width and (why := distinct_list(least=1)(s.widths)):
+        out.append(f"widths={s.widths!r} {why} ({', '.join(with_width)} need encoder widths)")
+    if s.widths and fams and not with_width:
+        out.append("widths given but no family in families has an encoder width")
+    maps = {}
+    for key in ("family_train", "family_options", "grid"):
+        maps[key] = getattr(s, key)
+        if not isinstance(maps[key], dict):
+            out.append(f"{key}={maps[key]!r} must be a mapping")
+            maps[key] = {}
+        if key != "grid":
+            out += [f"{key}: {f!r} is not in families {list(fams)}" for f in maps[key] if f not in fams]
+    storage = s.storage
+    if isinstance(storage, str) and "://" not in storage:  # trials run in their own directories
+        storage = str(Path(storage).expanduser().resolve())
+    return {
+        **{k: tuple(getattr(s, k)) if isinstance(getattr(s, k), (list, tuple)) else ()
+           for k in ("datasets", "seeds", "widths", "family_modules")},
+        "families": fams, "grid": maps["grid"], "family_options": maps["family_options"], "storage": storage,
+        "train": _train(s.train, "train", out),
+        "family_train": {f: _train(v, f"family_train.{f}", out) for f, v in maps["family_train"].items()},
+        "test_inference": keyword_settings(infer, INFER_SKIP, s.test_inference, "test_inference", out),
+        "evaluate": keyword_settings(evaluate_trial, EVALUATE_SKIP, s.evaluate, "evaluate", out),
+    }
+
+
+def _train(train: Any, key: str, out: list[str]) -> dict[str, Any]:
+    if not isinstance(train, dict):
+        out.append(f"{key}={train!r} must be a mapping of training settings")
+        return {}
+    if grid := sorted(set(train) & set(GRID_KEYS)):
+        out.append(f"{key}: {grid} are set by the fan-out (datasets, families, widths, seeds)")
+    if "eval_every" in train or "family_options" in train:
+        out.append(f"{key}: eval_every is set by report_every, family_options by the top-level key")
+    if unknown := sorted(set(train) - set(field_names())):
+        out.append(f"{key}: unknown setting(s) {unknown} (accepted: {', '.join(TRAIN_KEYS)})")
+    train = {k: v for k, v in train.items() if k in TRAIN_KEYS}
+    if isinstance(train.get("data_root"), str):  # trials run in their own directories: make it absolute
+        train["data_root"] = str(Path(train["data_root"]).expanduser().resolve())
+    return train
+
+
+def grid_problems(spec: Any) -> list[str]:
+    out = []
+    for key, values in spec.grid.items():
+        if key not in AXIS_KEYS:
+            hint = "already an axis: use datasets, families, widths, seeds" if key in GRID_KEYS else (
+                f"accepted: {', '.join(AXIS_KEYS)}")
+            out.append(f"grid.{key}: not a setting that can be an axis ({hint})")
+        elif not isinstance(values, list) or not values or len(set(map(repr, values))) != len(values):
+            out.append(f"grid.{key}={values!r} must be a non-empty list of distinct values")
+        out += [f"grid.{key} and family_train.{f}.{key} both set {key}; keep one"
+                for f, settings in spec.family_train.items() if key in settings]
+        out += ["grid.lr and optuna both choose lr; keep one"] if key == "lr" and spec.optuna else []
+    return out
+
+

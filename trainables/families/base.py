@@ -1,0 +1,44 @@
+"""The family contract: what the engine, the sweep and the analysis ask of a family for z.
+
+A family answers one question: "given these datapoints x (B, D) and their rows idx (B,) in the
+training set, what is q(z_n)?" as a mean and a log-variance, each (B, d). Everything else the
+system needs to know it declares as class attributes, so no module outside this package asks
+for a family by its name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class NoOptions:
+    """A family without settings of its own."""
+
+
+class Family(nn.Module):
+    name: ClassVar[str]  # in specs and on the command line
+    label: ClassVar[str]  # in tables and figures (width families: "k=<width>" instead)
+    order: ClassVar[int] = 100  # display order: narrow-to-wide encoders first, baselines last
+    has_width: ClassVar[bool] = False  # an encoder of width k: the spec's `widths` fan out over it
+    has_test_time_q: ClassVar[bool] = True  # answers for images it was not fit on
+    per_datapoint: ClassVar[bool] = False  # its parameters are rows, one per training image (F-VI)
+    refinable: ClassVar[bool] = False  # evaluate's semi-amortized refinement of its q applies
+    Options: ClassVar[type] = NoOptions  # its own settings: TrialConfig.family_options
+
+    @classmethod
+    def from_config(cls, cfg: Any, n_data: int, data_dim: int) -> Family:
+        """The family for ``cfg`` (a TrialConfig) sized for n_data points of dimension data_dim."""
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor | None, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+    @classmethod
+    def variant(cls, width: int | None) -> str:
+        """How tables and figures name one of its configurations."""
+        return f"{cls.label} k={int(width)}" if cls.has_width else cls.label
