@@ -2,6 +2,7 @@
 
     python benchmarks/faults.py                 # every scenario, then the table
     python benchmarks/faults.py --only worker_kill node_loss --json
+    python benchmarks/faults.py --only chaos --kills 10     # the driver killed at 10 points, x3
 
 Each scenario starts its own local Ray cluster (ray.cluster_utils.Cluster), runs a small real
 sweep on Fashion-MNIST (4 trials x 30 epochs, a checkpoint every 5) with the driver in its own
@@ -13,6 +14,8 @@ restarts with max_failures), exports, and counts: trials affected, trials finish
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import os
 import signal
@@ -27,6 +30,7 @@ import torch
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 EPOCHS = 30
 BASE = {
     "name": "faults",
@@ -49,8 +53,8 @@ BASE = {
 }
 
 
-def sweep(*args: str, address: str, **kw) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "RAY_ADDRESS": address}
+def sweep(*args: str, address: str, env: dict | None = None, **kw) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "RAY_ADDRESS": address, **(env or {})}
     return subprocess.Popen(
         [sys.executable, "-m", "sweep", *args],
         env=env,
@@ -68,12 +72,14 @@ def finish(proc: subprocess.Popen, timeout: float = 300) -> tuple[int, str]:
 
 
 def newest_state(trial_dir: Path) -> dict | None:
-    for ck in sorted(trial_dir.glob("checkpoint_*"), reverse=True):
-        try:
-            return torch.load(ck / "trial.pt", weights_only=True)
-        except Exception:
-            continue
-    return None
+    """The trial's newest readable checkpoint, found as a resumed trial finds it."""
+    import pyarrow.fs as pafs
+
+    from sweep.trialrun import checkpoint_dirs
+    from sweep.trialrun import newest_state as newest
+
+    with contextlib.redirect_stdout(io.StringIO()):  # its 'unreadable' notes: a checkpoint mid-write
+        return newest(checkpoint_dirs(pafs.LocalFileSystem(), str(trial_dir)), torch.device("cpu"))[0]
 
 
 def progress(exp: Path) -> dict[Path, int]:
@@ -95,18 +101,22 @@ def wait_for(pred, timeout: float = 240, what: str = "") -> None:
     raise TimeoutError(f"never saw: {what}")
 
 
-def count(exp: Path, work: Path) -> dict:
-    """Trials finished, epochs lost and duplicated, per the exported table."""
-    from ray.tune import ExperimentAnalysis
-
+def export(exp: Path, work: Path) -> pd.DataFrame:
     out = work / "export.parquet"
     rc, text = finish(sweep("export", str(exp), "-o", str(out), address=""))
     if rc != 0:
         raise RuntimeError(text)
-    table = pd.read_parquet(out)
+    return pd.read_parquet(out)
+
+
+def count(exp: Path, work: Path, epochs: int = EPOCHS) -> dict:
+    """Trials finished, epochs lost and duplicated, per the exported table."""
+    from ray.tune import ExperimentAnalysis
+
+    table = export(exp, work)
     rows = table.groupby("trial_id")
-    finished = rows.epoch.max() == EPOCHS
-    lost = sum(EPOCHS - g.epoch.nunique() for _, g in rows if g.epoch.max() == EPOCHS)
+    finished = rows.epoch.max() == epochs
+    lost = sum(epochs - g.epoch.nunique() for _, g in rows if g.epoch.max() == epochs)
     failures = {t.trial_id: t.num_failures for t in ExperimentAnalysis(str(exp)).trials}
     return {
         "trials": len(failures),
@@ -127,6 +137,7 @@ def start_cluster(worker: bool = False):
 
 
 def write_spec(work: Path, **changes) -> Path:
+    work.mkdir(parents=True, exist_ok=True)
     spec = work / "spec.yaml"
     spec.write_text(yaml.safe_dump({**BASE, **changes, "storage": str(work / "results")}))
     return spec
@@ -278,17 +289,115 @@ def storage_full(work: Path, address: str) -> dict:
     }
 
 
-SCENARIOS = ["driver_kill", "worker_kill", "node_loss", "corrupt_checkpoint", "nonfinite", "storage_full"]
+# The chaos matrix: fast epochs, the driver SIGKILLed at many points. The race a loaded machine makes
+# by chance is made here every time: Tune snapshots its experiment state rarely (TUNE_GLOBAL_CHECKPOINT_S
+# 1,000 s, but for the snapshots it forces), and after each kill every checkpoint of an unfinished
+# trial but its newest is deleted, as num_to_keep does between a snapshot and the next: the state
+# then names checkpoints that are gone.
+CHAOS_EPOCHS = 12
+CHAOS = {
+    "name": "chaos",
+    "families": ["amortized", "factorized", "constant"],
+    "train": {**BASE["train"], "n_train": 400, "epochs": CHAOS_EPOCHS},
+}
+SLOW_SNAPSHOTS = {"TUNE_GLOBAL_CHECKPOINT_S": "1000"}
 
 
-def run(name: str) -> dict:
+def final_elbos(table: pd.DataFrame) -> dict:
+    last = table[table.epoch == table.epoch.max()]
+    return {(r.family, r.width if pd.notna(r.width) else None, r.seed): r.neg_elbo for r in last.itertuples()}
+
+
+def chaos_reference(work: Path, address: str) -> tuple[dict, float]:
+    """An uninterrupted run of the chaos spec: (final -ELBO per trial, its wall seconds)."""
+    spec = write_spec(work, **CHAOS)
+    start = time.time()
+    rc, out = finish(sweep("run", str(spec), address=address))
+    if rc != 0:
+        raise RuntimeError(out)
+    return final_elbos(export(work / "results" / "chaos", work)), time.time() - start
+
+
+def chaos(work: Path, address: str, kill_at: float, checkpoint_every: int, reference: dict,
+          resume_kill_at: float | None = None) -> dict:
+    """Kill `sweep run` at kill_at seconds (and the first `resume` at resume_kill_at), then resume
+    until every trial is finished (at most 2 resumes counted); compare with the uninterrupted run."""
+    spec = write_spec(work, **CHAOS, checkpoint_every=checkpoint_every)
+    exp = work / "results" / "chaos"
+    kills = [("run", kill_at)] + ([("resume", resume_kill_at)] if resume_kill_at is not None else [])
+    for command, at in kills:
+        proc = sweep(command, str(spec if command == "run" else exp), address=address, env=SLOW_SNAPSHOTS)
+        try:
+            proc.wait(timeout=at)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            keep_newest_checkpoint_only(exp)
+    resumes, rc = 0, 1
+    while rc != 0 and resumes < 3:
+        rc, out = finish(sweep("resume", str(exp), address=address, env=SLOW_SNAPSHOTS))
+        resumes += 1
+    result = count(exp, work, CHAOS_EPOCHS)
+    finals = final_elbos(export(exp, work))
+    worst = max((abs(finals.get(k, float("inf")) / v - 1) for k, v in reference.items()), default=0.0)
+    return {
+        "fault": f"driver SIGKILL at {kill_at:.1f} s, checkpoint every {checkpoint_every}"
+        + (f", resume killed at {resume_kill_at:.1f} s" if resume_kill_at is not None else ""),
+        "affected": result["trials"],
+        "rc": rc,
+        "resumes": resumes,
+        "max_rel_diff": worst,
+        **result,
+    }
+
+
+def keep_newest_checkpoint_only(exp: Path) -> None:
+    """Delete every checkpoint but the newest of each unfinished trial (num_to_keep's deletions that
+    the last experiment-state snapshot did not see)."""
+    import shutil
+
+    for d in exp.glob("*-fashion_mnist-*"):
+        checkpoints = sorted(d.glob("checkpoint_*"))
+        state = newest_state(d) if checkpoints else None
+        if state is not None and state["epoch"] < CHAOS_EPOCHS:
+            for old in checkpoints[:-1]:
+                shutil.rmtree(old)
+
+
+def chaos_matrix(kills: int) -> list[dict]:
+    """``kills`` kill times spread over an uninterrupted run, each with checkpoints every 1, 2 and 5
+    epochs, on fresh experiments; and one kill during a resume."""
+    out = []
+    with tempfile.TemporaryDirectory() as tmp:
+        cluster, _ = start_cluster()
+        try:
+            reference, seconds = chaos_reference(Path(tmp) / "reference", cluster.address)
+            points = [seconds * (i + 0.5) / kills for i in range(kills)]
+            cases = [(t, every, None) for t in points for every in (1, 2, 5)]
+            cases.append((seconds * 0.4, 1, seconds * 0.3))  # a kill during the resume as well
+            for i, (at, every, resume_at) in enumerate(cases):
+                work = Path(tmp) / f"case{i}"
+                result = chaos(work, cluster.address, at, every, reference, resume_at)
+                out.append({"scenario": "chaos", **result})
+        finally:
+            cluster.shutdown()
+    return out
+
+
+SCENARIOS = ["driver_kill", "worker_kill", "node_loss", "corrupt_checkpoint", "nonfinite", "storage_full",
+             "chaos"]
+
+
+def run(name: str, kills: int) -> list[dict]:
+    if name == "chaos":
+        return chaos_matrix(kills)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         cluster, node = start_cluster(worker=name == "node_loss")
         try:
             if name == "node_loss":
-                return {"scenario": name, **node_loss(work, cluster, node)}
-            return {"scenario": name, **globals()[name](work, cluster.address)}
+                return [{"scenario": name, **node_loss(work, cluster, node)}]
+            return [{"scenario": name, **globals()[name](work, cluster.address)}]
         finally:
             cluster.shutdown()
 
@@ -296,22 +405,25 @@ def run(name: str) -> dict:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--only", nargs="+", choices=SCENARIOS, default=SCENARIOS)
+    p.add_argument("--kills", type=int, default=10, help="chaos: kill times spread over the run")
     p.add_argument("--json", action="store_true", help="one JSON object per scenario")
     args = p.parse_args()
-    results = [run(name) for name in args.only]
+    results = [r for name in args.only for r in run(name, args.kills)]
     if args.json:
         for r in results:
             print(json.dumps(r))
         return
-    print("| fault injected | trials | affected | finished | epochs lost | duplicate epochs |")
-    print("|---|---|---|---|---|---|")
+    print("| fault injected | trials | affected | finished | epochs lost | duplicate epochs | resumes "
+          "| final -ELBO vs uninterrupted |")
+    print("|---|---|---|---|---|---|---|---|")
     for r in results:
         if "skipped" in r:
-            print(f"| {r['fault']} | skipped: {r['skipped']} | | | | |")
+            print(f"| {r['fault']} | skipped: {r['skipped']} | | | | | | |")
             continue
+        same = f"max rel. diff {r['max_rel_diff']:.1e}" if "max_rel_diff" in r else ""
         print(
             f"| {r['fault']} | {r['trials']} | {r['affected']} | {r['finished']} | {r['epochs_lost']} "
-            f"| {r['duplicates']} |"
+            f"| {r['duplicates']} | {r.get('resumes', '')} | {same} |"
         )
 
 

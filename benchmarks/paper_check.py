@@ -26,12 +26,17 @@ sys.path.insert(0, str(ROOT))
 
 BASE = dict(dataset="fashion_mnist", n_train=10_000, n_test=10_000, batch_size=1_000, sigma_x=0.7071,
             theta_init="paper", lr=1e-3, seed=0)
-FVI = {"family": "factorized"}
-MB2024 = dict(  # everything their vae.ipynb does (SPEC.md, "How their code differs")
-    theta_init="paper", sigma_theta=0.7071, objective="paper", latent_terms="all", shuffle=False,
-    train_subset="random",
-    family_options={"factorized": {"init": "random", "optimizer": "dense"}, "constant": {"init": "random"}},
-)
+
+
+def from_spec(name: str) -> dict:
+    """A shipped spec's settings: its `train` and its `family_options` (per family)."""
+    from sweep.specfile import load_spec
+
+    spec = load_spec(ROOT / "sweep" / "specs" / f"{name}.yaml")
+    return {**spec.train, "family_options": spec.family_options}
+
+
+MB2024 = from_spec("mb2024")  # everything their vae.ipynb does (SPEC.md, "How their code differs")
 COMBOS: dict[str, tuple[str, dict]] = {
     "shipped": ("as shipped: q(theta) paper start, F-VI at the prior, sparse rows", {}),
     "fvi-random": ("F-VI at their random start, sparse rows",
@@ -41,20 +46,22 @@ COMBOS: dict[str, tuple[str, dict]] = {
     "fvi-random-dense-all": ("F-VI at their start, dense Adam, every row's prior and entropy each step",
                              {"family_options": {"factorized": {"init": "random", "optimizer": "dense"}},
                               "latent_terms": "all"}),
-    "mb2024": ("their code: all of the above, their log q, theta prior sd 0.7071, fixed batches, "
-               "random subset", MB2024),
+    "mb2024": ("their code (mb2024.yaml): all of the above, their log q, theta prior sd 0.7071, log-sd "
+               "spreads, fixed batches, random subset", MB2024),
     "mb2024-elbo": ("their code but the true ELBO as objective", {**MB2024, "objective": "elbo"}),
+    "mb2024-logvar": ("their code but spreads held as log-variances", {**MB2024, "spread_param": "logvar"}),
+    "paper": ("paper.yaml: the true ELBO, with the settings under which F-VI learns", from_spec("paper")),
     "mb2024-torch": ("their code but q(theta) started like nn.Linear", {**MB2024, "theta_init": "torch"}),
-    "theta-torch": ("as shipped but q(theta) started like nn.Linear (log-sd -6)", {"theta_init": "torch"}),
-    "theta-torch-dense-all": ("q(theta) like nn.Linear; F-VI dense Adam, every row each step",
-                              {"theta_init": "torch", "latent_terms": "all",
-                               "family_options": {"factorized": {"optimizer": "dense"}}}),
+    "paper-dense-all": ("paper.yaml, F-VI with dense Adam and every row's prior and entropy each step",
+                        {**from_spec("paper"), "latent_terms": "all",
+                         "family_options": {"factorized": {"optimizer": "dense"}}}),
 }
-FAMILIES = {"amortized": {"family": "amortized", "width": 64}, "factorized": FVI}
+FAMILIES = {"amortized": {"family": "amortized", "width": 64}, "factorized": {"family": "factorized"}}
 DEFAULT_RUNS = [
-    "mb2024/factorized", "mb2024/amortized", "theta-torch/factorized", "theta-torch/amortized",
-    "fvi-random-dense-all/factorized", "mb2024-elbo/factorized", "theta-torch-dense-all/factorized",
-    "shipped/factorized", "shipped/amortized", "fvi-random-dense/factorized", "fvi-random/factorized",
+    "mb2024/factorized", "mb2024/amortized", "mb2024-logvar/factorized", "paper/factorized",
+    "paper/amortized", "fvi-random-dense-all/factorized", "mb2024-elbo/factorized",
+    "paper-dense-all/factorized", "shipped/factorized", "shipped/amortized",
+    "fvi-random-dense/factorized", "fvi-random/factorized",
 ]
 EVERY = 250
 
@@ -84,10 +91,11 @@ def run_one(args: tuple[str, int, int, str]) -> str:
     data = load_for(cfg)
     if state.exists():
         trial = Trial.restore(state, data)
-        if trial.cfg.epochs != epochs:  # a longer --epochs: the same run, continued
-            import dataclasses
-
-            trial.cfg = dataclasses.replace(trial.cfg, epochs=epochs)
+        saved = {**trial.cfg.to_dict(), "epochs": epochs}
+        if saved != cfg.to_dict():
+            differ = [k for k, v in cfg.to_dict().items() if saved[k] != v]
+            raise SystemExit(f"{state} was trained with other {', '.join(differ)}; move it away")
+        trial.cfg = cfg  # a longer --epochs: the same run, continued
     else:
         trial = Trial(cfg, data)
     kept = [r for r in _rows(log) if r["epoch"] <= trial.epoch]  # drop what came after the checkpoint

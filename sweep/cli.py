@@ -26,6 +26,11 @@ from trainables.config import ConfigError
 from .spec import SpecError
 from .specfile import load_spec
 
+ADDRESS_HELP = (
+    "join this Ray cluster (auto: the one `ray start` made here; or host:port); default: RAY_ADDRESS, "
+    "else a new local Ray instance for this command alone"
+)
+
 
 def build_parser() -> argparse.ArgumentParser:
     p = OneLineParser(prog="python -m sweep", description=__doc__.split("\n")[0])
@@ -33,11 +38,11 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="launch the grid of a spec file")
     run.add_argument("spec", help="the sweep spec (YAML)")
     run.add_argument("--storage", help="results location (path or URI); overrides the spec's")
-    run.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else local)")
+    run.add_argument("--address", help=ADDRESS_HELP)
     run.add_argument("--name", help="experiment name; overrides the spec's")
     res = sub.add_parser("resume", help="continue unfinished and errored trials of an experiment")
     res.add_argument("experiment", help="EXPERIMENT_DIR printed by `run`")
-    res.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else local)")
+    res.add_argument("--address", help=ADDRESS_HELP)
     st = sub.add_parser("status", help="one row per trial; reads files, needs no cluster")
     st.add_argument("experiment")
     ex = sub.add_parser("export", help="the tidy table, one row per (trial, epoch), as parquet")
@@ -47,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("experiment")
     ev.add_argument("--points", type=int, help="training and test images per trial (default 1000)")
     ev.add_argument("--iwae-samples", type=int, help="importance samples for log p(x) (default 5000)")
-    ev.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else local)")
+    ev.add_argument("--address", help=ADDRESS_HELP)
     sub.add_parser("keys", help="every spec key, its default and meaning (markdown)")
     return p
 
@@ -122,7 +127,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             raise UsageError(f"--{key.replace('_', '-')} {value} must be a positive integer")
     n = evaluate_experiment(args.experiment, settings, args.address)
     print(
-        f"gap decomposition of {n} trials written to their gap.json; "
+        f"gap decomposition of {n} trials written to their gap.json (others had one for these settings); "
         f"`python -m sweep export {args.experiment} -o OUT.parquet` also writes OUT.gaps.parquet"
     )
     return 0

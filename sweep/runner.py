@@ -5,8 +5,10 @@ With the trainable, the only module that imports Ray, so an API churn touches tw
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,10 +32,21 @@ class SweepError(RuntimeError):
     """A sweep cannot start or resume as asked; the message says why and what to do."""
 
 
-def connect(address: str | None = None) -> None:
-    """Join the cluster at ``address`` (or RAY_ADDRESS), else start a local one sized to this machine."""
-    if not ray.is_initialized():
-        ray.init(address=address or os.environ.get("RAY_ADDRESS") or None)
+@contextlib.contextmanager
+def ray_session(address: str | None = None) -> Iterator[None]:
+    """Ray for one command: the cluster at ``address`` ("auto", host:port, or RAY_ADDRESS) when one is
+    named; else a fresh local instance sized to this machine, owned by the command and shut down
+    when it ends. Never one found lying around: plain ``ray.init()`` joins the last cluster that
+    `ray start` recorded, another user's or a killed run's. In a process that already runs Ray
+    (a test, a notebook), that one."""
+    if ray.is_initialized():
+        yield
+        return
+    ray.init(address=address or os.environ.get("RAY_ADDRESS") or "local")
+    try:
+        yield
+    finally:
+        ray.shutdown()
 
 
 def experiment_dir(spec: SweepSpec) -> str:
@@ -63,9 +76,13 @@ def _claim(exp: str) -> None:
 
 
 def _write_json(uri: str, obj: Any) -> None:
+    """Write whole or not at all where the storage allows (local: a temporary file, renamed)."""
     fs, path = _fs(uri)
-    with fs.open_output_stream(path) as f:
+    tmp = f"{path}.tmp{os.getpid()}" if isinstance(fs, pafs.LocalFileSystem) else path
+    with fs.open_output_stream(tmp) as f:
         f.write(json.dumps(obj, indent=2).encode())
+    if tmp != path:
+        os.replace(tmp, path)
 
 
 def _read_json(uri: str) -> Any:
@@ -97,41 +114,62 @@ def _run_config(spec: SweepSpec, name: str, storage: str) -> tune.RunConfig:
 
 
 def run_sweep(spec: SweepSpec, address: str | None = None) -> tuple[str, list[str]]:
-    """Run the whole grid (after the Optuna stage, if any); returns (experiment dir, trial states)."""
+    """Run the whole sweep (Optuna stage, grid, evaluation); returns (experiment dir, trial states)."""
     exp = experiment_dir(spec)
     _claim(exp)
     _write_json(f"{exp}/{SPEC_FILE}", spec.to_dict())
-    connect(address)
+    with ray_session(address):
+        return exp, _complete(spec, exp)
+
+
+def resume_sweep(exp: str, address: str | None = None) -> tuple[str, list[str]]:
+    """Finish what a stopped sweep left: the Optuna stage's open cells, the grid's unfinished and
+    errored trials (each from the newest readable checkpoint in its directory; finished ones stay
+    as they are), the grid itself if Tune never began it, and the missing gap files."""
+    spec = read_spec(exp)
+    with ray_session(address):
+        return exp, _complete(spec, exp)
+
+
+def _complete(spec: SweepSpec, exp: str) -> list[str]:
     best_lr = lr_search(spec, exp) if spec.optuna else {}
-    cells = spec.cells()
-    for c in cells if best_lr else ():
-        c["settings"]["lr"] = best_lr[cell_slug(c)]
-    seeds = {"seed": tune.grid_search(list(spec.seeds))}
-    if spec.vectorize_seeds:  # one trial per cell trains all its seeds as a batch
-        seeds = {"seeds": list(spec.seeds)}
-    tuner = tune.Tuner(
-        _trainable(spec),
-        param_space={**spec.tune_base(), "cell": tune.grid_search(cells), **seeds},
-        tune_config=tune.TuneConfig(reuse_actors=True, trial_dirname_creator=trial_dirname),
-        run_config=_run_config(spec, spec.name, spec.storage),
-    )
-    grid = tuner.fit()
-    if spec.evaluate is not None:
+    if tune.Tuner.can_restore(_norm(exp)):
+        forget_missing_checkpoints(exp)
+        tuner = tune.Tuner.restore(
+            _norm(exp), trainable=_trainable(spec), resume_unfinished=True, resume_errored=True
+        )
+    else:  # a first run, or one stopped before Tune wrote its state: the grid from the start
+        cells = spec.cells()
+        for c in cells if best_lr else ():
+            c["settings"]["lr"] = best_lr[cell_slug(c)]
+        seeds = {"seed": tune.grid_search(list(spec.seeds))}
+        if spec.vectorize_seeds:  # one trial per cell trains all its seeds as a batch
+            seeds = {"seeds": list(spec.seeds)}
+        tuner = tune.Tuner(
+            _trainable(spec),
+            param_space={**spec.tune_base(), "cell": tune.grid_search(cells), **seeds},
+            tune_config=tune.TuneConfig(reuse_actors=True, trial_dirname_creator=trial_dirname),
+            run_config=_run_config(spec, spec.name, spec.storage),
+        )
+    states = [("ERROR" if r.error else "TERMINATED") for r in tuner.fit()]
+    if spec.evaluate is not None and "TERMINATED" in states:
         evaluate_experiment(exp)
-    return exp, [("ERROR" if r.error else "TERMINATED") for r in grid]
+    return states
 
 
 def evaluate_experiment(exp: str, settings: dict[str, Any] | None = None, address: str | None = None) -> int:
-    """The gap decomposition of every finished trial, as Ray tasks; each writes TRIAL_DIR/gap.json."""
+    """The gap decomposition of every finished trial without one for these settings, as Ray tasks;
+    each writes TRIAL_DIR/gap.json. Returns how many were evaluated now."""
     spec = read_spec(exp)
     settings = {**(spec.evaluate or {}), **(settings or {})}
-    done = [t for t in load_trials(exp) if t["status"] == "TERMINATED"]
-    if not done:
+    finished = [t for t in load_trials(exp) if t["status"] == "TERMINATED"]
+    if not finished:
         raise SweepError(f"{exp} has no finished trial to evaluate")
-    connect(address)
-    task = ray.remote(_evaluate_trial).options(num_cpus=spec.resources.cpu, num_gpus=spec.resources.gpu)
-    ray.get([task.remote(t["path"], t["config"], settings) for t in done])
-    return len(done)
+    todo = [t for t in finished if not t["gap"] or t["gap"].get("settings") != settings]
+    with ray_session(address):
+        task = ray.remote(_evaluate_trial).options(num_cpus=spec.resources.cpu, num_gpus=spec.resources.gpu)
+        ray.get([task.remote(t["path"], t["config"], settings) for t in todo])
+    return len(todo)
 
 
 def _evaluate_trial(trial_path: str, config: dict[str, Any], settings: dict[str, Any]) -> None:
@@ -142,7 +180,7 @@ def _evaluate_trial(trial_path: str, config: dict[str, Any], settings: dict[str,
     from trainables.data import load_for
     from trainables.gap import evaluate_trial
 
-    from .trainable import checkpoint_dirs, newest_state
+    from .trialrun import checkpoint_dirs, newest_state
     from .tuneconfig import split_config
 
     cfg, _ = split_config(config)
@@ -160,17 +198,51 @@ def _evaluate_trial(trial_path: str, config: dict[str, Any], settings: dict[str,
     _write_json(f"{trial_path}/{GAP_FILE}", {"settings": settings, "results": results})
 
 
-def resume_sweep(exp: str, address: str | None = None) -> tuple[str, list[str]]:
-    """Continue unfinished and errored trials from their last checkpoints; finished ones stay."""
-    spec = read_spec(exp)
-    if not tune.Tuner.can_restore(_norm(exp)):
-        raise SweepError(f"{exp} has no experiment state to resume from (was `run` stopped before it began?)")
-    connect(address)
-    tuner = tune.Tuner.restore(
-        _norm(exp), trainable=_trainable(spec), resume_unfinished=True, resume_errored=True
-    )
-    grid = tuner.fit()
-    return exp, [("ERROR" if r.error else "TERMINATED") for r in grid]
+def forget_missing_checkpoints(exp: str) -> int:
+    """Drop from the experiment state the checkpoints the storage no longer has; returns how many.
+
+    The state is a snapshot the driver takes now and then; between two snapshots Tune registers
+    new checkpoints and deletes old ones (num_to_keep), so a driver killed in between leaves a
+    state naming a deleted checkpoint, and Tune's restore fails that trial every time. Repairing
+    the reference (rather than restarting the trial, which Tune does under a new trial id and
+    directory) keeps the trial and its results; with no valid name left, Tune starts it without
+    a checkpoint and the trainable resumes from the newest readable one in its own directory.
+    """
+    from ray.tune.trainable.metadata import _TrainingRunMetadata  # the state's own (de)serializer
+
+    fs, path = _fs(exp)
+    states = sorted(i.path for i in fs.get_file_info(pafs.FileSelector(path))
+                    if i.base_name.startswith("experiment_state-") and i.base_name.endswith(".json"))
+    if not states:
+        return 0
+    state = _read_json(_uri(fs, states[-1]))
+    dropped = 0
+
+    def exists(result) -> bool:  # where it is now: TRIAL_DIR/checkpoint_N under this experiment
+        trial_dir, name = Path(result.checkpoint.path).parent.name, Path(result.checkpoint.path).name
+        return fs.get_file_info(f"{path}/{trial_dir}/{name}").type != pafs.FileType.NotFound
+
+    for entry in state["trial_data"]:
+        meta = _TrainingRunMetadata.from_json_state(entry[1])
+        manager = meta.checkpoint_manager
+        if manager is None:
+            continue
+        kept = [r for r in manager._checkpoint_results if exists(r)]
+        latest = manager._latest_checkpoint_result
+        if latest is not None and not exists(latest):
+            manager._latest_checkpoint_result = kept[-1] if kept else None
+            dropped += 1
+        dropped += len(manager._checkpoint_results) - len(kept)
+        manager._checkpoint_results = kept
+        meta.invalidate_cache()
+        entry[1] = meta.get_json_state()
+    if dropped:
+        _write_json(_uri(fs, states[-1]), state)
+    return dropped
+
+
+def _uri(fs: pafs.FileSystem, path: str) -> str:
+    return path if isinstance(fs, pafs.LocalFileSystem) else f"{fs.type_name}://{path}"
 
 
 def _norm(exp: str) -> str:
@@ -190,10 +262,15 @@ def read_spec(exp: str) -> SweepSpec:
 
 
 def lr_search(spec: SweepSpec, exp: str) -> dict[str, float]:
-    """Optuna over the learning rate, per (dataset, family, width), short budget, ASHA stopping."""
+    """Optuna over the learning rate, per cell (dataset, family, width, axes), a short budget, ASHA
+    stopping; each cell's best lr recorded in lr_search/best_lr.json as soon as it is known."""
     stage = spec.optuna
-    best: dict[str, float] = {}
-    for cell in spec.cells():
+    record = f"{exp}/{LR_SEARCH_DIR}/best_lr.json"
+    best: dict[str, float] = _read_optional_json(record) or {}
+    for cell in [c for c in spec.cells() if cell_slug(c) not in best]:
+        fs, partial = _fs(f"{exp}/{LR_SEARCH_DIR}/{cell_slug(cell)}")
+        if fs.get_file_info(partial).type != pafs.FileType.NotFound:  # a search cut short: again
+            fs.delete_dir(partial)
         tuner = tune.Tuner(
             _trainable(spec),
             param_space={
@@ -220,7 +297,7 @@ def lr_search(spec: SweepSpec, exp: str) -> dict[str, float]:
         )
         result = tuner.fit().get_best_result(metric=METRIC, mode="min", scope="last")
         best[cell_slug(cell)] = float(result.config["cell"]["settings"]["lr"])
-    _write_json(f"{exp}/{LR_SEARCH_DIR}/best_lr.json", best)
+        _write_json(record, best)  # cell by cell: a resume searches only the cells not done
     return best
 
 

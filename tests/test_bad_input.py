@@ -64,7 +64,10 @@ CASES = {
     "run: storage unwritable": (lambda t: ["sweep", "run", _spec(t, storage="/proc/x")], "not writable"),
     # sweep resume / status / export
     "resume: not an experiment": (lambda t: ["sweep", "resume", str(t)], "is not a sweep experiment"),
-    "resume: half-written": (lambda t: ["sweep", "resume", _half_written(t)], "no experiment state"),
+    "resume: spec copy corrupt": (
+        lambda t: (t / "sweep-spec.json").write_text("{not json") and ["sweep", "resume", str(t)],
+        "is not a sweep experiment",
+    ),
     "resume: no such dir": (lambda t: ["sweep", "resume", str(t / "gone")], "is not a directory"),
     "status: not an experiment": (lambda t: ["sweep", "status", str(t)], "is not a sweep experiment"),
     "status: half-written": (

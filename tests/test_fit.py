@@ -136,7 +136,7 @@ def test_test_time_inference(fashion):
     amort = Trial(cfg_for("amortized", epochs=3), fashion)
     list(amort.train())
     qa = amort.infer_test()
-    assert qa.steps == 0 and qa.mean.shape == (200, 64) and math.isfinite(qa.elbo_per_datapoint)
+    assert qa.steps == 0 and qa.q.point().shape == (200, 64) and math.isfinite(qa.elbo_per_datapoint)
 
     fvi = Trial(cfg_for("factorized", epochs=3), fashion)
     list(fvi.train())

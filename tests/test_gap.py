@@ -8,6 +8,7 @@ from torch.distributions import MultivariateNormal
 
 from trainables import Trial, TrialConfig, load
 from trainables.families import Factorized
+from trainables.families.q import DiagonalGaussian
 from trainables.gap import evaluate_trial, gap_of_split, iwae
 from trainables.model import BayesianDecoder
 
@@ -55,7 +56,8 @@ def test_iwae_converges_to_exact_log_evidence():
     logvar = (1 / torch.diag(prec)).log().expand_as(mean)  # the best diagonal Gaussian: a good proposal
     errors = []
     for k in (1, 10, 3000):
-        est, se = iwae(dec, dec.mean.detach(), x, mean, logvar, SIGMA, k, torch.Generator().manual_seed(k))
+        q = DiagonalGaussian(mean, logvar)
+        est, se = iwae(dec, dec.mean.detach(), x, q, SIGMA, k, torch.Generator().manual_seed(k))
         errors.append((log_px - est).mean().item())
         assert (se >= 0).all()
     assert errors[0] > errors[1] > abs(errors[2])  # the bound tightens with K

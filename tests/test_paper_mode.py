@@ -170,3 +170,28 @@ def test_every_mode_trains_and_reports_true_nats(fashion):
         assert m["neg_elbo"] == pytest.approx(-(m["loglik"] - m["kl_z"] - m["kl_theta"]), rel=1e-6)
         assert m["kl_z_per_datapoint"] == pytest.approx(m["kl_z"] / 300)
         assert 0 <= m["active_dims"] <= 64
+
+
+def test_log_sd_spread_gives_the_same_q_and_moves_twice_as_fast():
+    """spread_param log_sd (their code) holds log-sds: the same q, but Adam's steps of lr in the raw
+    parameter move the log-variance by 2 lr."""
+    from trainables.families import build
+
+    for family in ("factorized", "constant", "amortized"):
+        base = dict(family=family, width=8 if family == "amortized" else None, latent_dim=d, n_train=N,
+                    batch_size=B)
+        qs = []
+        for spread in ("logvar", "log_sd"):
+            torch.manual_seed(0)
+            opts = {"init": "random"} if family != "amortized" else {}
+            fam = build(TrialConfig(**base, spread_param=spread, family_options=opts), N, D)
+            x, idx = torch.rand(N, D, generator=torch.Generator().manual_seed(1)), torch.arange(N)
+            before = fam(x, idx)[1].detach().clone()
+            (opt,) = [o for o in _optimizers([fam], lr=1e-2) if isinstance(o, torch.optim.Adam)] or [
+                torch.optim.SparseAdam(list(fam.parameters()), lr=1e-2)]
+            fam(x, idx)[1].sum().backward()
+            opt.step()
+            qs.append((before, fam(x, idx)[1].detach() - before))
+        if family != "amortized":  # the random start: the same log-variances either way
+            torch.testing.assert_close(qs[0][0], qs[1][0])
+            torch.testing.assert_close(qs[1][1], 2 * qs[0][1])  # Adam's first step: -lr in the raw

@@ -241,3 +241,56 @@ def test_vectorized_seeds_sweep_matches_separate_trials(ray_address, smoke_exper
     np.testing.assert_allclose(both.train_mse_v, both.train_mse_s, rtol=1e-4)
     final = vec[vec.epoch == 4]
     assert final.infer_seconds.notna().all()
+
+
+def test_forgets_checkpoints_the_storage_lost(smoke_experiment, tmp_path):
+    """A state naming a checkpoint that is gone (num_to_keep deleted it after the last snapshot):
+    resume drops the name, so Tune no longer fails the trial for good. On a copy: checkpoints are
+    found where they are now, relative to the experiment, as Tune's own restore does."""
+    import shutil
+
+    from ray.tune import ExperimentAnalysis
+
+    from sweep.runner import forget_missing_checkpoints
+
+    _, exp = smoke_experiment
+    copy = tmp_path / "smoke"
+    shutil.copytree(exp, copy)
+    victim = sorted(d for d in copy.iterdir() if d.is_dir() and "fashion_mnist" in d.name)[0]
+    shutil.rmtree(victim / "checkpoint_000001")
+    assert forget_missing_checkpoints(str(copy)) == 2  # the latest and its entry in the kept list
+    trial = next(t for t in ExperimentAnalysis(str(copy)).trials if victim.name.startswith(t.trial_id))
+    assert trial.checkpoint.path.endswith("checkpoint_000000")
+    assert forget_missing_checkpoints(str(copy)) == 0  # nothing left to forget
+
+
+def test_run_never_joins_a_cluster_it_was_not_given(fashion_available, tmp_path):
+    """A cluster `ray start` left on this machine (another user's, or a killed run's): `sweep run`
+    with no address starts its own Ray, and shuts it down when it ends."""
+    import tempfile
+
+    import psutil
+
+    raytmp = tempfile.mkdtemp(prefix="rt", dir="/tmp")  # short: Ray's unix socket paths
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env.update(RAY_TMPDIR=raytmp, PYTHONPATH=str(ROOT))
+    ray_cli = str(Path(sys.executable).parent / "ray")
+    subprocess.run([ray_cli, "start", "--head", "--num-cpus=1", "--include-dashboard=false",
+                    "--disable-usage-stats", "--port=0"], env=env, check=True, capture_output=True)
+    try:
+        spec = write_spec(tmp_path / "s.yaml", name="alone", families=["constant"], widths=None,
+                          seeds=[0], train={"n_train": 100, "n_test": 50, "epochs": 2, "batch_size": 50},
+                          test_inference=False)
+        out = subprocess.run([sys.executable, "-m", "sweep", "run", str(spec), "--storage",
+                              str(tmp_path / "res")], env=env, capture_output=True, text=True, timeout=300)
+        log = out.stdout + out.stderr
+        assert out.returncode == 0, log[-2000:]
+        assert "Connecting to existing Ray cluster" not in log and "Started a local Ray instance" in log
+    finally:
+        procs = psutil.process_iter(["cmdline"])
+        stale = [p for p in procs if any(raytmp in arg for arg in p.info["cmdline"] or [])]
+        for proc in stale + [c for p in stale for c in p.children(recursive=True)]:
+            try:
+                proc.kill()
+            except psutil.NoSuchProcess:
+                pass

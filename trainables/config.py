@@ -52,6 +52,10 @@ class TrialConfig:
     family_options: dict[str, Any] = setting(
         help="the family's own settings (tables below); unset ones take their defaults", factory=dict
     )
+    spread_param: str = setting(
+        "logvar", "how the families hold q's spread: logvar (log-variance), or log_sd (log-sd, as their "
+        "code: Adam then moves the log-variance twice as fast)", choices=("logvar", "log_sd"),
+    )
     # model (SPEC.md, 'The model')
     latent_dim: int = setting(64, "dimension d of each latent z_n", check=positive_int)
     hidden_dim: int = setting(256, "decoder hidden width H", check=positive_int)

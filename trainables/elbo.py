@@ -5,10 +5,11 @@
 
 The likelihood is a Monte Carlo average over S reparameterized draws (Kingma & Welling,
 arXiv 1312.6114), one theta per draw shared by the minibatch. Both KL terms are taken in
-closed form (Gaussian against Gaussian prior), which equals E_q[log p - log q] with lower
-variance. Log-densities keep their normalizing constants, so the numbers are true nats.
-With ``latent_terms="all"`` the latents' KL covers every row each step, exactly, instead of
-the minibatch's scaled by N/|B| (still unbiased, as Margossian & Blei's code did it).
+closed form where the family's q has one (Gaussian against Gaussian prior), which equals
+E_q[log p - log q] with lower variance; otherwise by Monte Carlo from the same draws.
+Log-densities keep their normalizing constants, so the numbers are true nats. With
+``latent_terms="all"`` the latents' KL covers every row each step, exactly, instead of the
+minibatch's scaled by N/|B| (still unbiased, as Margossian & Blei's code did it).
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from typing import NamedTuple
 
 import torch
 
+from .families.q import DiagonalGaussian
+
 TERMS = ("elbo", "loglik", "kl_z", "kl_theta")
 
 
@@ -26,10 +29,12 @@ class Noise(NamedTuple):
     z: torch.Tensor  # (S, R, d) standard normal: R = the minibatch's rows, or all N (``noise_rows``)
 
 
-def noise_rows(latent_terms: str, objective: str, batch: int, n_total: int) -> int:
-    """Rows of z noise a step draws: all N when the paper objective samples every latent's
-    prior and entropy (the minibatch's z are then rows idx of that draw), else the minibatch's."""
-    return n_total if (latent_terms == "all" and objective == "paper") else batch
+def noise_rows(latent_terms: str, objective: str, batch: int, n_total: int, closed_form_kl: bool = True) -> int:
+    """Rows of z noise a step draws: all N when every latent's prior and entropy are sampled (the
+    paper objective, or a q without a closed-form KL, with latent_terms "all"; the minibatch's z
+    are then rows idx of that draw), else the minibatch's."""
+    sampled = objective == "paper" or not closed_form_kl
+    return n_total if (latent_terms == "all" and sampled) else batch
 
 
 def draw_noise(
@@ -42,9 +47,8 @@ def draw_noise(
     )
 
 
-def squared_error(decoder, thetas, x, mean, logvar, eps_z) -> torch.Tensor:
-    """||x_n - Omega(z_n; theta)||^2 per datapoint, (B,), averaged over the S draws; z = mean + sd eps."""
-    z = mean + (0.5 * logvar).exp() * eps_z  # (S, B, d)
+def squared_error(decoder, thetas: torch.Tensor, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """||x_n - Omega(z_n; theta)||^2 per datapoint, (B,), averaged over the S draws of (theta, z)."""
     sq = 0.0
     for s in range(thetas.shape[0]):
         recon = decoder(z[s], thetas[s])  # (B, D)
@@ -52,25 +56,10 @@ def squared_error(decoder, thetas, x, mean, logvar, eps_z) -> torch.Tensor:
     return sq / thetas.shape[0]
 
 
-def z_terms(
-    decoder,
-    thetas: torch.Tensor,
-    x: torch.Tensor,
-    mean: torch.Tensor,
-    logvar: torch.Tensor,
-    eps_z: torch.Tensor,
-    sigma_x: float,
-) -> tuple[torch.Tensor, torch.Tensor]:
+def z_terms(decoder, thetas, x, q, eps_z, sigma_x: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-datapoint E_q log p(x_n | z_n, theta) (MC over S) and KL(q_n || N(0, I)), each (B,)."""
-    sq = squared_error(decoder, thetas, x, mean, logvar, eps_z)
-    return log_gaussian(sq, x.shape[-1], sigma_x), gaussian_kl(mean, logvar)
-
-
-def gaussian_kl(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """KL(N(mean, diag exp(logvar)) || N(0, I)) per row, (rows,): 0.5 sum(var - 1 - logvar + mean^2),
-    written out since with latent_terms "all" it runs over all N rows every step; expm1 keeps
-    its precision near the prior (var - 1 - logvar ~ logvar^2 / 2), where collapsed latents sit."""
-    return 0.5 * (torch.expm1(logvar) - logvar + mean.square()).sum(-1)
+    z = q.sample(eps_z)  # (S, B, d)
+    return log_gaussian(squared_error(decoder, thetas, x, z), x.shape[-1], sigma_x), q.kl(z)
 
 
 def log_gaussian(sq: torch.Tensor, dim: int, sigma_x: float) -> torch.Tensor:
@@ -98,26 +87,30 @@ def elbo_terms(
     """
     scale = n_total / x.shape[0]
     if x_all is None:
-        mean, logvar = family(x, idx)  # (B, d) each
-        q_mean, q_logvar, q_scale = mean, logvar, scale  # the rows of the latents' KL
+        q = q_rows = family.q(x, idx)  # the minibatch's q_n, and the rows of the latents' KL
+        rows_scale = scale
     else:
-        q_mean, q_logvar = family(x_all, torch.arange(n_total, device=x.device))  # (N, d) each
-        mean, logvar, q_scale = q_mean[idx], q_logvar[idx], 1.0
-    all_rows_noise = noise.z.shape[1] == n_total and x_all is not None and objective == "paper"
-    eps_z = noise.z[:, idx] if all_rows_noise else noise.z  # (S, B, d)
+        q_rows = family.q(x_all, torch.arange(n_total, device=x.device))  # all N rows
+        q, rows_scale = q_rows[idx], 1.0
+    # every row's prior and entropy sampled: the noise covers all N rows, the minibatch's are rows idx
+    rows_noise = x_all is not None and (objective == "paper" or not q_rows.closed_form_kl)
+    eps_z = noise.z[:, idx] if rows_noise else noise.z  # (S, B, d)
+    z = q.sample(eps_z)  # (S, B, d)
+    z_rows = q_rows.sample(noise.z) if rows_noise else z
     thetas = decoder.sample(noise.theta)  # (S, P)
-    sq = squared_error(decoder, thetas, x, mean, logvar, eps_z)  # (B,)
+    sq = squared_error(decoder, thetas, x, z)  # (B,)
     terms = {
         "loglik": scale * log_gaussian(sq, x.shape[-1], sigma_x).sum(),
-        "kl_z": q_scale * gaussian_kl(q_mean, q_logvar).sum(),
+        "kl_z": rows_scale * q_rows.kl(z_rows).sum(),
         "kl_theta": decoder.kl(),
     }
     terms["elbo"] = terms["loglik"] - terms["kl_z"] - terms["kl_theta"]
     if objective == "paper":
-        eps_rows = noise.z if all_rows_noise else eps_z
+        if not isinstance(q_rows, DiagonalGaussian):
+            raise ValueError("objective 'paper' is their code's, for diagonal Gaussian families only")
         terms["objective"] = (
             scale * (-sq / (2 * sigma_x**2)).sum()
-            + q_scale * _paper_log_ratio(q_mean, 0.5 * q_logvar, eps_rows, 1.0)
+            + rows_scale * _paper_log_ratio(q_rows.mean, 0.5 * q_rows.logvar, noise.z, 1.0)
             + _paper_log_ratio(decoder.mean, decoder.log_sd, noise.theta, decoder.sigma_theta)
         )
     elif objective != "elbo":

@@ -118,7 +118,8 @@ class Trial:
     def _step(self, idx: torch.Tensor) -> torch.Tensor:
         cfg = self.cfg
         x = self.x_train[idx]  # (B, D)
-        rows = noise_rows(cfg.latent_terms, cfg.objective, idx.numel(), cfg.n_train)
+        rows = noise_rows(cfg.latent_terms, cfg.objective, idx.numel(), cfg.n_train,
+                          self.family.q_type.closed_form_kl)
         noise = draw_noise(self.decoder.num_params, rows, cfg.latent_dim, cfg.mc_samples, self.generator)
         x_all = self.x_train if cfg.latent_terms == "all" else None
         terms = self._elbo(
@@ -175,7 +176,8 @@ class Trial:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        if state["config"] != self.cfg.to_dict():
+        # through TrialConfig: a state saved before a setting existed reads as its default
+        if TrialConfig.from_dict(state["config"]) != self.cfg:
             raise ValueError("saved state belongs to a different config")
         self.decoder.load_state_dict(state["decoder"])
         self.family.load_state_dict(state["family"])
@@ -227,13 +229,13 @@ def load_state(
 
 @torch.no_grad()
 def reconstruction(decoder, family, x: torch.Tensor, chunk: int = 4096) -> tuple[float, torch.Tensor]:
-    """Decode each q-mean of z with the q-mean of theta: (mean squared error over pixels and images,
-    the q-means (n, d))."""
+    """Decode each q-mean of z (q.point()) with the q-mean of theta: (mean squared error over pixels
+    and images, the q-means (n, d))."""
     total, means = torch.zeros((), device=x.device), []
     for lo in range(0, x.shape[0], chunk):
         xb = x[lo : lo + chunk]  # (C, D)
         idx = torch.arange(lo, lo + xb.shape[0], device=x.device)
-        mean, _ = family(xb, idx)  # (C, d)
+        mean = family.q(xb, idx).point()  # (C, d)
         total += (decoder(mean, decoder.mean) - xb).square().sum()
         means.append(mean)
     return total.item() / x.numel(), torch.cat(means)

@@ -21,9 +21,8 @@ import time
 from typing import Any
 
 import torch
-from torch.distributions import Normal
-
 from .elbo import log_gaussian, z_terms
+from .families.q import detached, standard_normal_log_prob, where
 from .inference import optimize_local_q, per_point_elbo
 
 REFINE_STEPS = (0, 1, 5, 20, 100)
@@ -34,33 +33,32 @@ def iwae(
     decoder,
     theta,
     x,
-    mean,
-    logvar,
+    q,
     sigma_x: float,
     samples: int,
     generator: torch.Generator,
     chunk_samples: int = 128,
     chunk_points: int = 256,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """log p(x_n) by importance sampling from q_n = N(mean, exp(logvar)), K = ``samples``.
+    """log p(x_n) by importance sampling from q_n (a family's q, e.g. q*), K = ``samples``.
 
     Returns (estimate, its Monte Carlo standard error), each (n,); the error by the delta
     method, sqrt(Var(w) / K) / mean(w), from running log-sum-exps of w and w^2.
     """
-    n, d = mean.shape
+    n, d = q.point().shape
     est, se = torch.empty(n, device=x.device), torch.empty(n, device=x.device)
     for a in range(0, n, chunk_points):
-        xb, m, lv = x[a : a + chunk_points], mean[a : a + chunk_points], logvar[a : a + chunk_points]
-        q, prior = Normal(m, (0.5 * lv).exp()), Normal(torch.zeros_like(m), torch.ones_like(m))
+        xb, qb = x[a : a + chunk_points], q[a : a + chunk_points]
+        nb = xb.shape[0]
         s1 = s2 = None  # log sum w, log sum w^2 over the draws so far, (nb,)
         for k in range(0, samples, chunk_samples):
             kk = min(chunk_samples, samples - k)
-            z = q.mean + q.stddev * torch.randn(kk, *m.shape, generator=generator, device=x.device)
-            recon = decoder(z.reshape(-1, d), theta).view(kk, m.shape[0], -1)  # (kk, nb, D)
+            z = qb.sample(torch.randn(kk, nb, d, generator=generator, device=x.device))  # (kk, nb, d)
+            recon = decoder(z.reshape(-1, d), theta).view(kk, nb, -1)  # (kk, nb, D)
             log_w = (
                 log_gaussian((xb - recon).square().sum(-1), x.shape[1], sigma_x)
-                + prior.log_prob(z).sum(-1)
-                - q.log_prob(z).sum(-1)
+                + standard_normal_log_prob(z)
+                - qb.log_prob(z)
             )  # (kk, nb)
             b1, b2 = torch.logsumexp(log_w, 0), torch.logsumexp(2 * log_w, 0)
             s1 = b1 if s1 is None else torch.logaddexp(s1, b1)
@@ -75,30 +73,30 @@ def refine(
     decoder,
     theta,
     x,
-    mean,
-    logvar,
+    q,
     sigma_x: float,
     generator: torch.Generator,
     eps: torch.Tensor,
     steps: tuple[int, ...] = REFINE_STEPS,
     lr: float = 1e-2,
 ) -> list[dict[str, float]]:
-    """Semi-amortized: Adam on each datapoint's own (mean, logvar) from the encoder's q; the mean
-    ELBO (under the fixed noise ``eps``) and the optimization seconds after each K in ``steps``."""
-    m, lv = mean.detach().clone().requires_grad_(True), logvar.detach().clone().requires_grad_(True)
-    opt = torch.optim.Adam([m, lv], lr=lr)
+    """Semi-amortized: Adam on each datapoint's own q parameters (``q.local()``) from the encoder's
+    q; the mean ELBO (under the fixed noise ``eps``) and the optimization seconds after each K."""
+    params = {k: v.detach().clone().requires_grad_(True) for k, v in q.local().items()}
+    make = type(q).from_local
+    opt = torch.optim.Adam(list(params.values()), lr=lr)
     out, done, seconds = [], 0, 0.0
     for k in sorted(steps):
         start = time.perf_counter()
         for _ in range(k - done):
-            noise = torch.randn(1, *m.shape, generator=generator, device=x.device)
-            loglik, kl = z_terms(decoder, theta[None], x, m, lv, noise, sigma_x)
+            noise = torch.randn(1, *q.point().shape, generator=generator, device=x.device)
+            loglik, kl = z_terms(decoder, theta[None], x, make(**params), noise, sigma_x)
             opt.zero_grad(set_to_none=True)
             (kl - loglik).sum().backward()
             opt.step()
         seconds += time.perf_counter() - start
         done = k
-        elbo = per_point_elbo(decoder, theta[None], x, m.detach(), lv.detach(), sigma_x, eps)
+        elbo = per_point_elbo(decoder, theta[None], x, detached(make(**params)), sigma_x, eps)
         out.append({"steps": k, "elbo": elbo.mean().item(), "seconds": seconds})
     return out
 
@@ -128,19 +126,19 @@ def gap_of_split(
     theta = decoder.mean.detach()
     n, d = x.shape[0], decoder.shapes[0][1]
     with torch.no_grad():
-        q = family(x, idx) if idx is not None or family.has_test_time_q else None  # F-VI: none for test
+        q = family.q(x, idx) if idx is not None or family.has_test_time_q else None  # F-VI: none for test
     eps = torch.randn(eval_samples, n, d, generator=generator, device=x.device)  # common random numbers
-    elbo_q = per_point_elbo(decoder, theta[None], x, *q, sigma_x, eps) if q is not None else None
+    elbo_q = per_point_elbo(decoder, theta[None], x, q, sigma_x, eps) if q is not None else None
     start = time.perf_counter()
-    m_star, lv_star, steps = optimize_local_q(
-        decoder, theta[None], x, sigma_x, generator, init=q, **(qstar or {})
+    q_star, steps = optimize_local_q(
+        decoder, theta[None], x, sigma_x, generator, init=q, q_type=family.q_type, **(qstar or {})
     )
     seconds = time.perf_counter() - start
-    elbo_star = per_point_elbo(decoder, theta[None], x, m_star, lv_star, sigma_x, eps)
+    elbo_star = per_point_elbo(decoder, theta[None], x, q_star, sigma_x, eps)
     if elbo_q is not None:  # keep q where the optimizer did not beat it: q* is never worse
-        worse = elbo_star < elbo_q
-        m_star[worse], lv_star[worse], elbo_star = q[0][worse], q[1][worse], torch.maximum(elbo_star, elbo_q)
-    log_px, log_px_se = iwae(decoder, theta, x, m_star, lv_star, sigma_x, iwae_samples, generator)
+        q_star = where(elbo_star < elbo_q, q, q_star)
+        elbo_star = torch.maximum(elbo_star, elbo_q)
+    log_px, log_px_se = iwae(decoder, theta, x, q_star, sigma_x, iwae_samples, generator)
     out: dict[str, Any] = {
         "n": n,
         "qstar_steps": steps,
@@ -158,7 +156,7 @@ def gap_of_split(
     if per_point:
         out["points"] = {"elbo_q": elbo_q, "elbo_qstar": elbo_star, "log_px": log_px, "log_px_se": log_px_se}
     if refine_steps and q is not None and family.has_test_time_q:
-        out["refine"] = refine(decoder, theta, x, *q, sigma_x, generator, eps, tuple(refine_steps))
+        out["refine"] = refine(decoder, theta, x, q, sigma_x, generator, eps, tuple(refine_steps))
     return out
 
 

@@ -1,25 +1,26 @@
 """Test-time inference: q(z_n) for images the family was not fit on, with theta fixed.
 
-theta is fixed at its q-mean. Amortized and constant families answer with one forward pass;
-the factorized family has nothing to say about new images, so fresh per-datapoint Gaussians
-are optimized (Adam, from the prior) until the ELBO stops improving. That cost is what the
-study's compute figure compares (SPEC.md, 'What each trial records').
+theta is fixed at its q-mean. Families with a test-time q (amortized, constant) answer with one
+forward pass; the factorized family has nothing to say about new images, so fresh per-datapoint
+q of its form are optimized (Adam, from the prior) until the ELBO stops improving. That cost is
+what the study's compute figure compares (SPEC.md, 'What each trial records').
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
 from .elbo import z_terms
+from .families.q import detached
 
 
 @dataclass
 class InferredQ:
-    mean: torch.Tensor  # (M, d)
-    logvar: torch.Tensor  # (M, d)
+    q: Any  # the q of the M images (the family's form, e.g. q.DiagonalGaussian)
     seconds: float  # forward pass or optimization, not the ELBO evaluation
     elbo_per_datapoint: float  # E_q log p(x_n | z_n, theta) - KL(q_n || p), mean over the M images
     steps: int  # optimization steps taken (0 for a forward pass)
@@ -42,17 +43,17 @@ def infer(
     start = time.perf_counter()
     if family.has_test_time_q:
         with torch.no_grad():
-            mean, logvar = family(x, torch.arange(x.shape[0], device=x.device))
+            q = family.q(x, torch.arange(x.shape[0], device=x.device))
         steps = 0
     else:
-        mean, logvar, steps = optimize_local_q(
-            decoder, theta, x, sigma_x, generator, lr, max_steps, window, rtol
+        q, steps = optimize_local_q(
+            decoder, theta, x, sigma_x, generator, lr, max_steps, window, rtol, q_type=family.q_type
         )
     if x.device.type == "cuda":
         torch.cuda.synchronize(x.device)
     seconds = time.perf_counter() - start
-    elbo = fixed_theta_elbo(decoder, theta, x, mean, logvar, sigma_x, generator, eval_samples)
-    return InferredQ(mean, logvar, seconds, elbo, steps)
+    elbo = fixed_theta_elbo(decoder, theta, x, q, sigma_x, generator, eval_samples)
+    return InferredQ(q, seconds, elbo, steps)
 
 
 def optimize_local_q(
@@ -65,11 +66,13 @@ def optimize_local_q(
     max_steps: int = 2000,
     window: int = 25,
     rtol: float = 1e-4,
-    init: tuple[torch.Tensor, torch.Tensor] | None = None,
+    init: Any = None,
     samples: int = 1,
     decays: int = 2,
-) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """Maximize each datapoint's own ELBO over its Gaussian's mean and log-variance.
+    q_type: type | None = None,
+) -> tuple[Any, int]:
+    """Maximize each datapoint's own ELBO over its own q's parameters (``q.local()``), from
+    ``init`` (a q), or from the prior in the form ``q_type``; returns (q, steps).
 
     Stopping rule: Adam with ``samples`` Monte Carlo draws per step; every ``window`` steps the
     window's mean per-datapoint ELBO is compared with the best so far, and when it has not
@@ -80,17 +83,17 @@ def optimize_local_q(
     """
     n, d = x.shape[0], decoder.shapes[0][1]
     if init is None:
-        init = (x.new_zeros(n, d), x.new_zeros(n, d))  # the prior N(0, I)
-    mean = init[0].detach().clone().requires_grad_(True)
-    logvar = init[1].detach().clone().requires_grad_(True)
-    opt = torch.optim.Adam([mean, logvar], lr=lr)
+        init = q_type.prior(n, d, x)
+    params = {k: v.detach().clone().requires_grad_(True) for k, v in init.local().items()}
+    make = type(init).from_local
+    opt = torch.optim.Adam(list(params.values()), lr=lr)
     plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
         opt, mode="max", factor=0.1, patience=0, threshold=rtol, threshold_mode="rel"
     )
     acc, step = torch.zeros((), device=x.device, dtype=x.dtype), 0
     while step < max_steps:
         eps = torch.randn(samples, n, d, generator=generator, device=x.device, dtype=x.dtype)
-        loglik, kl = z_terms(decoder, theta.expand(samples, -1), x, mean, logvar, eps, sigma_x)
+        loglik, kl = z_terms(decoder, theta.expand(samples, -1), x, make(**params), eps, sigma_x)
         loss = (kl - loglik).sum()
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -102,13 +105,13 @@ def optimize_local_q(
             acc.zero_()
             if opt.param_groups[0]["lr"] < lr * 0.1**decays * 0.5:  # a plateau after the last drop
                 break
-    return mean.detach(), logvar.detach(), step
+    return detached(make(**params)), step
 
 
 @torch.no_grad()
-def per_point_elbo(decoder, theta, x, mean, logvar, sigma_x: float, eps: torch.Tensor) -> torch.Tensor:
+def per_point_elbo(decoder, theta, x, q, sigma_x: float, eps: torch.Tensor) -> torch.Tensor:
     """E_q log p(x_n | z, theta) - KL(q_n || N(0, I)) per image, (n,); theta (1, P) fixed, eps (S, n, d)."""
-    loglik, kl = z_terms(decoder, theta.expand(eps.shape[0], -1), x, mean, logvar, eps, sigma_x)
+    loglik, kl = z_terms(decoder, theta.expand(eps.shape[0], -1), x, q, eps, sigma_x)
     return loglik - kl
 
 
@@ -116,12 +119,11 @@ def fixed_theta_elbo(
     decoder,
     theta: torch.Tensor,
     x: torch.Tensor,
-    mean: torch.Tensor,
-    logvar: torch.Tensor,
+    q,
     sigma_x: float,
     generator: torch.Generator,
     samples: int = 8,
 ) -> float:
     """Mean over images of the per-image ELBO with theta fixed, S fresh draws of z."""
-    eps = torch.randn(samples, *mean.shape, generator=generator, device=x.device)
-    return per_point_elbo(decoder, theta, x, mean, logvar, sigma_x, eps).mean().item()
+    eps = torch.randn(samples, *q.point().shape, generator=generator, device=x.device)
+    return per_point_elbo(decoder, theta, x, q, sigma_x, eps).mean().item()

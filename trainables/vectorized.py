@@ -7,9 +7,11 @@
 Each seed keeps what a separate ``Trial`` has (its initial parameters, its shuffling and Monte
 Carlo streams, drawn in the same order, its history and threshold timing), so its numbers are
 those of a separate run of that seed up to floating-point reassociation in the batched matmuls.
-The per-seed ELBO is ``torch.func.vmap``-ed over a leading seed dimension (the decoder's and
-encoder's Linear layers become batched matmuls); Adam is elementwise, so one Adam over the
-stacked parameters is S independent Adams. F-VI's S tables are one sparse (S*N, 2d) table.
+The one objective, ``elbo.elbo_terms``, is ``torch.func.vmap``-ed over a leading seed dimension
+through ``functional_call`` on the seeds' stacked parameters (the Linear layers become batched
+matmuls); Adam is elementwise, so one Adam over the stacked parameters is S independent Adams.
+A per-datapoint family (F-VI) keeps each seed's own table and optimizer outside the vmap (its
+rows are looked up per seed, so SparseAdam still moves only the minibatch's rows).
 """
 
 from __future__ import annotations
@@ -26,9 +28,33 @@ from torch.func import functional_call, stack_module_state, vmap
 
 from .config import TrialConfig
 from .data import Data
-from .elbo import TERMS, draw_noise, z_terms
-from .fit import STATE_VERSION, Trial, _scheduler, save_state
-from .model import sample_theta, theta_kl
+from .elbo import TERMS, Noise, draw_noise, elbo_terms, noise_rows
+from .fit import STATE_VERSION, Trial, _optimizers, _scheduler, save_state
+
+
+class _Objective(nn.Module):
+    """elbo_terms as a module's forward, so functional_call can swap in one seed's parameters."""
+
+    def __init__(self, decoder: nn.Module, family: nn.Module, cfg: TrialConfig):
+        super().__init__()
+        self.decoder, self.family, self.cfg = decoder, family, cfg
+
+    def forward(self, x, idx, x_all, eps_theta, eps_z, given: dict[str, torch.Tensor] | None):
+        cfg = self.cfg
+        family = _Given(self.family.q_type, given) if given is not None else self.family
+        terms = elbo_terms(self.decoder, family, x, idx, cfg.n_train, cfg.sigma_x, Noise(eps_theta, eps_z),
+                           x_all, cfg.objective)
+        return torch.stack([terms.get("objective", terms["elbo"]), *(terms[k] for k in TERMS)])
+
+
+class _Given:
+    """A per-datapoint family's q, looked up outside the vmap: answers with what it was given."""
+
+    def __init__(self, q_type: type, local: dict[str, torch.Tensor]):
+        self.q_type, self.local = q_type, local
+
+    def q(self, x, idx):
+        return self.q_type.from_local(**self.local)
 
 
 class SeedBatch:
@@ -38,34 +64,20 @@ class SeedBatch:
             dataclasses.replace(c, seed=first.seed) != first for c in cfgs
         ):
             raise ValueError("SeedBatch takes configs that differ in their seeds only, each seed once")
-        unsupported = {
-            "latent_terms": first.latent_terms != "minibatch",
-            "objective": first.objective != "elbo",
-            "train_subset": first.train_subset != "first",  # each seed would draw its own images
-            "family_options.optimizer": first.family_options.get("optimizer", "sparse") != "sparse",
-        }
-        if any(unsupported.values()):
-            bad = ", ".join(k for k, v in unsupported.items() if v)
-            raise ValueError(f"vectorized seeds support the default {bad} only; train the seeds apart")
+        if first.train_subset != "first":
+            raise ValueError("vectorized seeds share their images: train_subset 'random' draws them per seed")
         self.cfg, self.device = first, torch.device(device)
         self.trials = [Trial(c, data, device) for c in cfgs]  # per-seed init, streams, histories
         self.x_train = self.trials[0].x_train
-        self.decoder = self.trials[0].decoder  # its forward(z, theta) is reused under vmap
-        self.dec_mean = nn.Parameter(torch.stack([t.decoder.mean.detach() for t in self.trials]))  # (S, P)
-        self.dec_log_sd = nn.Parameter(torch.stack([t.decoder.log_sd.detach() for t in self.trials]))
-        dense = [self.dec_mean, self.dec_log_sd]
-        if first.family == "factorized":
-            self.table = nn.Embedding(len(cfgs) * first.n_train, 2 * first.latent_dim, sparse=True)
-            with torch.no_grad():
-                self.table.weight.copy_(torch.cat([t.family.table.weight for t in self.trials]))
-            self.table.to(self.device)
-        else:
-            self.fam_params, _ = stack_module_state([t.family for t in self.trials])  # name -> (S, ...)
-            self.fam_base = copy.deepcopy(self.trials[0].family).to("meta")
-            dense += list(self.fam_params.values())
-        self.optimizers: list[torch.optim.Optimizer] = [torch.optim.Adam(dense, lr=first.lr, fused=True)]
-        if first.family == "factorized":
-            self.optimizers.append(torch.optim.SparseAdam([self.table.weight], lr=first.lr))
+        self.per_point = self.trials[0].family.per_datapoint
+        modules = [_Objective(t.decoder, t.family, first) for t in self.trials]
+        if self.per_point:  # only the decoders are stacked; each seed's table stays its own
+            modules = [_Objective(t.decoder, nn.Module(), first) for t in self.trials]
+        self.params, _ = stack_module_state(modules)  # name -> (S, ...)
+        self.base = copy.deepcopy(_Objective(self.trials[0].decoder, self.trials[0].family, first)).to("meta")
+        self.optimizers = [torch.optim.Adam(list(self.params.values()), lr=first.lr, fused=True)]
+        if self.per_point:
+            self.optimizers += [o for t in self.trials for o in _optimizers([t.family], first.lr)]
         self.schedulers = [_scheduler(o, first) for o in self.optimizers]
 
     @property
@@ -90,13 +102,8 @@ class SeedBatch:
         for t, s in zip(self.trials, state["seed_states"], strict=True):
             t.load_state_dict(s)
         with torch.no_grad():  # the stacked parameters from the seeds' own
-            self.dec_mean.copy_(torch.stack([t.decoder.mean for t in self.trials]))
-            self.dec_log_sd.copy_(torch.stack([t.decoder.log_sd for t in self.trials]))
-            if self.cfg.family == "factorized":
-                self.table.weight.copy_(torch.cat([t.family.table.weight for t in self.trials]))
-            else:
-                for name, p in self.fam_params.items():
-                    p.copy_(torch.stack([dict(t.family.named_parameters())[name] for t in self.trials]))
+            for name, p in self.params.items():
+                p.copy_(torch.stack([self._own(t)[name] for t in self.trials]))
         for opt, s in zip(self.optimizers, state["optimizers"], strict=True):
             opt.load_state_dict(s)
         for sched, s in zip(self.schedulers, state["schedulers"], strict=True):
@@ -122,7 +129,8 @@ class SeedBatch:
         lr = self.optimizers[0].param_groups[0]["lr"]
         start = time.perf_counter()
         perms = torch.stack(  # (S, N): each seed shuffles with its own stream, as alone
-            [torch.randperm(n, generator=t.generator, device=self.device) for t in self.trials]
+            [torch.randperm(n, generator=t.generator, device=self.device) if self.cfg.shuffle
+             else torch.arange(n, device=self.device) for t in self.trials]
         )
         sums = torch.zeros(len(self.trials), len(TERMS), device=self.device)
         for lo in range(0, n, b):
@@ -138,50 +146,51 @@ class SeedBatch:
             for t, v in zip(self.trials, values, strict=True)
         ]
 
-    def _q(self, x: torch.Tensor, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """q's mean and log-variance for every seed's minibatch, each (S, B, d)."""
-        if self.cfg.family == "factorized":
-            offsets = torch.arange(len(self.trials), device=self.device)[:, None] * self.cfg.n_train
-            return self.table(idx + offsets).chunk(2, dim=-1)
-        call = lambda p, xs, ix: functional_call(self.fam_base, p, (xs, ix))  # noqa: E731
-        return vmap(call)(self.fam_params, x, idx)
-
-    def _seed_terms(self, mean, log_sd, x, q_mean, q_logvar, eps_theta, eps_z) -> torch.Tensor:
-        """One seed's ELBO terms in TERMS order, (4,); vmapped over seeds."""
-        thetas = sample_theta(mean, log_sd, eps_theta)  # (S_mc, P)
-        loglik, kl_z = z_terms(self.decoder, thetas, x, q_mean, q_logvar, eps_z, self.cfg.sigma_x)
-        scale = self.cfg.n_train / x.shape[0]
-        ll, kz = scale * loglik.sum(), scale * kl_z.sum()
-        kt = theta_kl(mean, log_sd, self.cfg.sigma_theta)
-        return torch.stack([ll - kz - kt, ll, kz, kt])
-
     def _step(self, idx: torch.Tensor) -> torch.Tensor:
-        x = self.x_train[idx]  # (S, B, D)
         cfg = self.cfg
+        x = self.x_train[idx]  # (S, B, D)
+        rows = noise_rows(cfg.latent_terms, cfg.objective, idx.shape[1], cfg.n_train,
+                          self.trials[0].family.q_type.closed_form_kl)
         noise = [  # each seed's draws from its own generator, in a separate trial's order
-            draw_noise(self.dec_mean.shape[1], idx.shape[1], cfg.latent_dim, cfg.mc_samples, t.generator)
+            draw_noise(self.params["decoder.mean"].shape[1], rows, cfg.latent_dim, cfg.mc_samples, t.generator)
             for t in self.trials
         ]
         eps_theta = torch.stack([nz.theta for nz in noise])  # (S, S_mc, P)
-        eps_z = torch.stack([nz.z for nz in noise])  # (S, S_mc, B, d)
-        q_mean, q_logvar = self._q(x, idx)
-        terms = vmap(self._seed_terms)(self.dec_mean, self.dec_log_sd, x, q_mean, q_logvar, eps_theta, eps_z)
+        eps_z = torch.stack([nz.z for nz in noise])  # (S, S_mc, R, d)
+        x_all = self.x_train if cfg.latent_terms == "all" else None
+        given = self._given(x, idx, x_all) if self.per_point else None
+
+        def one_seed(params, x, idx, eps_theta, eps_z, given):
+            return functional_call(self.base, params, (x, idx, x_all, eps_theta, eps_z, given))
+
+        in_dims = (0, 0, 0, 0, 0, 0 if given is not None else None)
+        terms = vmap(one_seed, in_dims=in_dims)(self.params, x, idx, eps_theta, eps_z, given)  # (S, 1 + 4)
         for opt in self.optimizers:
             opt.zero_grad(set_to_none=True)
         (-terms[:, 0].sum()).backward()  # seeds share no parameter: each gets its own gradient
         for opt in self.optimizers:
             opt.step()
-        return terms.detach()  # (S, 4)
+        return terms[:, 1:].detach()  # (S, 4)
+
+    def _given(self, x, idx, x_all) -> dict[str, torch.Tensor]:
+        """Each seed's own per-datapoint q for the step's rows (all N with latent_terms "all"), stacked."""
+        if x_all is not None:
+            rows = torch.arange(self.cfg.n_train, device=self.device)
+            qs = [t.family.q(x_all, rows) for t in self.trials]
+        else:
+            qs = [t.family.q(xs, ix) for t, xs, ix in zip(self.trials, x, idx, strict=True)]
+        return {k: torch.stack([q.local()[k] for q in qs]) for k in qs[0].local()}
+
+    def _own(self, trial: Trial) -> dict[str, torch.Tensor]:
+        """One seed's parameters, by the names of the stacked ones."""
+        mine = {f"decoder.{k}": v for k, v in trial.decoder.named_parameters()}
+        if not self.per_point:
+            mine.update({f"family.{k}": v for k, v in trial.family.named_parameters()})
+        return mine
 
     @torch.no_grad()
     def _write_back(self) -> None:
         """Copy each seed's slice into its Trial, which evaluates and saves it as a lone run would."""
-        n = self.cfg.n_train
         for s, t in enumerate(self.trials):
-            t.decoder.mean.copy_(self.dec_mean[s])
-            t.decoder.log_sd.copy_(self.dec_log_sd[s])
-            if self.cfg.family == "factorized":
-                t.family.table.weight.copy_(self.table.weight[s * n : (s + 1) * n])
-            else:
-                for name, p in t.family.named_parameters():
-                    p.copy_(self.fam_params[name][s])
+            for name, p in self._own(t).items():
+                p.copy_(self.params[name][s])

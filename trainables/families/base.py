@@ -1,9 +1,10 @@
 """The family contract: what the engine, the sweep and the analysis ask of a family for z.
 
 A family answers one question: "given these datapoints x (B, D) and their rows idx (B,) in the
-training set, what is q(z_n)?" as a mean and a log-variance, each (B, d). Everything else the
-system needs to know it declares as class attributes, so no module outside this package asks
-for a family by its name.
+training set, what is q(z_n)?" ``q(x, idx)`` returns it as a ``q.DiagonalGaussian`` (or another
+form with the same methods, named by ``q_type``); a Gaussian family only writes ``forward``,
+which returns the mean and log-variance, each (B, d). Everything else the system needs to know
+it declares as class attributes, so no module outside this package asks for a family by name.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from typing import Any, ClassVar
 
 import torch
 from torch import nn
+
+from .q import DiagonalGaussian
 
 
 @dataclass(frozen=True)
@@ -29,6 +32,7 @@ class Family(nn.Module):
     per_datapoint: ClassVar[bool] = False  # its parameters are rows, one per training image (F-VI)
     refinable: ClassVar[bool] = False  # evaluate's semi-amortized refinement of its q applies
     Options: ClassVar[type] = NoOptions  # its own settings: TrialConfig.family_options
+    q_type: ClassVar[type] = DiagonalGaussian  # the form of its q: test-time q and the gap's q* take it
 
     @classmethod
     def from_config(cls, cfg: Any, n_data: int, data_dim: int) -> Family:
@@ -36,7 +40,17 @@ class Family(nn.Module):
         raise NotImplementedError
 
     def forward(self, x: torch.Tensor | None, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The mean and log-variance of q(z_n), each (B, d)."""
         raise NotImplementedError
+
+    def q(self, x: torch.Tensor | None, idx: torch.Tensor) -> DiagonalGaussian:
+        """q(z_n) for the datapoints x (B, D) with training rows idx (B,)."""
+        return DiagonalGaussian(*self(x, idx))
+
+    @staticmethod
+    def logvar_factor(cfg: Any) -> float:
+        """log-variance per unit of the raw spread parameter: 1 (logvar), or 2 (log_sd, their code)."""
+        return 2.0 if cfg.spread_param == "log_sd" else 1.0
 
     @classmethod
     def variant(cls, width: int | None) -> str:

@@ -37,14 +37,19 @@ class Factorized(Family):
     per_datapoint = True
     Options = FactorizedOptions
 
-    def __init__(self, n_data: int, latent_dim: int, init: str = "prior", sparse: bool = True):
+    def __init__(
+        self, n_data: int, latent_dim: int, init: str = "prior", sparse: bool = True,
+        logvar_factor: float = 1.0,
+    ):
         super().__init__()
+        self.logvar_factor_ = logvar_factor  # 2: the table holds log-sds (their code)
         self.table = nn.Embedding(n_data, 2 * latent_dim, sparse=sparse)
         nn.init.zeros_(self.table.weight)  # every q_n at the prior N(0, I)
         if init == "random":  # draws from the caller's (seeded) global RNG
             with torch.no_grad():
                 self.mean.normal_()
-                self.logvar.copy_(2 * (torch.randn(n_data, latent_dim) - 1))  # log-sd ~ N(-1, 1)
+                log_sd = torch.randn(n_data, latent_dim) - 1  # log-sd ~ N(-1, 1)
+                self.table.weight[:, latent_dim:] = 2 / logvar_factor * log_sd
 
     @property
     def mean(self) -> torch.Tensor:
@@ -52,14 +57,18 @@ class Factorized(Family):
 
     @property
     def logvar(self) -> torch.Tensor:
-        return self.table.weight[:, self.table.embedding_dim // 2 :]  # (N, d) view
+        """(N, d): a view of the table when it holds log-variances (the default)."""
+        raw = self.table.weight[:, self.table.embedding_dim // 2 :]
+        return raw if self.logvar_factor_ == 1.0 else self.logvar_factor_ * raw
 
     @classmethod
     def from_config(cls, cfg, n_data: int, data_dim: int) -> Factorized:
         opts = cfg.family_options
-        return cls(n_data, cfg.latent_dim, opts["init"], sparse=opts["optimizer"] == "sparse")
+        return cls(n_data, cfg.latent_dim, opts["init"], opts["optimizer"] == "sparse",
+                   cls.logvar_factor(cfg))
 
     def forward(
         self, x: torch.Tensor | None, idx: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.table(idx).chunk(2, dim=-1)  # (B, d) each
+        mean, logvar = self.table(idx).chunk(2, dim=-1)  # (B, d) each
+        return mean, logvar if self.logvar_factor_ == 1.0 else self.logvar_factor_ * logvar
