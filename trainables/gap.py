@@ -21,6 +21,7 @@ import time
 from typing import Any
 
 import torch
+
 from .elbo import log_gaussian, z_terms
 from .families.q import detached, standard_normal_log_prob, where
 from .inference import optimize_local_q, per_point_elbo
