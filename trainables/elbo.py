@@ -29,7 +29,9 @@ class Noise(NamedTuple):
     z: torch.Tensor  # (S, R, d) standard normal: R = the minibatch's rows, or all N (``noise_rows``)
 
 
-def noise_rows(latent_terms: str, objective: str, batch: int, n_total: int, closed_form_kl: bool = True) -> int:
+def noise_rows(
+    latent_terms: str, objective: str, batch: int, n_total: int, closed_form_kl: bool = True
+) -> int:
     """Rows of z noise a step draws: all N when every latent's prior and entropy are sampled (the
     paper objective, or a q without a closed-form KL, with latent_terms "all"; the minibatch's z
     are then rows idx of that draw), else the minibatch's."""

@@ -151,9 +151,9 @@ class SeedBatch:
         x = self.x_train[idx]  # (S, B, D)
         rows = noise_rows(cfg.latent_terms, cfg.objective, idx.shape[1], cfg.n_train,
                           self.trials[0].family.q_type.closed_form_kl)
+        num_params = self.params["decoder.mean"].shape[1]
         noise = [  # each seed's draws from its own generator, in a separate trial's order
-            draw_noise(self.params["decoder.mean"].shape[1], rows, cfg.latent_dim, cfg.mc_samples, t.generator)
-            for t in self.trials
+            draw_noise(num_params, rows, cfg.latent_dim, cfg.mc_samples, t.generator) for t in self.trials
         ]
         eps_theta = torch.stack([nz.theta for nz in noise])  # (S, S_mc, P)
         eps_z = torch.stack([nz.z for nz in noise])  # (S, S_mc, R, d)
