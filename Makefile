@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 FASHION_MNIST_DEB := /usr/share/datasets/fashion-mnist
 
-.PHONY: test lint data venv clean demo readme-figures
+.PHONY: test lint data venv clean demo readme-figures study paper-figures
 
 # `make demo`: the quick study end to end, into results/DEMO_NAME and results/DEMO_NAME-report.
 STAMP := $(shell date +%Y%m%d-%H%M%S)
@@ -48,6 +48,21 @@ readme-figures:
 	rm -rf docs/demo && mkdir -p docs/demo
 	cp results/readme-$(STAMP)-report/*.png results/readme-$(STAMP)-report/*_table.md docs/demo/
 	$(BIN)/python scripts/sync_readme.py
+
+# A shipped study end to end, its figures and tables copied into docs/STUDY/:
+# make study STUDY=gap_vs_n   (or families; each about 30 minutes on 2 CPU cores)
+STUDY ?= gap_vs_n
+study: venv data
+	$(BIN)/python -m sweep run sweep/specs/$(STUDY).yaml --storage results --name $(STUDY)-$(STAMP)
+	$(BIN)/python -m analysis figures results/$(STUDY)-$(STAMP) -o results/$(STUDY)-$(STAMP)-report
+	rm -rf docs/$(STUDY) && mkdir -p docs/$(STUDY)
+	cp results/$(STUDY)-$(STAMP)-report/*.png results/$(STUDY)-$(STAMP)-report/*_table.md docs/$(STUDY)/
+
+# The paper-scale check (hours on one CPU thread per run; resumable): the README's ablation table
+# and its figures of our runs over Margossian & Blei's published band, in docs/paper/.
+paper-figures: venv data
+	$(BIN)/python benchmarks/paper_check.py --epochs 2000 --jobs 2 --out results/paper_check \
+		--figures docs/paper
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

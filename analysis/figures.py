@@ -3,11 +3,13 @@
 Every figure uses the same colour per variant: each encoder family's widths on a sequential scale
 of its own (amortized: viridis, light = narrow), then the families without a width: the
 per-datapoint one (F-VI) in red, the others grey and beyond. Lines are the mean over seeds with
-a band from the lowest to the highest seed.
+a band from the lowest to the highest seed. A sweep with axes (`grid`) gets one row of panels
+per cell of its axes, and for each numeric axis a figure of the gap against it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import matplotlib
@@ -20,15 +22,13 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from .load import variant_order  # noqa: E402
-from .tables import final_rows, is_partial  # noqa: E402
+from .load import cells, sweep_axes, variant_order  # noqa: E402
+from .tables import final_rows, gap_table, is_partial  # noqa: E402
 
 SPREAD = ("pi", 100)  # band: from the lowest to the highest seed
-
-
 SEQUENTIAL = ("viridis_r", "flare", "crest", "magma_r", "Blues")  # one per encoder family
 BASELINES = [(0.5, 0.5, 0.5), *sns.color_palette("tab10")[4:]]  # families without a width
-SEQUENTIAL_LINES = ("tab:purple", "tab:orange", "tab:green")  # gap_vs_width: encoders after the first
+LINES = ("black", "tab:purple", "tab:orange", "tab:green")  # gap_vs_width: one per encoder family
 
 
 def palette(table: pd.DataFrame) -> dict[str, tuple]:
@@ -47,15 +47,20 @@ def palette(table: pd.DataFrame) -> dict[str, tuple]:
 
 
 def title(ds_table: pd.DataFrame, what: str) -> str:
-    first = ds_table.iloc[0]
-    settings = (
-        f"N={first.n_train}, batch {first.batch_size}, sigma_x={first.sigma_x:g}, "
-        f"{first.epochs} epochs, {ds_table.seed.nunique()} seeds"
-    )
+    first, axes = ds_table.iloc[0], sweep_axes(ds_table)
+    shown = {"n_train": "N={}", "batch_size": "batch {}", "sigma_x": "sigma_x={:g}", "epochs": "{} epochs"}
+    settings = [fmt.format(first[k]) for k, fmt in shown.items() if k not in axes]
+    settings.append(_seeds(ds_table.seed.nunique()))
+    if axes:
+        settings.append("axes: " + ", ".join(axes))
     partial = ""
     if is_partial(ds_table):
         partial = f" [partial: {int(ds_table.epoch.max())}/{first.epochs} epochs so far]"
-    return f"{first.dataset}: {what}\n{settings}{partial}"
+    return f"{first.dataset}: {what}\n{', '.join(settings)}{partial}"
+
+
+def _seeds(n: int) -> str:
+    return f"{n} seed" + ("" if n == 1 else "s")
 
 
 def _save(fig: plt.Figure, out: Path, stem: str) -> list[Path]:
@@ -66,217 +71,195 @@ def _save(fig: plt.Figure, out: Path, stem: str) -> list[Path]:
     return paths
 
 
-def curve(
-    ds_table: pd.DataFrame, metric: str, ylabel: str, out: Path, stem: str, log_y: bool = True
+def _per_cell(
+    ds_table: pd.DataFrame, ncols: int, size: tuple[float, float], draw: Callable, what: str,
+    out: Path, stem: str, sharey: bool | str = False,
 ) -> list[Path]:
-    data = ds_table.dropna(subset=[metric])
-    pal = palette(ds_table)
-    fig, ax = plt.subplots(figsize=(6.5, 4.5))
-    sns.lineplot(
-        data=data,
-        x="epoch",
-        y=metric,
-        hue="variant",
-        hue_order=[v for v in pal if v in set(data.variant)],
-        palette=pal,
-        errorbar=SPREAD,
-        ax=ax,
-    )
-    ax.set_xscale("log")
-    if log_y and (data[metric] > 0).all():
-        ax.set_yscale("log")
-    ax.set(xlabel="epoch", ylabel=ylabel, title=title(ds_table, ylabel))
-    ax.legend(title=None, fontsize=8, ncol=2)
+    """One row of ``ncols`` panels per cell of the sweep's axes; draw(cell_table, axes_row, palette)."""
+    pal, labels = palette(ds_table), cells(ds_table)
+    fig, axes = plt.subplots(len(labels), ncols, figsize=(size[0] * ncols, size[1] * len(labels)),
+                             squeeze=False, sharey=sharey)
+    for row, label in zip(axes, labels, strict=True):
+        draw(ds_table[ds_table.cell == label], row, pal)
+        if label:
+            row[0].annotate(label, (0, 1.02), xycoords="axes fraction", fontsize=9, weight="bold")
+    fig.suptitle(title(ds_table, what), y=1.0 + 0.06 / len(labels))
+    fig.tight_layout()
     return _save(fig, out, stem)
+
+
+def curve(ds_table: pd.DataFrame, metric: str, ylabel: str, out: Path, stem: str) -> list[Path]:
+    def draw(cell: pd.DataFrame, row, pal) -> None:
+        data, ax = cell.dropna(subset=[metric]), row[0]
+        if data.empty:
+            return
+        sns.lineplot(data=data, x="epoch", y=metric, hue="variant", palette=pal, errorbar=SPREAD, ax=ax,
+                     hue_order=[v for v in pal if v in set(data.variant)])
+        ax.set_xscale("log")
+        if (data[metric] > 0).all():
+            ax.set_yscale("log")
+        ax.set(xlabel="epoch", ylabel=ylabel)
+        ax.legend(title=None, fontsize=8, ncol=2)
+
+    return _per_cell(ds_table, 1, (6.5, 4.5), draw, ylabel, out, stem)
 
 
 def seeds(ds_table: pd.DataFrame, out: Path, stem: str) -> list[Path]:
     """One panel per seed: the negative ELBO curves, so the reader sees the seeds agree."""
-    pal = palette(ds_table)
-    g = sns.relplot(
-        data=ds_table,
-        x="epoch",
-        y="neg_elbo_per_datapoint",
-        hue="variant",
-        hue_order=list(pal),
-        palette=pal,
-        col="seed",
-        col_wrap=min(ds_table.seed.nunique(), 5),
-        kind="line",
-        height=3,
-        aspect=1.1,
-    )
-    g.set(xscale="log", yscale="log")
-    for ax in g.axes.flat:  # shared log y: the minor labels would stray onto the next panel
-        ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-    g.set_axis_labels("epoch", "-ELBO per datapoint (nats)")
-    g.figure.suptitle(title(ds_table, "negative ELBO, one panel per seed"), y=1.02)
-    g.figure.subplots_adjust(top=0.78)
-    return _save(g.figure, out, stem)
+    all_seeds = sorted(ds_table.seed.unique())
+
+    def draw(cell: pd.DataFrame, row, pal) -> None:
+        for ax, seed in zip(row, all_seeds, strict=True):
+            one = cell[cell.seed == seed]
+            sns.lineplot(data=one, x="epoch", y="neg_elbo_per_datapoint", hue="variant", palette=pal,
+                         hue_order=[v for v in pal if v in set(one.variant)], ax=ax, legend=ax is row[-1])
+            ax.set(xscale="log", yscale="log", title=f"seed {seed}", xlabel="epoch",
+                   ylabel="-ELBO per datapoint (nats)" if ax is row[0] else "")
+            ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # shared log y: no stray labels
+        if row[-1].get_legend():
+            sns.move_legend(row[-1], "upper left", bbox_to_anchor=(1, 1), fontsize=8, title=None)
+
+    return _per_cell(ds_table, len(all_seeds), (3.3, 3), draw, "negative ELBO, one panel per seed",
+                     out, stem, sharey="row")
 
 
 def gap_vs_width(ds_table: pd.DataFrame, out: Path, stem: str) -> list[Path]:
     """Final -ELBO per datapoint against encoder width, a line per encoder family; the families
     without a width (F-VI, constant) as horizontal bands."""
-    fin = final_rows(ds_table)
-    pal = palette(ds_table)
-    fig, ax = plt.subplots(figsize=(6.5, 4.5))
-    encoders = fin[fin.has_width.astype(bool)]
-    for i, (fam, rows) in enumerate(encoders.groupby("family", sort=False)):
-        sns.lineplot(
-            data=rows,
-            x="width",
-            y="neg_elbo_per_datapoint",
-            errorbar="sd",
-            marker="o",
-            color=("black", *SEQUENTIAL_LINES)[i % 4],
-            ax=ax,
-            label=f"{fam} (mean ± sd over seeds)",
-        )
-    for variant in [v for v in pal if v in set(fin.variant) and not fin[fin.variant == v].has_width.any()]:
-        v = fin.loc[fin.variant == variant, "neg_elbo_per_datapoint"]
-        m, s = v.mean(), (v.std(ddof=1) if len(v) > 1 else 0.0)
-        ax.axhline(m, color=pal[variant], label=f"{variant} (mean ± sd)")
-        ax.axhspan(m - s, m + s, color=pal[variant], alpha=0.2)
-    ax.set_xscale("log", base=2)
-    ax.set(
-        xlabel="encoder width k",
-        ylabel="final -ELBO per datapoint (nats)",
-        title=title(ds_table, f"where the gap closes (epoch {int(fin.epoch.max())})"),
-    )
-    ax.legend(fontsize=8)
-    return _save(fig, out, stem)
+    def draw(cell: pd.DataFrame, row, pal) -> None:
+        fin, ax = final_rows(cell), row[0]
+        encoders = fin[fin.has_width.astype(bool)]
+        for i, (fam, rows) in enumerate(encoders.groupby("family", sort=False)):
+            sns.lineplot(data=rows, x="width", y="neg_elbo_per_datapoint", errorbar="sd", marker="o",
+                         color=LINES[i % len(LINES)], ax=ax, label=f"{fam} (mean ± sd over seeds)")
+        bands = [v for v in pal if v in set(fin.variant) and not fin[fin.variant == v].has_width.any()]
+        for variant in bands:
+            v = fin.loc[fin.variant == variant, "neg_elbo_per_datapoint"]
+            m, s = v.mean(), (v.std(ddof=1) if len(v) > 1 else 0.0)
+            ax.axhline(m, color=pal[variant], label=f"{variant} (mean ± sd)")
+            ax.axhspan(m - s, m + s, color=pal[variant], alpha=0.2)
+        if len(encoders):
+            ax.set_xscale("log", base=2)
+        ax.set(xlabel="encoder width k", ylabel="final -ELBO per datapoint (nats)",
+               title=f"epoch {int(fin.epoch.max())}")
+        ax.legend(fontsize=8)
+
+    return _per_cell(ds_table, 1, (6.5, 4.5), draw, "where the gap closes", out, stem)
 
 
 def compute(ds_table: pd.DataFrame, out: Path, stem: str) -> list[Path]:
     """Epochs and seconds to the MSE threshold ('never' drawn as such) and test-time inference."""
-    fin = final_rows(ds_table)
-    pal = palette(ds_table)
-    order = list(pal)
     thr = ds_table.mse_threshold.iloc[0]
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
-    for ax, col, label in (
-        (axes[0], "epochs_to_threshold", "epochs"),
-        (axes[1], "seconds_to_threshold", "optimization seconds"),
-    ):
-        reached = fin.dropna(subset=[col])
-        if len(reached):
-            sns.boxplot(data=reached, x="variant", y=col, order=order, hue="variant", palette=pal, ax=ax)
-            sns.stripplot(data=reached, x="variant", y=col, order=order, color="black", size=3, ax=ax)
-        top = reached[col].max() * 1.15 if len(reached) else 1.0
-        for i, v in enumerate(order):
-            never = fin[(fin.variant == v) & fin[col].isna()]
-            if len(never):
-                ax.text(
-                    i,
-                    top,
-                    f"never\n({len(never)}/{(fin.variant == v).sum()})",
-                    ha="center",
-                    va="bottom",
-                    fontsize=8,
-                    color="crimson",
-                )
-        ax.set_ylim(0, top * 1.25)
-        ax.set(xlabel="", ylabel=f"{label} to train MSE < {thr:g}")
-        ax.tick_params(axis="x", rotation=45)
-    test_time = fin.dropna(subset=["infer_seconds"])
-    ax = axes[2]
-    if len(test_time):
-        sns.barplot(
-            data=test_time,
-            x="variant",
-            y="infer_seconds",
-            order=[v for v in order if v in set(test_time.variant)],
-            hue="variant",
-            palette=pal,
-            errorbar=SPREAD,
-            ax=ax,
-        )
-        ax.set_yscale("log")
-    ax.set(xlabel="", ylabel=f"test-time inference seconds ({ds_table.n_test.iloc[0]} images)")
-    ax.tick_params(axis="x", rotation=45)
-    fig.suptitle(title(ds_table, "compute: to the MSE threshold, and at test time"), y=1.04)
-    return _save(fig, out, stem)
+
+    def draw(cell: pd.DataFrame, row, pal) -> None:
+        fin = final_rows(cell)
+        order = [v for v in pal if v in set(fin.variant)]
+        for ax, col, label in ((row[0], "epochs_to_threshold", "epochs"),
+                               (row[1], "seconds_to_threshold", "optimization seconds")):
+            reached = fin.dropna(subset=[col])
+            if len(reached):
+                # bar: the median seed; line: the seeds' range (a boxplot of 2-3 seeds says no more)
+                sns.barplot(data=reached, x="variant", y=col, order=order, hue="variant", palette=pal, ax=ax,
+                            estimator="median", errorbar=SPREAD, alpha=0.6)
+                sns.stripplot(data=reached, x="variant", y=col, order=order, color="black", size=3, ax=ax)
+            top = reached[col].max() * 1.15 if len(reached) else 1.0
+            for i, v in enumerate(order):
+                never = fin[(fin.variant == v) & fin[col].isna()]
+                if len(never):
+                    ax.text(i, top, f"never\n({len(never)}/{(fin.variant == v).sum()})", ha="center",
+                            va="bottom", fontsize=8, color="crimson")
+            ax.set_ylim(0, top * 1.25)
+            ax.set(xlabel="", ylabel=f"{label} to train MSE < {thr:g}")
+            ax.set_xticks(range(len(order)), order, rotation=45)
+        test_time, ax = fin.dropna(subset=["infer_seconds"]), row[2]
+        if len(test_time):
+            shown = [v for v in order if v in set(test_time.variant)]
+            sns.barplot(data=test_time, x="variant", y="infer_seconds", order=shown, hue="variant",
+                        palette=pal, errorbar=SPREAD, ax=ax)
+            ax.set_yscale("log")
+            ax.set_xticks(range(len(shown)), shown, rotation=45)
+        ax.set(xlabel="", ylabel=f"test-time inference seconds ({cell.n_test.iloc[0]} images)")
+
+    return _per_cell(ds_table, 3, (5, 4.5), draw, "compute: to the MSE threshold, and at test time",
+                     out, stem)
 
 
 def gap_split(ds_table: pd.DataFrame, gaps: pd.DataFrame, out: Path, stem: str) -> list[Path]:
     """Stacked bars per variant: approximation gap below, amortization gap above, train and test,
     error bars the sd over seeds (Cremer, Li & Duvenaud's decomposition, measured)."""
-    pal = palette(ds_table)
-    fig, axes = plt.subplots(1, 2, figsize=(13, 4.5), sharey=True)
-    for ax, split in zip(axes, ("train", "test"), strict=True):
-        g = gaps[gaps.split == split]
-        order = [v for v in pal if v in set(g.variant)]
-        stats = (
-            g.groupby("variant")[["approximation_gap", "amortization_gap"]]
-            .agg(["mean", "std"])
-            .reindex(order)
-        )
-        x = np.arange(len(order))
-        approx, amort = stats["approximation_gap"], stats["amortization_gap"]
-        ax.bar(
-            x,
-            approx["mean"],
-            yerr=approx["std"],
-            color="lightgray",
-            edgecolor="black",
-            label="approximation gap",
-        )
-        ax.bar(
-            x,
-            amort["mean"].fillna(0),
-            bottom=approx["mean"],
-            yerr=amort["std"],
-            color=[pal[v] for v in order],
-            edgecolor="black",
-            label="amortization gap",
-        )
-        for i in range(len(order)):
-            if pd.isna(amort["mean"].iloc[i]):
-                ax.text(i, approx["mean"].iloc[i], "no q", ha="center", va="bottom", fontsize=8)
-        ax.set_xticks(x, order, rotation=45)
-        ax.set(title=f"{split} images", ylabel="nats per datapoint")
-    axes[0].legend(fontsize=8)
-    fig.suptitle(title(ds_table, "log p(x) - L[q] = approximation + amortization gap"), y=1.04)
-    return _save(fig, out, stem)
+    gaps = gaps.assign(cell=_cell_of(gaps, sweep_axes(ds_table)))
+
+    def draw(cell: pd.DataFrame, row, pal) -> None:
+        here = gaps[gaps.cell == cell.cell.iloc[0]]
+        for ax, split in zip(row, ("train", "test"), strict=True):
+            g = here[here.split == split]
+            order = [v for v in pal if v in set(g.variant)]
+            stats = g.groupby("variant")[["approximation_gap", "amortization_gap"]].agg(["mean", "std"])
+            stats = stats.reindex(order)
+            x, approx, amort = np.arange(len(order)), stats["approximation_gap"], stats["amortization_gap"]
+            ax.bar(x, approx["mean"], yerr=approx["std"], color="lightgray", edgecolor="black",
+                   label="approximation gap")
+            ax.bar(x, amort["mean"].fillna(0), bottom=approx["mean"], yerr=amort["std"], edgecolor="black",
+                   color=[pal[v] for v in order], label="amortization gap")
+            for i in range(len(order)):
+                if pd.isna(amort["mean"].iloc[i]):
+                    ax.text(i, approx["mean"].iloc[i], "no q", ha="center", va="bottom", fontsize=8)
+            ax.set_xticks(x, order, rotation=45)
+            ax.set(title=f"{split} images", ylabel="nats per datapoint")
+        row[0].legend(fontsize=8)
+
+    return _per_cell(ds_table, 2, (6.5, 4.5), draw, "log p(x) - L[q] = approximation + amortization gap",
+                     out, stem, sharey="row")
 
 
 def refine_curves(ds_table: pd.DataFrame, refine: pd.DataFrame, out: Path, stem: str) -> list[Path]:
     """Semi-amortized: the ELBO and the seconds as the encoder's q takes K refinement steps."""
+    refine = refine[refine.split == "test"].assign(cell=_cell_of(refine[refine.split == "test"],
+                                                                 sweep_axes(ds_table)))
+
+    def draw(cell: pd.DataFrame, row, pal) -> None:
+        r = refine[refine.cell == cell.cell.iloc[0]]
+        order = [v for v in pal if v in set(r.variant)]
+        for ax, y, legend in ((row[0], "elbo", True), (row[1], "seconds", False)):
+            sns.lineplot(data=r, x="steps", y=y, hue="variant", hue_order=order, palette=pal, marker="o",
+                         errorbar="sd", ax=ax, legend=legend)
+            ax.set_xscale("symlog", linthresh=1)
+            ax.set_xlim(left=0)
+            ax.set_xlabel("refinement steps K (0: the encoder's q)")
+        row[0].set_ylabel("ELBO per test datapoint, theta fixed (nats)")
+        row[1].set_ylabel("seconds for the test images")
+
+    return _per_cell(ds_table, 2, (6, 4.5), draw, "semi-amortized: refining the encoder's q", out, stem)
+
+
+def gap_vs_axis(ds_table: pd.DataFrame, axis: str, gaps: pd.DataFrame | None, out: Path,
+                stem: str) -> list[Path]:
+    """The gap against a numeric axis, a line per encoder width: against F-VI (ELBO difference, nats
+    per datapoint) and, where `evaluate` ran, the measured amortization gap on test images; one
+    column per value of the other axes."""
+    table = gap_table(ds_table, gaps)
+    table = table[table.has_width.astype(bool)]
+    others = [a for a in sweep_axes(ds_table) if a != axis]
+    table = table.assign(others=_cell_of(table, others))
+    measured = "amort_gap_test" in table and table.amort_gap_test.notna().any()
+    panels = [("gap_nats_mean", "gap vs F-VI (nats per datapoint)")]
+    panels += [("amort_gap_test", "amortization gap, test images (nats)")] if measured else []
+    columns = list(dict.fromkeys(table.others))
+    fig, axes = plt.subplots(len(panels), len(columns), figsize=(6 * len(columns), 4.2 * len(panels)),
+                             squeeze=False)
     pal = palette(ds_table)
-    r = refine[refine.split == "test"]
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
-    order = [v for v in pal if v in set(r.variant)]
-    sns.lineplot(
-        data=r,
-        x="steps",
-        y="elbo",
-        hue="variant",
-        hue_order=order,
-        palette=pal,
-        marker="o",
-        errorbar="sd",
-        ax=axes[0],
-    )
-    sns.lineplot(
-        data=r,
-        x="steps",
-        y="seconds",
-        hue="variant",
-        hue_order=order,
-        palette=pal,
-        marker="o",
-        errorbar="sd",
-        ax=axes[1],
-        legend=False,
-    )
-    for ax in axes:
-        ax.set_xscale("symlog", linthresh=1)
-        ax.set_xlim(left=0)
-        ax.set_xlabel("refinement steps K (0: the encoder's q)")
-    axes[0].set_ylabel("ELBO per test datapoint, theta fixed (nats)")
-    axes[1].set_ylabel("seconds for the test images")
-    fig.suptitle(title(ds_table, "semi-amortized: refining the encoder's q"), y=1.04)
+    for j, other in enumerate(columns):
+        sub = table[table.others == other]
+        for i, (col, label) in enumerate(panels):
+            ax = axes[i][j]
+            sns.lineplot(data=sub, x=axis, y=col, hue="variant", palette=pal, marker="o", ax=ax,
+                         hue_order=[v for v in pal if v in set(sub.variant)])
+            ax.set(xlabel=axis, ylabel=label, title=other or None)
+            if (sub[axis] > 0).all():
+                ax.set_xscale("log")
+            ax.legend(fontsize=8, title=None)
+    fig.suptitle(title(ds_table, f"the gap against {axis}"), y=1.02)
+    fig.tight_layout()
     return _save(fig, out, stem)
 
 
@@ -296,7 +279,7 @@ def against_reference(ds_table: pd.DataFrame, out: Path, stem: str) -> list[Path
         ax.plot(r.epoch, r["median"], color="gray", ls="--", lw=1, label="theirs: median")
         ours = ds_table[ds_table.variant == v].dropna(subset=["train_mse"])
         mean = ours.groupby("epoch")["train_mse"].mean()
-        ax.plot(mean.index, mean.values, color=pal[v], lw=2, label=f"ours ({ours.seed.nunique()} seeds)")
+        ax.plot(mean.index, mean.values, color=pal[v], lw=2, label=f"ours ({_seeds(ours.seed.nunique())})")
         if "mean_image_mse" in ours and len(ours):
             ax.axhline(ours.mean_image_mse.mean(), color="black", ls=":", lw=1, label="mean-image MSE")
         ax.set(title=v, xlabel="epoch", yscale="log", xlim=(1, max(ds_table.epoch.max(), r.epoch.max())))
@@ -306,33 +289,41 @@ def against_reference(ds_table: pd.DataFrame, out: Path, stem: str) -> list[Path
     return _save(fig, out, stem)
 
 
+def _cell_of(frame: pd.DataFrame, axes: list[str]) -> list[str]:
+    """The cell label of each row of another table (gaps, refinement, gap table)."""
+    if not axes:
+        return [""] * len(frame)
+    return [", ".join(f"{a}={r[a]}" for a in axes) for _, r in frame.iterrows()]
+
+
 def all_figures(
     table: pd.DataFrame, out: Path, gaps: pd.DataFrame | None = None, refine: pd.DataFrame | None = None
 ) -> dict[str, dict[str, list[Path]]]:
     """Every figure for every dataset; returns {dataset: {figure name: [png, pdf]}}."""
+    from .reference import comparable
+
     out.mkdir(parents=True, exist_ok=True)
     made: dict[str, dict[str, list[Path]]] = {}
     for ds, d in table.groupby("dataset", sort=True):
         d = d.sort_values(["trial_id", "epoch"])
+        d = d.assign(cell=_cell_of(d, sweep_axes(d)))
         made[ds] = {
-            "neg_elbo": curve(
-                d, "neg_elbo_per_datapoint", "-ELBO per datapoint (nats)", out, f"{ds}_neg_elbo"
-            ),
+            "neg_elbo": curve(d, "neg_elbo_per_datapoint", "-ELBO per datapoint (nats)", out,
+                              f"{ds}_neg_elbo"),
             "train_mse": curve(d, "train_mse", "train reconstruction MSE", out, f"{ds}_train_mse"),
-            "test_mse": curve(
-                d[d.has_test_time_q.astype(bool)], "test_mse", "test reconstruction MSE", out,
-                f"{ds}_test_mse",
-            ),
+            "test_mse": curve(d[d.has_test_time_q.astype(bool)], "test_mse", "test reconstruction MSE", out,
+                              f"{ds}_test_mse"),
             "seeds": seeds(d, out, f"{ds}_seeds"),
             "gap_vs_width": gap_vs_width(d, out, f"{ds}_gap_vs_width"),
             "compute": compute(d, out, f"{ds}_compute"),
         }
-        from .reference import comparable
-
+        ds_gaps = gaps[gaps.dataset == ds] if gaps is not None else None
+        for axis in [a for a in sweep_axes(d) if pd.api.types.is_numeric_dtype(d[a])]:
+            made[ds][f"gap_vs_{axis}"] = gap_vs_axis(d, axis, ds_gaps, out, f"{ds}_gap_vs_{axis}")
         if comparable(d):
             made[ds]["reference"] = against_reference(d, out, f"{ds}_reference")
-        if gaps is not None and (gaps.dataset == ds).any():
-            made[ds]["gap_split"] = gap_split(d, gaps[gaps.dataset == ds], out, f"{ds}_gap_split")
+        if ds_gaps is not None and len(ds_gaps):
+            made[ds]["gap_split"] = gap_split(d, ds_gaps, out, f"{ds}_gap_split")
         if refine is not None and (refine.dataset == ds).any():
             made[ds]["refine"] = refine_curves(d, refine[refine.dataset == ds], out, f"{ds}_refine")
     return made

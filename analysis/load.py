@@ -61,6 +61,23 @@ def load_results(path: str | Path) -> pd.DataFrame:
 FAMILY_COLUMNS = ("variant", "variant_order", "has_width", "has_test_time_q", "per_datapoint")
 
 
+def sweep_axes(table: pd.DataFrame) -> list[str]:
+    """The settings a sweep varied besides dataset, family, width and seed (its `grid` axes), read
+    from the table: the config columns that differ between the trials of one variant."""
+    from trainables.config import field_names
+
+    fixed = ("dataset", "family", "width", "seed", "eval_every", "family_options")
+    candidates = [c for c in field_names() if c not in fixed and c in table]
+    per_variant = table.groupby(["dataset", "variant"])
+    return [c for c in candidates if (per_variant[c].nunique(dropna=False) > 1).any()]
+
+
+def cells(table: pd.DataFrame) -> list[str]:
+    """The "cell" labels of a table (its axis values, "" without axes), in the axes' order."""
+    axes = sweep_axes(table)
+    return list(dict.fromkeys(table.sort_values(axes).cell)) if axes else list(dict.fromkeys(table.cell))
+
+
 def variant_order(table: pd.DataFrame) -> list[str]:
     """The variants in their families' declared order (encoders narrow to wide, then baselines)."""
     return list(table.sort_values("variant_order").drop_duplicates("variant")["variant"])

@@ -20,6 +20,8 @@ CAPTIONS = {
     "compute": "Epochs and seconds to the MSE threshold ('never' marked), and test-time inference seconds.",
     "gap_split": "The gap of each trained model split (sweep evaluate): log p(x) - L[q*] and L[q*] - L[q].",
     "refine": "Semi-amortized inference: the encoder's q after K gradient steps per image, and the seconds.",
+    "gap_vs_axis": "The gap against {axis}, a line per encoder width: against F-VI (ELBO difference) and, "
+    "where `sweep evaluate` ran, the measured amortization gap on test images.",
     "reference": "Train MSE against Margossian & Blei's ten published runs (band: their min-max; dashed: "
     "their median; dotted: the mean-image MSE, where the latents are unused).",
 }
@@ -62,7 +64,8 @@ def write_report(
     for ds, figs in made.items():
         lines += [f"## {ds}", ""]
         for name, paths in figs.items():
-            lines += [f"![{ds} {name}]({paths[0].name})", "", f"*{CAPTIONS[name]}*", ""]
+            caption = CAPTIONS.get(name) or CAPTIONS["gap_vs_axis"].format(axis=name.removeprefix("gap_vs_"))
+            lines += [f"![{ds} {name}]({paths[0].name})", "", f"*{caption}*", ""]
     _atomic_text(out / "report.md", "\n".join(lines))
     return {"report": out / "report.md", "gap_csv": out / "gap_table.csv", "gap_md": out / "gap_table.md"}
 

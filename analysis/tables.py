@@ -1,6 +1,6 @@
-"""The gap table: per dataset and variant, the amortization gap in nats per datapoint and the
-costs, from the final epoch every trial of the dataset has reached (so a half-finished sweep
-compares like with like)."""
+"""The gap table: per dataset, cell of the sweep's axes and variant, the amortization gap in nats
+per datapoint and the costs, from the final epoch every trial of the cell has reached (so a
+half-finished sweep compares like with like)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pandas as pd
 
 from trainables.metrics import latents_unused
 
-from .load import variant_order
+from .load import sweep_axes, variant_order
 
 
 def common_final_epoch(ds_table: pd.DataFrame) -> int:
@@ -31,10 +31,13 @@ def is_partial(table: pd.DataFrame) -> bool:
 
 
 def gap_table(table: pd.DataFrame, gaps: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Per dataset and variant. With ``gaps`` (sweep evaluate), also the measured approximation
-    and amortization gaps, nats per datapoint, mean over seeds, train and test."""
+    """Per dataset, cell of the sweep's axes and variant. With ``gaps`` (sweep evaluate), also the
+    measured approximation and amortization gaps, nats per datapoint, mean over seeds, train and
+    test. F-VI's runs pair with the variant's by seed within the same dataset and axis values."""
     rows = []
-    for ds, ds_table in table.groupby("dataset", sort=True):
+    axes = sweep_axes(table)
+    for key, ds_table in table.groupby(["dataset", *axes], sort=True):
+        ds, where = key[0], dict(zip(axes, key[1:], strict=True))
         fin = final_rows(ds_table)
         # the gap in ELBO: ELBO(F-VI) - ELBO(variant) = neg_elbo(variant) - neg_elbo(F-VI), per seed;
         # F-VI: the per-datapoint family (the first, if a spec has several)
@@ -53,9 +56,11 @@ def gap_table(table: pd.DataFrame, gaps: pd.DataFrame | None = None) -> pd.DataF
             rows.append(
                 {
                     "dataset": ds,
+                    **where,
                     "variant": variant,
                     "family": v["family"].iloc[0],
                     "width": v["width"].iloc[0],
+                    "has_width": v["has_width"].iloc[0],
                     "seeds": len(v),
                     "epoch": int(v["epoch"].max()),
                     "neg_elbo_pt_mean": v["neg_elbo_per_datapoint"].mean(),
@@ -71,7 +76,7 @@ def gap_table(table: pd.DataFrame, gaps: pd.DataFrame | None = None) -> pd.DataF
                     "speedup_seconds": fvi_reach["seconds"] / reach["seconds"],
                     "infer_seconds_mean": v["infer_seconds"].mean(),
                     **_collapse(v),
-                    **_measured(gaps, ds, variant),
+                    **_measured(gaps, {"dataset": ds, **where}, variant),
                 }
             )
     return pd.DataFrame(rows)
@@ -86,13 +91,14 @@ def _collapse(v: pd.DataFrame) -> dict:
     return out
 
 
-def _measured(gaps: pd.DataFrame | None, ds: str, variant: str) -> dict[str, float]:
+def _measured(gaps: pd.DataFrame | None, where: dict, variant: str) -> dict[str, float]:
     """The measured gaps (sweep evaluate), mean over seeds, train and test; none without them."""
     if gaps is None:
         return {}
     out = {}
+    here = gaps[(gaps.variant == variant) & np.logical_and.reduce([gaps[k] == v for k, v in where.items()])]
     for split in ("train", "test"):
-        g = gaps[(gaps.dataset == ds) & (gaps.variant == variant) & (gaps.split == split)]
+        g = here[here.split == split]
         out[f"approx_gap_{split}"] = g["approximation_gap"].mean()
         out[f"amort_gap_{split}"] = g["amortization_gap"].mean()
     return out
@@ -113,6 +119,7 @@ def to_markdown(gaps: pd.DataFrame) -> str:
     show = pd.DataFrame(
         {
             "dataset": gaps.dataset,
+            **{axis: gaps[axis] for axis in axis_columns(gaps)},
             "variant": gaps.variant,
             "seeds": gaps.seeds,
             "epoch": gaps.epoch,
@@ -151,6 +158,12 @@ def to_markdown(gaps: pd.DataFrame) -> str:
     return show.to_markdown(index=False)
 
 
+def axis_columns(gaps: pd.DataFrame) -> list[str]:
+    """The axis columns of a gap table: those between "dataset" and "variant"."""
+    cols = list(gaps.columns)
+    return cols[cols.index("dataset") + 1 : cols.index("variant")] if "variant" in cols else []
+
+
 def _pm(m: float, s: float, digits: int) -> str:
     if pd.isna(m):
         return "-"
@@ -178,13 +191,14 @@ def refine_table(measured: pd.DataFrame, refine: pd.DataFrame) -> pd.DataFrame:
     m = measured[measured.split == "test"][["trial_id", "seed", "elbo_q", "elbo_qstar"]]
     both = r.merge(m, on=["trial_id", "seed"])
     both["gap_closed"] = (both["elbo"] - both["elbo_q"]) / (both["elbo_qstar"] - both["elbo_q"])
-    out = both.groupby(["dataset", "variant", "width", "steps"], sort=False).agg(
+    axes = sweep_axes(both) if "variant" in both else []
+    out = both.groupby(["dataset", *axes, "variant", "width", "steps"], sort=False).agg(
         seeds=("seed", "nunique"),
         elbo=("elbo", "mean"),
         seconds=("seconds", "mean"),
         gap_closed=("gap_closed", "mean"),
     )
-    return out.reset_index().sort_values(["dataset", "width", "steps"])
+    return out.reset_index().sort_values(["dataset", *axes, "width", "steps"])
 
 
 def refine_markdown(table: pd.DataFrame) -> str:

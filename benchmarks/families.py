@@ -6,20 +6,45 @@ Reproduces SPEC.md's "measured before any project code existed" rows (N = 1,000,
     python benchmarks/families.py --sigma-x 0.3 --theta-init torch
     python benchmarks/families.py --sigma-x 1.0 --theta-init paper --epochs 300
 
-Prints final negative ELBO per datapoint, train and test MSE, and seconds, per family.
+and sets F-VI's variants side by side at the demo's settings (quick.yaml), e.g.
+
+    python benchmarks/families.py --sigma-x 0.1 --runs factorized factorized:lr=0.01 \\
+        factorized:optimizer=dense,latent_terms=all factorized:optimizer=dense,latent_terms=all,lr=0.003
+
+A run is FAMILY[:WIDTH][:KEY=VALUE,...]: any TrialConfig setting, or the family's own option.
+Prints final negative ELBO per datapoint, train and test MSE, KL(q(z)) per image, and seconds.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import sys
 import time
+from pathlib import Path
 
 import torch
+import yaml
 
-from trainables import Trial, TrialConfig, load
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-RUNS = [("constant", None), ("amortized", 1), ("amortized", 64), ("amortized", 256),
-        ("factorized", None)]
+from trainables import Trial, TrialConfig, load  # noqa: E402
+from trainables.config import field_names  # noqa: E402
+
+RUNS = ["constant", "amortized:1", "amortized:64", "amortized:256", "factorized"]
+
+
+def parse_run(text: str) -> tuple[str, int | None, dict]:
+    parts = text.split(":")
+    family, width, settings = parts[0], None, {}
+    for part in parts[1:]:
+        if "=" not in part:
+            width = int(part)
+            continue
+        for item in part.split(","):
+            key, value = item.split("=", 1)
+            settings[key] = yaml.safe_load(value)
+    return family, width, settings
 
 
 def main() -> None:
@@ -32,25 +57,28 @@ def main() -> None:
     p.add_argument("--theta-init", default="torch")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--runs", nargs="+", default=RUNS, metavar="FAMILY[:WIDTH][:K=V,...]")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     data = load("fashion_mnist", args.n_train, args.n_test)
     print(f"fashion_mnist N={args.n_train} B={args.batch_size} epochs={args.epochs} "
           f"sigma_x={args.sigma_x} theta_init={args.theta_init} threads={args.threads}")
-    print(f"{'family':<16}{'-ELBO/pt':>10}{'train MSE':>11}{'test MSE':>10}{'seconds':>9}")
-    for family, width in RUNS:
+    print(f"{'run':<58}{'-ELBO/pt':>10}{'train MSE':>11}{'test MSE':>10}{'KL/pt':>8}{'seconds':>9}")
+    for text in args.runs:
+        family, width, settings = parse_run(text)
+        options = {k: v for k, v in settings.items() if k not in field_names()}
         cfg = TrialConfig(
             dataset="fashion_mnist", family=family, width=width, n_train=args.n_train,
             n_test=args.n_test, batch_size=args.batch_size, epochs=args.epochs,
             sigma_x=args.sigma_x, theta_init=args.theta_init, seed=args.seed,
-            eval_every=args.epochs,
+            eval_every=args.epochs, family_options=options,
         )
+        cfg = dataclasses.replace(cfg, **{k: v for k, v in settings.items() if k in field_names()})
         start = time.perf_counter()
         m = list(Trial(cfg, data).train())[-1]
-        name = f"{family} k={width}" if width else family
         test = "-" if m["test_mse"] is None else f"{m['test_mse']:.4f}"
-        print(f"{name:<16}{m['neg_elbo_per_datapoint']:>10.1f}{m['train_mse']:>11.4f}"
-              f"{test:>10}{time.perf_counter() - start:>9.1f}", flush=True)
+        print(f"{text:<58}{m['neg_elbo_per_datapoint']:>10.1f}{m['train_mse']:>11.4f}{test:>10}"
+              f"{m['kl_z_per_datapoint']:>8.1f}{time.perf_counter() - start:>9.1f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -298,6 +298,7 @@ CHAOS_EPOCHS = 12
 CHAOS = {
     "name": "chaos",
     "families": ["amortized", "factorized", "constant"],
+    "seeds": [0],
     "train": {**BASE["train"], "n_train": 400, "epochs": CHAOS_EPOCHS},
 }
 SLOW_SNAPSHOTS = {"TUNE_GLOBAL_CHECKPOINT_S": "1000"}
@@ -406,8 +407,10 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--only", nargs="+", choices=SCENARIOS, default=SCENARIOS)
     p.add_argument("--kills", type=int, default=10, help="chaos: kill times spread over the run")
+    p.add_argument("--n-train", type=int, default=1000, help="images per trial (smaller: faster epochs)")
     p.add_argument("--json", action="store_true", help="one JSON object per scenario")
     args = p.parse_args()
+    BASE["train"]["n_train"] = args.n_train
     results = [r for name in args.only for r in run(name, args.kills)]
     if args.json:
         for r in results:

@@ -10,6 +10,7 @@ epochs under --out; a finished run is not re-run.
     python benchmarks/paper_check.py --epochs 2000 --jobs 2 --out results/paper_check
     python benchmarks/paper_check.py --runs mb2024/factorized theta-torch/factorized --epochs 2000
     python benchmarks/paper_check.py --table --out results/paper_check     # print what is there
+    python benchmarks/paper_check.py --table --runs mb2024/amortized mb2024/factorized --figures docs/paper
     python benchmarks/paper_check.py --list                                # the combinations
 """
 
@@ -142,6 +143,32 @@ def table(out: Path, runs: list[str], epochs: int) -> str:
     return "\n".join(lines) + note
 
 
+def figures(out: Path, runs: list[str], where: Path) -> list[Path]:
+    """Per setting combination: its runs' train MSE over Margossian & Blei's published band
+    (analysis.figures.against_reference), as where/<combo>_reference.png."""
+    import pandas as pd
+
+    from analysis.figures import against_reference
+    from analysis.load import with_variant
+
+    where.mkdir(parents=True, exist_ok=True)
+    made = []
+    for combo in dict.fromkeys(r.split("/")[0] for r in runs):
+        rows = []
+        for run in [r for r in runs if r.startswith(combo + "/")]:
+            cfg = trial_config(run, 1, 1)
+            for r in _rows(out / (run.replace("/", "__") + ".jsonl")):
+                rows.append({**r, "trial_id": run, "status": "TERMINATED", "family": cfg.family,
+                             "width": cfg.width, "seed": cfg.seed, "dataset": cfg.dataset,
+                             "n_train": cfg.n_train, "batch_size": cfg.batch_size, "sigma_x": cfg.sigma_x,
+                             "epochs": r["epoch"]})
+        if rows:
+            table = with_variant(pd.DataFrame(rows).astype({"width": "Int64"}))
+            table["epochs"] = table.epoch.max()
+            made += against_reference(table, where, f"{combo}_reference")[:1]
+    return made
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--epochs", type=int, default=2000)
@@ -151,6 +178,7 @@ def main() -> int:
     p.add_argument("--runs", nargs="+", default=DEFAULT_RUNS, metavar="COMBO/FAMILY")
     p.add_argument("--table", action="store_true", help="only print the table of what is there")
     p.add_argument("--list", action="store_true", help="list the setting combinations")
+    p.add_argument("--figures", metavar="DIR", help="also draw each combination's runs over their band")
     args = p.parse_args()
     if args.list:
         for name, (what, settings) in COMBOS.items():
@@ -170,6 +198,8 @@ def main() -> int:
             for done in pool.imap_unordered(run_one, todo):
                 print(f"finished {done}", flush=True)
     print(table(out, args.runs, args.epochs))
+    for path in figures(out, args.runs, Path(args.figures)) if args.figures else []:
+        print(f"figure: {path}")
     return 0
 
 

@@ -4,7 +4,8 @@
     python benchmarks/step.py --device cuda         # the GPU
     python benchmarks/step.py --threads 1 --epochs 2
 
-For each family (amortized k = 1, 64, 256; factorized; constant) at N = 10,000, minibatch 1,000,
+For each family (amortized k = 1, 64, 256; full-covariance and SA-VAE k = 64; factorized;
+constant) at N = 10,000, minibatch 1,000,
 d = 64, H = 256, D = 784 it prints optimization steps per second, seconds per epoch, FLOPs per
 step counted from the layer shapes (forward and backward), the achieved FLOP rate, and that rate
 as a fraction of this machine's float32 matmul rate at the step's largest layer shape, measured
@@ -28,23 +29,30 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sweep.specfile import load_spec  # noqa: E402
-from trainables import Data, Trial, TrialConfig  # noqa: E402
+from trainables import Data, Trial, TrialConfig, families  # noqa: E402
 from trainables.data import DATA_DIM  # noqa: E402
 from trainables.vectorized import SeedBatch  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-FAMILIES = [("amortized", 1), ("amortized", 64), ("amortized", 256), ("factorized", None), ("constant", None)]
+FAMILIES = [("amortized", 1), ("amortized", 64), ("amortized", 256), ("fullcov", 64), ("sa_vae", 64),
+            ("factorized", None), ("constant", None)]
 
 
-def step_flops(family: str, width: int | None, batch: int, d: int, h: int, D: int) -> float:
-    """Matmul FLOPs of one step: forward 2*m*n*k per layer; backward twice that, except that
-    no gradient flows into the images (the encoder's first layer backward is weights only)."""
+def step_flops(cfg: TrialConfig, batch: int, d: int, h: int, D: int) -> float:
+    """Matmul FLOPs of one step, from the layer shapes: forward 2*m*n*k per layer; backward twice
+    that, except that no gradient flows into the images (an encoder's first layer backward is
+    weights only). The family's layers are read off a model built on the meta device. A family
+    that refines q (SA-VAE, K steps) adds K + 1 decoder passes forward and K backward, and the
+    backward through them: counted as 6 K decoder forwards, an estimate."""
     dec = 2 * batch * (d * h + h * h + h * D)  # forward of the decoder
     total = 3 * dec
-    if family == "amortized":
-        k = width
-        first, rest = 2 * batch * D * k, 2 * batch * (k * k + 2 * k * d)
-        total += 2 * first + 3 * rest
+    with torch.device("meta"):
+        family = families.build(cfg, cfg.n_train, D)
+    for i, layer in enumerate(m for m in family.modules() if isinstance(m, torch.nn.Linear)):
+        forward = 2 * batch * layer.in_features * layer.out_features
+        total += forward * (2 if i == 0 else 3)
+    if family.refines:
+        total += 6 * cfg.family_options["steps"] * dec
     return float(total)
 
 
@@ -128,10 +136,11 @@ def main() -> None:
     print(f"paper sizes: N={N}, minibatch {B}, d={d}, H={h}, D={D}; {N // B} steps per epoch\n")
     print(f"{'family':<16}{'steps/s':>9}{'s/epoch':>9}{'GFLOP/step':>12}{'GFLOP/s':>9}{'of matmul':>11}")
     for family, width in FAMILIES:
-        sec = epoch_seconds(bench_config(family, width), device, args.epochs, args.compile)
-        flops = step_flops(family, width, B, d, h, D)
+        cfg = bench_config(family, width)
+        sec = epoch_seconds(cfg, device, args.epochs, args.compile)
+        flops = step_flops(cfg, B, d, h, D)
         rate = flops * (N // B) / sec
-        label = f"{family} k={width}" if width else family
+        label = cfg.family_class.variant(width)
         print(
             f"{label:<16}{N // B / sec:>9.1f}{sec:>9.3f}{flops / 1e9:>12.2f}"
             f"{rate / 1e9:>9.1f}{rate / peak:>10.0%}",
@@ -144,7 +153,7 @@ def main() -> None:
             cfg = bench_config(family, width)
             alone = args.seeds * epoch_seconds(cfg, device, args.epochs)
             batched = seedbatch_epoch_seconds(cfg, args.seeds, device, args.epochs)
-            label = f"{family} k={width}" if width else family
+            label = cfg.family_class.variant(width)
             print(f"{label:<16}{alone:>18.3f}{batched:>17.3f}{alone / batched:>9.2f}x", flush=True)
     if not args.no_projection:
         print()
@@ -161,21 +170,10 @@ def project(spec_name: str, device: torch.device, args: argparse.Namespace) -> N
         torch.set_num_threads(max(1, int(spec.resources.cpu)))
     for cell in spec.cells():
         cfg = spec.trial_config(cell, spec.seeds[0])
-        key = (DATA_DIM[cfg.dataset], cfg.family, cfg.width, cfg.n_train, cfg.batch_size)
+        timed = dataclasses.replace(cfg, n_test=100, eval_every=10_000, epochs=10_000, seed=0)
+        key = repr(timed)  # one measurement per distinct trial configuration
         if key not in cache:
-            small = {
-                k: getattr(cfg, k)
-                for k in (
-                    "dataset",
-                    "n_train",
-                    "batch_size",
-                    "sigma_x",
-                    "theta_init",
-                    "latent_dim",
-                    "hidden_dim",
-                )
-            }
-            cache[key] = epoch_seconds(bench_config(cfg.family, cfg.width, **small), device, 1)
+            cache[key] = epoch_seconds(timed, device, 1)
         total += cache[key] * cfg.epochs * len(spec.seeds)
     torch.set_num_threads(args.threads)
     if device.type == "cuda":

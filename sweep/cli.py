@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -40,11 +41,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--storage", help="results location (path or URI); overrides the spec's")
     run.add_argument("--address", help=ADDRESS_HELP)
     run.add_argument("--name", help="experiment name; overrides the spec's")
-    res = sub.add_parser("resume", help="continue unfinished and errored trials of an experiment")
+    run.add_argument("--verbose", action="store_true", help="Ray Tune's own output instead of the sweep's")
+    res = sub.add_parser("resume", help="finish what a stopped sweep left (unfinished, errored trials)")
     res.add_argument("experiment", help="EXPERIMENT_DIR printed by `run`")
     res.add_argument("--address", help=ADDRESS_HELP)
+    res.add_argument("--verbose", action="store_true", help="Ray Tune's own output instead of the sweep's")
     st = sub.add_parser("status", help="one row per trial; reads files, needs no cluster")
     st.add_argument("experiment")
+    st.add_argument("--watch", action="store_true", help="refresh every few seconds until every trial ended")
+    st.add_argument("--every", type=float, default=5.0, help="seconds between refreshes (default 5)")
     ex = sub.add_parser("export", help="the tidy table, one row per (trial, epoch), as parquet")
     ex.add_argument("experiment")
     ex.add_argument("-o", "--output", required=True, help="output .parquet path")
@@ -71,8 +76,8 @@ def main(argv: list[str] | None = None) -> int:
 def _summary(exp: str, states: list[str]) -> int:
     counts = ", ".join(f"{n} {s}" for s, n in sorted(Counter(states).items()))
     print(
-        f"\n{len(states)} trials: {counts}\nresults: {exp}\n"
-        f"  python -m sweep status {exp}\n  python -m sweep export {exp} -o {exp}.parquet"
+        f"\nresults: {exp}\n  python -m sweep status {exp}\n"
+        f"  python -m sweep export {exp} -o {exp}.parquet\n{len(states)} trials: {counts}"
     )
     return 0 if all(s == "TERMINATED" for s in states) else 1
 
@@ -82,23 +87,43 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     spec = load_spec(args.spec, launch=True, name=args.name, storage=args.storage)
     print(f"{spec.name}: {spec.num_trials} trials -> {spec.storage}/{spec.name}", flush=True)
-    return _summary(*run_sweep(spec, args.address))
+    return _summary(*run_sweep(spec, args.address, args.verbose))
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
     from .runner import resume_sweep
 
-    return _summary(*resume_sweep(args.experiment, args.address))
+    return _summary(*resume_sweep(args.experiment, args.address, args.verbose))
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from .results import status_table
-    from .runner import load_trials
+    from .progress import summary
+    from .results import progress_lines, status_table
+    from .runner import SweepError, load_trials
 
-    table = status_table(load_trials(args.experiment))
-    with pd.option_context("display.width", 200, "display.max_colwidth", 80):
-        print(table.to_string(index=False, na_rep="-", float_format=lambda v: f"{v:.4g}"))
-    return 0
+    if args.every <= 0:
+        raise UsageError(f"--every {args.every} must be a positive number of seconds")
+    tty = sys.stdout.isatty()
+    while True:
+        try:
+            trials = load_trials(args.experiment)
+        except SweepError:
+            if not args.watch:
+                raise
+            trials = None  # the sweep has not written its state yet: wait for it
+        if args.watch and tty:
+            print("\x1b[H\x1b[2J", end="")  # redraw from the top of the terminal
+        if trials is None:
+            print(f"{args.experiment}: waiting for the sweep to write its state", flush=True)
+        else:
+            table = status_table(trials)
+            with pd.option_context("display.width", 250, "display.max_colwidth", 80):
+                print(table.to_string(index=False, na_rep="-", float_format=lambda v: f"{v:.4g}"))
+            print(summary(progress_lines(trials)), flush=True)
+        ended = trials is not None and all(t["status"] in ("TERMINATED", "ERROR") for t in trials)
+        if not args.watch or ended:
+            return 0
+        time.sleep(args.every)
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -125,10 +150,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     for key, value in settings.items():
         if value <= 0:
             raise UsageError(f"--{key.replace('_', '-')} {value} must be a positive integer")
+    from .results import gap_summary
+    from .runner import load_trials
+
     n = evaluate_experiment(args.experiment, settings, args.address)
+    print(gap_summary(load_trials(args.experiment)))
     print(
-        f"gap decomposition of {n} trials written to their gap.json (others had one for these settings); "
-        f"`python -m sweep export {args.experiment} -o OUT.parquet` also writes OUT.gaps.parquet"
+        f"{n} trials evaluated now, the others had a gap.json for these settings; nats per image, mean "
+        f"over seeds ± standard error.\n`python -m sweep export {args.experiment} -o OUT.parquet` also "
+        f"writes OUT.gaps.parquet"
     )
     return 0
 

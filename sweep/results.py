@@ -12,6 +12,7 @@ import pandas as pd
 from trainables.config import TrialConfig
 from trainables.metrics import REPORTED, latents_unused
 
+from .progress import Line
 from .tuneconfig import split_config
 
 
@@ -63,6 +64,41 @@ def status_table(trials: list[dict[str, Any]]) -> pd.DataFrame:
     table["width"] = table["width"].map(lambda w: "-" if w is None or pd.isna(w) else str(int(w)))
     table["active"] = table["active"].map(lambda a: "-" if a is None or pd.isna(a) else str(int(a)))
     return table
+
+
+def progress_lines(trials: list[dict[str, Any]]) -> list[Line]:
+    """The trials as the progress display's lines (epochs, seconds), read from the files."""
+    out = []
+    for trial, (_, cfg, frame, last) in ((t, p) for t in trials for p in per_seed(t)):
+        seconds = trial["last_result"].get("time_total_s", 0.0)
+        out.append(Line(cfg.dataset, cfg.family, cfg.width, trial["config"]["cell"]["axes"], str(cfg.seed),
+                        trial["status"], last.get("epoch", 0), cfg.epochs,
+                        last.get("neg_elbo_per_datapoint"), _last_evaluated(frame, last).get("train_mse"),
+                        seconds))
+    return out
+
+
+def gap_summary(trials: list[dict[str, Any]]) -> str:
+    """The measured gap split per dataset, axis values and variant: amortization and approximation
+    gap on training and test images, nats per image, mean over seeds ± its standard error (from the
+    per-trial standard errors over images)."""
+    gaps, _ = gap_tables(trials)
+    if gaps.empty:
+        return "no gap.json yet"
+    axes = list(trials[0]["config"]["cell"]["axes"])
+    keys = ["dataset", *axes, "variant_order", "variant"]
+    cols = {}
+    for split in ("train", "test"):
+        for what, short in (("amortization_gap", "amort."), ("approximation_gap", "approx.")):
+            g = gaps[gaps.split == split].groupby(keys)
+            mean = g[what].mean()
+            se = g[f"{what}_se"].apply(lambda s: (s.pow(2).mean() / len(s)) ** 0.5)
+            cols[f"{short} {split}"] = [
+                "-" if pd.isna(m) else f"{m:.1f} ± {e:.1f}" for m, e in zip(mean, se, strict=True)
+            ]
+    index = gaps[gaps.split == "train"].groupby(keys).size().index.to_frame(index=False)
+    table = pd.concat([index.drop(columns="variant_order"), pd.DataFrame(cols)], axis=1)
+    return table.to_string(index=False)
 
 
 def _last_evaluated(frame: pd.DataFrame | None, last: dict[str, Any]) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +23,13 @@ INFER_SKIP, EVALUATE_SKIP = 5, 1  # positional parameters of infer() and evaluat
 def normalized(s: Any, out: list[str]) -> dict[str, Any]:
     """The spec's values as the schema holds them (tuples, dataclasses, absolute paths), with the
     problems of the mappings and of the families added to ``out``."""
+    modules = tuple(s.family_modules) if isinstance(s.family_modules, (list, tuple)) else ()
+    if not isinstance(s.family_modules, (list, tuple)):
+        out.append(f"family_modules={s.family_modules!r} must be a list of module names or .py paths")
+    modules = tuple(str(Path(m).expanduser().resolve()) if isinstance(m, str) and m.endswith(".py") else m
+                    for m in modules)  # a file: absolute, since trials run in their own directories
     try:
-        families.import_modules(list(s.family_modules or ()))
+        families.import_modules(modules)
     except ValueError as e:
         out.append(str(e))
     if why := distinct_list(tuple(families.FAMILIES))(s.families):
@@ -48,13 +54,36 @@ def normalized(s: Any, out: list[str]) -> dict[str, Any]:
         storage = str(Path(storage).expanduser().resolve())
     return {
         **{k: tuple(getattr(s, k)) if isinstance(getattr(s, k), (list, tuple)) else ()
-           for k in ("datasets", "seeds", "widths", "family_modules")},
+           for k in ("datasets", "seeds", "widths")},
+        "family_modules": modules,
         "families": fams, "grid": maps["grid"], "family_options": maps["family_options"], "storage": storage,
         "train": _train(s.train, "train", out),
         "family_train": {f: _train(v, f"family_train.{f}", out) for f, v in maps["family_train"].items()},
         "test_inference": keyword_settings(infer, INFER_SKIP, s.test_inference, "test_inference", out),
         "evaluate": keyword_settings(evaluate_trial, EVALUATE_SKIP, s.evaluate, "evaluate", out),
+        "tracking": tracking(s.tracking, out),
     }
+
+
+TRACKERS = {"mlflow": ("tracking_uri", "experiment_name", "tags", "save_artifact"), "wandb": None}
+
+
+def tracking(given: Any, out: list[str]) -> dict | None:
+    """{tracker: its settings}; each tracker's package must be installed where the driver runs."""
+    if given is None or given is False:
+        return None
+    if not isinstance(given, dict) or not given or set(given) - set(TRACKERS):
+        out.append(f"tracking={given!r} must map one or more of {', '.join(TRACKERS)} to their settings")
+        return None
+    for name, settings in given.items():
+        accepted = TRACKERS[name]
+        if not isinstance(settings, dict) or (accepted and set(settings) - set(accepted)):
+            out.append(f"tracking.{name}={settings!r} must be a mapping" + (
+                f" of {', '.join(accepted)}" if accepted else ""))
+        if importlib.util.find_spec(name) is None:
+            how = "'amortization-gap[tracking]'" if name == "mlflow" else name
+            out.append(f"tracking.{name} needs the {name} package: pip install {how}")
+    return {k: dict(v) if isinstance(v, dict) else {} for k, v in given.items()}
 
 
 def _train(train: Any, key: str, out: list[str]) -> dict[str, Any]:
@@ -74,7 +103,14 @@ def _train(train: Any, key: str, out: list[str]) -> dict[str, Any]:
 
 
 def grid_problems(spec: Any) -> list[str]:
+    """The axes, and what cannot go together with them or with vectorized seeds."""
     out = []
+    if spec.vectorize_seeds is True:
+        refining = [f for f in spec.families if families.get(f).refines]
+        if refining:
+            out.append(f"vectorize_seeds with {', '.join(refining)}: its refinement cannot be batched")
+        if spec.train.get("train_subset") == "random":
+            out.append("vectorize_seeds with train_subset 'random': seeds share their images when batched")
     for key, values in spec.grid.items():
         if key not in AXIS_KEYS:
             hint = "already an axis: use datasets, families, widths, seeds" if key in GRID_KEYS else (

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,9 +19,10 @@ from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search.optuna import OptunaSearch
 
+from .progress import Line, Progress
 from .spec import SweepSpec, parse_spec
-from .trainable import train_trial
-from .tuneconfig import cell_slug
+from .trainable import RAY_LOGGERS, RAY_LOGS_ENV, train_trial
+from .tuneconfig import cell_slug, split_config
 
 SPEC_FILE = "sweep-spec.json"
 GAP_FILE = "gap.json"
@@ -33,16 +35,20 @@ class SweepError(RuntimeError):
 
 
 @contextlib.contextmanager
-def ray_session(address: str | None = None) -> Iterator[None]:
+def ray_session(address: str | None = None, verbose: bool = False) -> Iterator[None]:
     """Ray for one command: the cluster at ``address`` ("auto", host:port, or RAY_ADDRESS) when one is
     named; else a fresh local instance sized to this machine, owned by the command and shut down
     when it ends. Never one found lying around: plain ``ray.init()`` joins the last cluster that
     `ray start` recorded, another user's or a killed run's. In a process that already runs Ray
     (a test, a notebook), that one."""
+    quiet = logging.WARNING if not verbose else logging.INFO
+    for name in RAY_LOGGERS:  # the driver's side; the trainable quiets its worker (RAY_LOGS_ENV)
+        logging.getLogger(name).setLevel(quiet)
     if ray.is_initialized():
         yield
         return
-    ray.init(address=address or os.environ.get("RAY_ADDRESS") or "local")
+    env = {RAY_LOGS_ENV: "1"} if verbose else {}
+    ray.init(address=address or os.environ.get("RAY_ADDRESS") or "local", runtime_env={"env_vars": env})
     try:
         yield
     finally:
@@ -102,42 +108,113 @@ def _trainable(spec: SweepSpec):
     return tune.with_resources(train_trial, {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu})
 
 
-def _run_config(spec: SweepSpec, name: str, storage: str) -> tune.RunConfig:
+def _run_config(spec: SweepSpec, name: str, storage: str, callbacks: list | None = None,
+                verbose: bool = False) -> tune.RunConfig:
     return tune.RunConfig(
         name=name,
         storage_path=storage,
         failure_config=tune.FailureConfig(max_failures=spec.max_failures),
         # two kept: a damaged latest checkpoint still leaves the one before it
         checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
-        verbose=1,
+        callbacks=callbacks,
+        verbose=2 if verbose else 0,  # quiet: the sweep's own display (SweepDisplay) instead of Tune's
     )
 
 
-def run_sweep(spec: SweepSpec, address: str | None = None) -> tuple[str, list[str]]:
+class SweepDisplay(tune.Callback):
+    """The sweep's progress display (sweep/progress.py) fed from Tune's events. A callback, not a
+    progress_reporter: Tune's new output engine (the default since Ray 2.5) ignores custom
+    reporters unless RAY_AIR_NEW_OUTPUT=0, while callbacks run under either engine."""
+
+    def __init__(self, axes: list[str]):
+        self.progress = Progress(axes)
+        self._mse: dict[str, float] = {}  # the last train MSE each trial reported
+
+    def _update(self, trial: Any) -> None:
+        c, last = trial.config, trial.last_result or {}
+        cell = c["cell"]
+        mses = [v for k, v in last.items() if k.endswith("train_mse") and v is not None]
+        if mses:
+            self._mse[trial.trial_id] = sum(mses) / len(mses)
+        seeds = c.get("seeds") or [c.get("seed")]
+        self.progress.update(trial.trial_id, Line(
+            cell["dataset"], cell["family"], cell["width"], cell["axes"], ",".join(map(str, seeds)),
+            trial.status, last.get("epoch", 0), split_config(c)[0].epochs,
+            last.get("neg_elbo_per_datapoint"), self._mse.get(trial.trial_id), last.get("time_total_s", 0.0),
+        ))
+
+    def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
+        for trial in trials:
+            self._update(trial)
+        self.progress.show()
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._update(trial)
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._update(trial)
+
+    def on_experiment_end(self, trials: list, **info: Any) -> None:
+        for trial in trials:
+            self._update(trial)
+        self.progress.close()
+
+
+def _callbacks(spec: SweepSpec, exp: str, verbose: bool) -> list:
+    """The display (unless Ray's own output was asked for) and the trackers the spec names."""
+    out: list = [] if verbose else [SweepDisplay(list(spec.grid))]
+    if spec.tracking and "mlflow" in spec.tracking:
+        from ray.air.integrations.mlflow import MLflowLoggerCallback
+
+        settings = {"experiment_name": spec.name, **spec.tracking["mlflow"]}
+        settings.setdefault("tracking_uri", default_tracking_uri(exp))
+        out.append(MLflowLoggerCallback(**settings))
+    if spec.tracking and "wandb" in spec.tracking:
+        from ray.air.integrations.wandb import WandbLoggerCallback
+
+        out.append(WandbLoggerCallback(**{"project": spec.name, **spec.tracking["wandb"]}))
+    return out
+
+
+def default_tracking_uri(exp: str) -> str:
+    """MLflow's local store beside the results (offline). SQLite, not MLflow's file store, which
+    MLflow 3 refuses unless MLFLOW_ALLOW_FILE_STORE is set; a bucket gets one in the working dir."""
+    fs, path = _fs(exp)
+    where = Path(path) if isinstance(fs, pafs.LocalFileSystem) else Path.cwd() / Path(path).name
+    return f"sqlite:///{where / 'mlflow.db'}"
+
+
+def run_sweep(spec: SweepSpec, address: str | None = None, verbose: bool = False) -> tuple[str, list[str]]:
     """Run the whole sweep (Optuna stage, grid, evaluation); returns (experiment dir, trial states)."""
     exp = experiment_dir(spec)
     _claim(exp)
     _write_json(f"{exp}/{SPEC_FILE}", spec.to_dict())
-    with ray_session(address):
-        return exp, _complete(spec, exp)
+    with ray_session(address, verbose):
+        return exp, _complete(spec, exp, verbose)
 
 
-def resume_sweep(exp: str, address: str | None = None) -> tuple[str, list[str]]:
+def resume_sweep(exp: str, address: str | None = None, verbose: bool = False) -> tuple[str, list[str]]:
     """Finish what a stopped sweep left: the Optuna stage's open cells, the grid's unfinished and
     errored trials (each from the newest readable checkpoint in its directory; finished ones stay
     as they are), the grid itself if Tune never began it, and the missing gap files."""
     spec = read_spec(exp)
-    with ray_session(address):
-        return exp, _complete(spec, exp)
+    with ray_session(address, verbose):
+        return exp, _complete(spec, exp, verbose)
 
 
-def _complete(spec: SweepSpec, exp: str) -> list[str]:
-    best_lr = lr_search(spec, exp) if spec.optuna else {}
+def _complete(spec: SweepSpec, exp: str, verbose: bool = False) -> list[str]:
+    best_lr = lr_search(spec, exp, verbose) if spec.optuna else {}
+    callbacks = _callbacks(spec, exp, verbose)
     if tune.Tuner.can_restore(_norm(exp)):
         forget_missing_checkpoints(exp)
         tuner = tune.Tuner.restore(
             _norm(exp), trainable=_trainable(spec), resume_unfinished=True, resume_errored=True
         )
+        # Tune restores the run config the sweep began with; this command's display and verbosity
+        # replace its callbacks (no public setter in Ray 2.60: the internal tuner's config object)
+        restored = getattr(getattr(tuner, "_local_tuner", None), "get_run_config", lambda: None)()
+        if restored is not None:
+            restored.callbacks, restored.verbose = callbacks, 2 if verbose else 0
     else:  # a first run, or one stopped before Tune wrote its state: the grid from the start
         cells = spec.cells()
         for c in cells if best_lr else ():
@@ -149,7 +226,7 @@ def _complete(spec: SweepSpec, exp: str) -> list[str]:
             _trainable(spec),
             param_space={**spec.tune_base(), "cell": tune.grid_search(cells), **seeds},
             tune_config=tune.TuneConfig(reuse_actors=True, trial_dirname_creator=trial_dirname),
-            run_config=_run_config(spec, spec.name, spec.storage),
+            run_config=_run_config(spec, spec.name, spec.storage, callbacks, verbose),
         )
     states = [("ERROR" if r.error else "TERMINATED") for r in tuner.fit()]
     if spec.evaluate is not None and "TERMINATED" in states:
@@ -166,9 +243,18 @@ def evaluate_experiment(exp: str, settings: dict[str, Any] | None = None, addres
     if not finished:
         raise SweepError(f"{exp} has no finished trial to evaluate")
     todo = [t for t in finished if not t["gap"] or t["gap"].get("settings") != settings]
+    failed = []
     with ray_session(address):
         task = ray.remote(_evaluate_trial).options(num_cpus=spec.resources.cpu, num_gpus=spec.resources.gpu)
-        ray.get([task.remote(t["path"], t["config"], settings) for t in todo])
+        refs = [(t, task.remote(t["path"], t["config"], settings)) for t in todo]
+        for t, ref in refs:  # each to its end, so one failure leaves the others' gap.json written
+            try:
+                ray.get(ref)
+            except ray.exceptions.RayTaskError as e:
+                why = " ".join(str(getattr(e, "cause", None) or e).split())
+                failed.append(f"{Path(t['path']).name}: {type(getattr(e, 'cause', e)).__name__}: {why}")
+    if failed:
+        raise SweepError(f"evaluate failed for {len(failed)} of {len(todo)} trial(s): " + "; ".join(failed))
     return len(todo)
 
 
@@ -261,7 +347,7 @@ def read_spec(exp: str) -> SweepSpec:
     return parse_spec(raw, source=f"{exp}/{SPEC_FILE}")
 
 
-def lr_search(spec: SweepSpec, exp: str) -> dict[str, float]:
+def lr_search(spec: SweepSpec, exp: str, verbose: bool = False) -> dict[str, float]:
     """Optuna over the learning rate, per cell (dataset, family, width, axes), a short budget, ASHA
     stopping; each cell's best lr recorded in lr_search/best_lr.json as soon as it is known."""
     stage = spec.optuna
@@ -293,10 +379,12 @@ def lr_search(spec: SweepSpec, exp: str) -> dict[str, float]:
                 mode="min",
                 reuse_actors=True,
             ),
-            run_config=_run_config(spec, cell_slug(cell), f"{exp}/{LR_SEARCH_DIR}"),
+            run_config=_run_config(spec, cell_slug(cell), f"{exp}/{LR_SEARCH_DIR}", verbose=verbose),
         )
         result = tuner.fit().get_best_result(metric=METRIC, mode="min", scope="last")
         best[cell_slug(cell)] = float(result.config["cell"]["settings"]["lr"])
+        print(f"learning rate for {cell_slug(cell)}: {best[cell_slug(cell)]:.3g} "
+              f"(Optuna, {stage.samples} trials of {stage.epochs} epochs)", flush=True)
         _write_json(record, best)  # cell by cell: a resume searches only the cells not done
     return best
 

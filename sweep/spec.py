@@ -112,6 +112,9 @@ class SweepSpec:
     evaluate: dict | None = setting(
         None, f"after training, each trial's gap split: false, or "
         f"{{{signature_keys(evaluate_trial, EVALUATE_SKIP)}}}")
+    tracking: dict | None = setting(
+        None, "trackers fed every trial's config and metrics: {mlflow: {tracking_uri, experiment_name, tags, "
+        "save_artifact}} (default store: SQLite beside the results, offline) and/or {wandb: {project, ...}}")
 
     def __post_init__(self) -> None:
         out = problems(self)

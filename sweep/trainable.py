@@ -7,6 +7,8 @@ readable checkpoint, Tune's or one in its own directory, and first re-reports it
 
 from __future__ import annotations
 
+import logging
+import os
 import tempfile
 from typing import Any
 
@@ -18,6 +20,9 @@ from trainables.data import load_for
 
 from .trialrun import TrialRun, checkpoint_dirs, newest_state
 from .tuneconfig import split_config
+
+RAY_LOGGERS = ("ray.tune", "ray.train")  # one INFO line per checkpoint and more; quiet unless asked
+RAY_LOGS_ENV = "AMORTIZATION_GAP_RAY_LOGS"  # set (by `--verbose`) in the workers: Ray's own output
 
 
 def _device_and_threads() -> torch.device:
@@ -38,6 +43,9 @@ def _checkpoints() -> list:
 
 
 def train_trial(config: dict[str, Any]) -> None:
+    if not os.environ.get(RAY_LOGS_ENV):  # no "Checkpoint successfully created" per checkpoint
+        for name in RAY_LOGGERS:
+            logging.getLogger(name).setLevel(logging.WARNING)
     cfg, opts = split_config(config)
     device = _device_and_threads()
     state, last_row = newest_state(_checkpoints(), device)

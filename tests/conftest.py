@@ -48,11 +48,23 @@ def ray_address():
 
 
 @pytest.fixture(scope="session")
-def smoke_experiment(ray_address, fashion_available, tmp_path_factory):
-    """A real run of sweep/specs/smoke.yaml: (exit code, experiment directory)."""
-    from sweep.cli import main
+def smoke_run(ray_address, fashion_available, tmp_path_factory):
+    """A real `python -m sweep run sweep/specs/smoke.yaml`, its output a pipe, on the session's Ray:
+    (exit code, experiment directory, what it printed)."""
+    import subprocess
+    import sys
 
+    root = Path(__file__).resolve().parents[1]
     storage = tmp_path_factory.mktemp("storage")
-    spec = Path(__file__).resolve().parents[1] / "sweep" / "specs" / "smoke.yaml"
-    rc = main(["run", str(spec), "--storage", str(storage)])
-    return rc, storage / "smoke"
+    out = subprocess.run(
+        [sys.executable, "-m", "sweep", "run", str(root / "sweep" / "specs" / "smoke.yaml"), "--storage",
+         str(storage), "--address", ray_address],
+        capture_output=True, text=True, timeout=900, env={**os.environ, "PYTHONPATH": str(root)},
+    )
+    return out.returncode, storage / "smoke", out
+
+
+@pytest.fixture(scope="session")
+def smoke_experiment(smoke_run):
+    """(exit code, experiment directory) of the smoke run."""
+    return smoke_run[:2]

@@ -29,7 +29,8 @@ def test_step_benchmark_prints_its_table():
         timeout=600,
     )
     assert out.returncode == 0, out.stderr
-    for words in ("GFLOP/s", "amortized k=256", "factorized", "of matmul", "vectorized seeds"):
+    for words in ("GFLOP/s", "k=256", "full-cov k=64", "SA-VAE k=64", "factorized", "of matmul",
+                  "vectorized seeds"):
         assert words in out.stdout
 
 

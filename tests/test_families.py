@@ -10,12 +10,14 @@ N, D, d = 30, 12, 4
 
 @pytest.mark.parametrize("name", sorted(FAMILIES))
 def test_q_shapes_and_finite(name):
-    cfg = TrialConfig(family=name, width=8 if name == "amortized" else None, latent_dim=d)
+    cfg = TrialConfig(family=name, width=8 if FAMILIES[name].has_width else None, latent_dim=d)
     fam = build(cfg, N, D)
     x, idx = torch.rand(5, D), torch.tensor([0, 3, 9, 29, 4])
-    mean, logvar = fam(x, idx)
-    assert mean.shape == logvar.shape == (5, d)
-    assert torch.isfinite(mean).all() and torch.isfinite(logvar).all()
+    q = fam.q(x, idx)
+    assert q.point().shape == (5, d) and isinstance(q, fam.q_type)
+    assert all(torch.isfinite(v).all() for v in q.local().values())
+    z = q.sample(torch.randn(3, 5, d))
+    assert z.shape == (3, 5, d) and q.kl(z).shape == (5,) and (q.kl(z) >= 0).all()
 
 
 def test_amortized_has_two_hidden_layers_of_width_k():

@@ -13,7 +13,9 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def faults(fashion_available):
     out = subprocess.run(
-        [sys.executable, "benchmarks/faults.py", "--json", "--kills", "1"],
+        # driver kills: the chaos matrix (one kill time here, ten in the benchmark); smaller epochs
+        [sys.executable, "benchmarks/faults.py", "--json", "--kills", "1", "--n-train", "400", "--only",
+         "worker_kill", "node_loss", "corrupt_checkpoint", "nonfinite", "storage_full", "chaos"],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -24,7 +26,7 @@ def faults(fashion_available):
     return {**{r["scenario"]: r for r in rows}, "chaos": [r for r in rows if r["scenario"] == "chaos"]}
 
 
-@pytest.mark.parametrize("name", ["driver_kill", "worker_kill", "node_loss", "corrupt_checkpoint"])
+@pytest.mark.parametrize("name", ["worker_kill", "node_loss", "corrupt_checkpoint"])
 def test_recovered_trials_finish_with_every_epoch_once(faults, name):
     r = faults[name]
     assert r["rc"] == 0
@@ -66,6 +68,6 @@ def test_driver_killed_anywhere_resumes_to_the_uninterrupted_result(faults):
     assert len(runs) == 4
     for r in runs:
         assert r["rc"] == 0 and r["resumes"] <= 2, r
-        assert r["trials"] == r["finished"] == 3, r
+        assert r["trials"] == r["finished"] == 3, r  # amortized, factorized, constant
         assert r["epochs_lost"] == 0 and r["duplicates"] == 0, r
         assert r["max_rel_diff"] < 1e-6, r

@@ -176,8 +176,21 @@ def test_sweep_evaluate_export_and_figures(smoke_experiment, tmp_path, capsys):
     from sweep.cli import main as sweep_main
 
     _, exp = smoke_experiment
+    capsys.readouterr()
     assert sweep_main(["evaluate", str(exp), "--points", "40", "--iwae-samples", "32"]) == 0
     assert len(list(exp.glob("*/gap.json"))) == 8
+    said = capsys.readouterr().out.splitlines()  # the gap split, as status shows training
+    assert said[0].split()[:4] == ["dataset", "variant", "amort.", "train"]
+    assert [ln.split()[1] for ln in said[1:5]] == ["k=2", "k=8", "factorized", "constant"]
+    assert "±" in said[1] and "8 trials evaluated now" in said[5]
+    # a second evaluate (after one killed midway): only the missing files, the rest untouched
+    files = sorted(exp.glob("*/gap.json"))
+    for f in files[:2]:
+        f.unlink()
+    kept = {f: f.stat().st_mtime_ns for f in files[2:]}
+    assert sweep_main(["evaluate", str(exp), "--points", "40", "--iwae-samples", "32"]) == 0
+    assert all(f.exists() for f in files[:2]) and {f: f.stat().st_mtime_ns for f in kept} == kept
+    assert "2 trials evaluated now" in capsys.readouterr().out
     assert sweep_main(["export", str(exp), "-o", str(tmp_path / "r.parquet")]) == 0
     gaps = pd.read_parquet(tmp_path / "r.gaps.parquet")
     refine = pd.read_parquet(tmp_path / "r.refine.parquet")

@@ -29,22 +29,19 @@ def write_spec(path, **changes):
     return path
 
 
-@pytest.fixture
-def smoke_run(smoke_experiment):
-    return smoke_experiment
-
-
-def test_smoke_sweep_all_trials_terminate(smoke_run, capsys):
-    rc, exp = smoke_run
+def test_smoke_sweep_all_trials_terminate(smoke_experiment, capsys):
+    rc, exp = smoke_experiment
     assert rc == 0
     assert main(["status", str(exp)]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
-    assert len(lines) == 1 + 8  # header + one row per trial
-    assert all("TERMINATED" in ln and " 4/4 " in ln for ln in lines[1:])
+    assert len(lines) == 1 + 8 + 1  # header, one row per trial, the summary
+    assert all("TERMINATED" in ln and " 4/4 " in ln for ln in lines[1:-1])
+    constant = [ln for ln in lines if " constant " in ln]
+    assert len(constant) == 2 and all("latents unused" in ln for ln in constant)  # the collapse flag
 
 
-def test_export_is_tidy_with_configs(smoke_run, tmp_path, capsys):
-    _, exp = smoke_run
+def test_export_is_tidy_with_configs(smoke_experiment, tmp_path, capsys):
+    _, exp = smoke_experiment
     assert main(["export", str(exp), "-o", str(tmp_path / "r.parquet")]) == 0
     t = pd.read_parquet(tmp_path / "r.parquet")
     assert len(t) == 8 * 4
@@ -67,8 +64,8 @@ def test_export_is_tidy_with_configs(smoke_run, tmp_path, capsys):
     assert (t["torch_threads"] == 1).all()  # one CPU per trial in smoke.yaml: no oversubscription
 
 
-def test_checkpoints_every_k_epochs_and_at_end(smoke_run):
-    _, exp = smoke_run
+def test_checkpoints_every_k_epochs_and_at_end(smoke_experiment):
+    _, exp = smoke_experiment
     trial_dirs = [p for p in exp.iterdir() if p.is_dir() and "fashion_mnist" in p.name]
     assert len(trial_dirs) == 8
     for d in trial_dirs:
@@ -76,8 +73,8 @@ def test_checkpoints_every_k_epochs_and_at_end(smoke_run):
         assert (d / "checkpoint_000001" / "trial.pt").stat().st_size > 0
 
 
-def test_same_name_again_is_refused(smoke_run, capsys):
-    _, exp = smoke_run
+def test_same_name_again_is_refused(smoke_experiment, capsys):
+    _, exp = smoke_experiment
     before = sorted(p.name for p in exp.iterdir())
     assert main(["run", str(SMOKE), "--storage", str(exp.parent)]) == 2
     err = capsys.readouterr().err
@@ -137,7 +134,7 @@ def test_resume_after_driver_sigkill(ray_address, fashion_available, tmp_path):
     """Kill `sweep run` after some trials finished and others checkpointed; resume finishes them."""
     spec = write_spec(
         tmp_path / "s.yaml", name="crash", widths=[4], seeds=[0, 1],
-        train={"n_train": 1000, "n_test": 100, "epochs": 30, "batch_size": 100, "sigma_x": 0.3,
+        train={"n_train": 400, "n_test": 100, "epochs": 30, "batch_size": 100, "sigma_x": 0.3,
                "theta_init": "torch"},
         checkpoint_every=5, test_inference=False,
     )
@@ -208,7 +205,7 @@ def test_optuna_stage_picks_a_learning_rate_per_cell(ray_address, fashion_availa
 
 
 def test_spec_files_shipped_validate():
-    for name in ("smoke", "quick", "paper"):
+    for name in ("smoke", "quick", "paper", "mb2024", "gap_vs_n", "families"):
         spec = load_spec(ROOT / "sweep" / "specs" / f"{name}.yaml")
         assert spec.num_trials > 0
     paper = load_spec(ROOT / "sweep" / "specs" / "paper.yaml")

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import families
+from .families.q import DiagonalGaussian
 from .settings import (
     boolean,
     is_int,
@@ -106,7 +107,7 @@ class TrialConfig:
             opts, bad = families.resolve_options(self.family, self.family_options)
             out += bad
             object.__setattr__(self, "family_options", opts)  # defaults filled in, once
-            out += _width_problems(self)
+            out += _width_problems(self) + _mode_problems(self)
         if is_int(self.batch_size) and is_int(self.n_train) and self.batch_size > self.n_train > 0:
             out.append(f"batch_size={self.batch_size} exceeds n_train={self.n_train}")
         if self.data_root is not None and not isinstance(self.data_root, str):
@@ -140,6 +141,16 @@ def _width_problems(c: TrialConfig) -> list[str]:
         with_width = [n for n, f in families.FAMILIES.items() if f.has_width]
         return [f"width={c.width!r} applies only to {', '.join(with_width)}, not {c.family!r}"]
     return []
+
+
+def _mode_problems(c: TrialConfig) -> list[str]:
+    fam = families.FAMILIES[c.family]
+    out = []
+    if c.objective == "paper" and fam.q_type is not DiagonalGaussian:
+        out.append(f"objective='paper' is their code's, for diagonal Gaussian q; {c.family!r}'s is not")
+    if c.latent_terms == "all" and fam.refines:
+        out.append(f"latent_terms='all' with {c.family!r}: its refinement runs on the minibatch's rows only")
+    return out
 
 
 def field_names() -> tuple[str, ...]:

@@ -97,9 +97,11 @@ def elbo_terms(
     # every row's prior and entropy sampled: the noise covers all N rows, the minibatch's are rows idx
     rows_noise = x_all is not None and (objective == "paper" or not q_rows.closed_form_kl)
     eps_z = noise.z[:, idx] if rows_noise else noise.z  # (S, B, d)
+    thetas = decoder.sample(noise.theta)  # (S, P)
+    if getattr(family, "refines", False):  # SA-VAE: q refined on these very draws (minibatch rows)
+        q = q_rows = family.refine(q, x, decoder, thetas, eps_z, sigma_x)
     z = q.sample(eps_z)  # (S, B, d)
     z_rows = q_rows.sample(noise.z) if rows_noise else z
-    thetas = decoder.sample(noise.theta)  # (S, P)
     sq = squared_error(decoder, thetas, x, z)  # (B,)
     terms = {
         "loglik": scale * log_gaussian(sq, x.shape[-1], sigma_x).sum(),

@@ -138,10 +138,10 @@ class Trial:
         out: dict[str, Any] = {"train_mse": None, "test_mse": None, "active_dims": None}
         if self.epoch % cfg.eval_every == 0 or self.epoch == cfg.epochs:
             start = time.perf_counter()
-            out["train_mse"], means = reconstruction(self.decoder, self.family, self.x_train)
+            out["train_mse"], means = reconstruction(self.decoder, self.family, self.x_train, cfg.sigma_x)
             out["active_dims"] = active_dims(means)
             if self.family.has_test_time_q:  # F-VI has no q for unseen images (SPEC.md)
-                out["test_mse"], _ = reconstruction(self.decoder, self.family, self.x_test)
+                out["test_mse"], _ = reconstruction(self.decoder, self.family, self.x_test, cfg.sigma_x)
             self.eval_seconds += time.perf_counter() - start
             if self.threshold is None and out["train_mse"] < cfg.mse_threshold:
                 self.threshold = (self.epoch, self.opt_seconds)
@@ -228,21 +228,23 @@ def load_state(
 
 
 @torch.no_grad()
-def reconstruction(decoder, family, x: torch.Tensor, chunk: int = 4096) -> tuple[float, torch.Tensor]:
+def reconstruction(
+    decoder, family, x: torch.Tensor, sigma_x: float = 1.0, chunk: int = 4096
+) -> tuple[float, torch.Tensor]:
     """Decode each q-mean of z (q.point()) with the q-mean of theta: (mean squared error over pixels
     and images, the q-means (n, d))."""
     total, means = torch.zeros((), device=x.device), []
     for lo in range(0, x.shape[0], chunk):
         xb = x[lo : lo + chunk]  # (C, D)
         idx = torch.arange(lo, lo + xb.shape[0], device=x.device)
-        mean = family.q(xb, idx).point()  # (C, d)
+        q = family.q(xb, idx)
+        if family.refines:  # the refined q's mean, refined without noise (theta and z at their means)
+            still = xb.new_zeros(1, *q.point().shape)
+            q = family.refine(q, xb, decoder, decoder.mean[None], still, sigma_x)
+        mean = q.point()  # (C, d)
         total += (decoder(mean, decoder.mean) - xb).square().sum()
         means.append(mean)
     return total.item() / x.numel(), torch.cat(means)
-
-
-def reconstruction_mse(decoder, family, x: torch.Tensor) -> float:
-    return reconstruction(decoder, family, x)[0]
 
 
 def active_dims(means: torch.Tensor, threshold: float = 0.01) -> int:

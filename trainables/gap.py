@@ -129,6 +129,8 @@ def gap_of_split(
     with torch.no_grad():
         q = family.q(x, idx) if idx is not None or family.has_test_time_q else None  # F-VI: none for test
     eps = torch.randn(eval_samples, n, d, generator=generator, device=x.device)  # common random numbers
+    if q is not None and family.refines:  # SA-VAE's q is its refined one
+        q = family.refine(q, x, decoder, theta[None], eps[:1], sigma_x)
     elbo_q = per_point_elbo(decoder, theta[None], x, q, sigma_x, eps) if q is not None else None
     start = time.perf_counter()
     q_star, steps = optimize_local_q(

@@ -44,6 +44,9 @@ def infer(
     if family.has_test_time_q:
         with torch.no_grad():
             q = family.q(x, torch.arange(x.shape[0], device=x.device))
+            if family.refines:  # SA-VAE answers with its refined q, as it trained
+                eps = torch.randn(1, *q.point().shape, generator=generator, device=x.device)
+                q = family.refine(q, x, decoder, theta, eps, sigma_x)
         steps = 0
     else:
         q, steps = optimize_local_q(

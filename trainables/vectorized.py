@@ -66,6 +66,8 @@ class SeedBatch:
             raise ValueError("SeedBatch takes configs that differ in their seeds only, each seed once")
         if first.train_subset != "first":
             raise ValueError("vectorized seeds share their images: train_subset 'random' draws them per seed")
+        if first.family_class.refines:  # autograd.grad inside vmap: torch.func would be needed
+            raise ValueError(f"vectorized seeds: {first.family!r} refines q by autograd; vmap can't batch it")
         self.cfg, self.device = first, torch.device(device)
         self.trials = [Trial(c, data, device) for c in cfgs]  # per-seed init, streams, histories
         self.x_train = self.trials[0].x_train

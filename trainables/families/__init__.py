@@ -7,7 +7,11 @@ that module is imported (``import_modules``, which the sweep runs on every Ray w
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import importlib
+import importlib.util
+import sys
+from pathlib import Path
 from typing import Any
 
 from ..settings import problems, unknown_keys
@@ -15,6 +19,8 @@ from .amortized import Amortized
 from .base import Family, NoOptions
 from .constant import Constant
 from .factorized import Factorized
+from .fullcov import FullCovariance
+from .sa_vae import SemiAmortized
 
 FAMILIES: dict[str, type[Family]] = {}
 
@@ -30,7 +36,7 @@ def register(cls: type[Family]) -> type[Family]:
     return cls
 
 
-for _cls in (Amortized, Factorized, Constant):
+for _cls in (Amortized, Factorized, Constant, FullCovariance, SemiAmortized):
     register(_cls)
 
 
@@ -42,12 +48,34 @@ def get(name: str) -> type[Family]:
 
 
 def import_modules(modules: list[str] | tuple[str, ...]) -> None:
-    """Import users' modules that register families; a one-line error names a missing one."""
+    """Import users' modules that register families: a module name (on the path), or a .py file's
+    path (absolute, or relative to here); a one-line error names one that cannot be imported."""
     for mod in modules:
         try:
-            importlib.import_module(mod)
-        except ImportError as e:
-            raise ValueError(f"family module {mod!r} cannot be imported: {e}") from None
+            if not isinstance(mod, str):
+                raise ImportError("not a module name or a file path")
+            if mod.endswith(".py"):
+                _import_file(Path(mod).expanduser().resolve())
+            else:
+                importlib.import_module(mod)
+        except Exception as e:  # ImportError, or whatever the module itself raised
+            raise ValueError(f"family module {mod!r} cannot be imported: {type(e).__name__}: {e}") from None
+
+
+def _import_file(path: Path) -> None:
+    name = f"family_module_{path.stem}_{hashlib.sha1(str(path).encode()).hexdigest()[:8]}"
+    if name in sys.modules:  # once per process, as an import by name
+        return
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or not path.is_file():
+        raise ImportError(f"no such file {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]
+        raise
 
 
 def resolve_options(name: str, given: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
@@ -68,6 +96,6 @@ def build(cfg, n_data: int, data_dim: int) -> Family:
 
 
 __all__ = [
-    "FAMILIES", "Amortized", "Constant", "Factorized", "Family", "NoOptions", "build", "get",
-    "import_modules", "register", "resolve_options",
+    "FAMILIES", "Amortized", "Constant", "Factorized", "Family", "FullCovariance", "NoOptions",
+    "SemiAmortized", "build", "get", "import_modules", "register", "resolve_options",
 ]

@@ -32,7 +32,9 @@ class Amortized(Family):
 
     @classmethod
     def variant(cls, width: int | None) -> str:
-        return f"k={int(width)}"  # the study's encoder: the shortest label
+        if cls is Amortized:  # the study's encoder: the shortest label (not its subclasses')
+            return f"k={int(width)}"
+        return super().variant(width)
 
     @classmethod
     def from_config(cls, cfg, n_data: int, data_dim: int) -> Amortized:

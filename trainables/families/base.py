@@ -31,6 +31,7 @@ class Family(nn.Module):
     has_test_time_q: ClassVar[bool] = True  # answers for images it was not fit on
     per_datapoint: ClassVar[bool] = False  # its parameters are rows, one per training image (F-VI)
     refinable: ClassVar[bool] = False  # evaluate's semi-amortized refinement of its q applies
+    refines: ClassVar[bool] = False  # its q is refined inside the objective (``refine``): SA-VAE
     Options: ClassVar[type] = NoOptions  # its own settings: TrialConfig.family_options
     q_type: ClassVar[type] = DiagonalGaussian  # the form of its q: test-time q and the gap's q* take it
 
@@ -46,6 +47,11 @@ class Family(nn.Module):
     def q(self, x: torch.Tensor | None, idx: torch.Tensor) -> DiagonalGaussian:
         """q(z_n) for the datapoints x (B, D) with training rows idx (B,)."""
         return DiagonalGaussian(*self(x, idx))
+
+    def refine(self, q, x: torch.Tensor, decoder, thetas: torch.Tensor, eps: torch.Tensor, sigma_x: float):
+        """q after the family's own refinement on images x (B, D), given the decoder, draws of theta
+        (S, P) and z's noise eps (S, B, d); the identity but for families that refine (``refines``)."""
+        return q
 
     @staticmethod
     def logvar_factor(cfg: Any) -> float:

@@ -13,6 +13,7 @@ three families of the study, and the template for richer ones (full covariance, 
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -67,6 +68,12 @@ class DiagonalGaussian:
         return type(self).from_local(**{k: v[rows] for k, v in self.local().items()})
 
 
+@functools.lru_cache(maxsize=8)
+def _below_diagonal(d: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    rows, cols = torch.tril_indices(d, d, offset=-1, device=device)
+    return rows, cols
+
+
 def where(mask: torch.Tensor, a, b):
     """Row by row: ``a`` where mask (n,) is true, else ``b`` (two q of one type)."""
     def pick(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -77,3 +84,54 @@ def where(mask: torch.Tensor, a, b):
 
 def detached(q):
     return type(q).from_local(**{k: v.detach() for k, v in q.local().items()})
+
+
+@dataclass
+class FullCovGaussian:
+    """q(z_n) = N(mean_n, L_n L_n^T), L_n lower triangular with a positive diagonal: held as the
+    log of its diagonal and its d(d-1)/2 entries below it (``local``), so any values are valid."""
+
+    mean: torch.Tensor  # (n, d)
+    log_diag: torch.Tensor  # (n, d)
+    lower: torch.Tensor  # (n, d(d-1)/2), row-major below the diagonal
+    closed_form_kl = True
+
+    @property
+    def scale_tril(self) -> torch.Tensor:  # (n, d, d)
+        n, d = self.mean.shape
+        rows, cols = _below_diagonal(d, self.mean.device)
+        tril = self.mean.new_zeros(n, d, d)
+        tril[:, rows, cols] = self.lower
+        return tril + torch.diag_embed(self.log_diag.exp())
+
+    @classmethod
+    def prior(cls, n: int, d: int, like: torch.Tensor) -> FullCovGaussian:
+        return cls(like.new_zeros(n, d), like.new_zeros(n, d), like.new_zeros(n, d * (d - 1) // 2))
+
+    def sample(self, eps: torch.Tensor) -> torch.Tensor:
+        return self.mean + torch.einsum("nij,snj->sni", self.scale_tril, eps.to(self.mean.dtype))  # (S, n, d)
+
+    def kl(self, z: torch.Tensor | None = None) -> torch.Tensor:
+        """0.5 (tr(L L^T) + |mean|^2 - d - log det(L L^T)), the KL to N(0, I) in closed form;
+        tr(L L^T) is the sum of L's squared entries, read off its parts (no (n, d, d) tensor)."""
+        trace = (2 * self.log_diag).exp().sum(-1) + self.lower.square().sum(-1)
+        return 0.5 * (trace + self.mean.square().sum(-1) - self.mean.shape[-1] - 2 * self.log_diag.sum(-1))
+
+    def log_prob(self, z: torch.Tensor) -> torch.Tensor:
+        diff = (z - self.mean).unsqueeze(-1)  # (S, n, d, 1)
+        tril = self.scale_tril.expand(z.shape[0], -1, -1, -1)
+        eps = torch.linalg.solve_triangular(tril, diff, upper=False).squeeze(-1)  # L^-1 (z - mean)
+        return standard_normal_log_prob(eps) - self.log_diag.sum(-1)
+
+    def point(self) -> torch.Tensor:
+        return self.mean
+
+    def local(self) -> dict[str, torch.Tensor]:
+        return {"mean": self.mean, "log_diag": self.log_diag, "lower": self.lower}
+
+    @classmethod
+    def from_local(cls, mean, log_diag, lower) -> FullCovGaussian:
+        return cls(mean, log_diag, lower)
+
+    def __getitem__(self, rows) -> FullCovGaussian:
+        return type(self).from_local(**{k: v[rows] for k, v in self.local().items()})

@@ -1,0 +1,74 @@
+"""Watching a sweep: a readable display in plain lines, quiet logs, status --watch, MLflow, and
+errors inside `evaluate` as one line."""
+
+import re
+import shutil
+from pathlib import Path
+
+import yaml
+
+from sweep.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+SMOKE = yaml.safe_load((ROOT / "sweep" / "specs" / "smoke.yaml").read_text())
+
+
+def test_run_prints_every_trial_in_full_and_no_checkpoint_lines(smoke_run):
+    """`sweep run` with its output a pipe (CI, `ray job submit`): plain lines, every trial's family
+    and width whole, no per-checkpoint noise from the workers, and the last line counts the trials."""
+    rc, _, out = smoke_run
+    assert rc == 0, out.stderr[-3000:]
+    lines = out.stdout.splitlines()
+    assert "Checkpoint successfully created" not in out.stdout + out.stderr
+    rows = [ln.split() for ln in lines if ln.startswith("fashion_mnist ")]
+    finals = {(r[1], r[2], r[3]) for r in rows if r[4] == "TERMINATED" and r[5] == "4/4"}
+    assert finals == {(f, w, s) for f, w in (("amortized", "2"), ("amortized", "8"), ("factorized", "-"),
+                                              ("constant", "-")) for s in ("0", "1")}
+    assert lines[-1] == "8 trials: 8 TERMINATED"
+    display = [ln for ln in lines if ln.startswith(("fashion_mnist ", "dataset ")) or " trials: " in ln]
+    assert max(len(ln) for ln in display) <= 120  # the display fits a 120-column terminal
+
+
+def test_status_watch_on_an_ended_sweep_and_its_summary(smoke_experiment, capsys):
+    _, exp = smoke_experiment
+    assert main(["status", str(exp), "--watch", "--every", "0.1"]) == 0  # every trial ended: once
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last == "8 trials: 8 TERMINATED; epochs 32/32"
+    assert main(["status", str(exp), "--every", "0"]) == 2
+    assert "--every 0.0 must be a positive number" in capsys.readouterr().err
+
+
+def test_mlflow_gets_every_trial_with_its_config_and_metrics(ray_address, fashion_available, tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    spec = tmp_path / "s.yaml"
+    spec.write_text(yaml.safe_dump({**SMOKE, "name": "tracked", "families": ["amortized", "constant"],
+                                    "widths": [2], "seeds": [0], "test_inference": False,
+                                    "tracking": {"mlflow": {}}}))
+    assert main(["run", str(spec), "--storage", str(tmp_path / "res")]) == 0
+    uri = f"sqlite:///{tmp_path / 'res' / 'tracked' / 'mlflow.db'}"  # the default: beside the results
+    client = MlflowClient(uri)
+    runs = client.search_runs([client.get_experiment_by_name("tracked").experiment_id])
+    assert len(runs) == 2
+    for run in runs:
+        assert run.data.params["cell/dataset"] == "fashion_mnist" and run.data.params["seed"] == "0"
+        history = client.get_metric_history(run.info.run_id, "neg_elbo_per_datapoint")
+        assert [m.step for m in history] == [1, 2, 3, 4] and all(m.value > 0 for m in history)
+    assert {r.data.params["cell/family"] for r in runs} == {"amortized", "constant"}
+
+
+def test_an_error_inside_evaluate_is_one_line_naming_the_trial(smoke_experiment, tmp_path, capsys):
+    _, exp = smoke_experiment
+    copy = tmp_path / "smoke"
+    shutil.copytree(exp, copy)
+    for gap in copy.glob("*/gap.json"):
+        gap.unlink()
+    victim = sorted(d for d in copy.iterdir() if d.is_dir() and "constant" in d.name)[0]
+    for ck in victim.glob("checkpoint_*"):
+        (ck / "trial.pt").write_bytes(b"not a checkpoint")
+    assert main(["evaluate", str(copy), "--points", "10", "--iwae-samples", "8"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    said = rf"evaluate failed for 1 of 8 trial\(s\): {victim.name}: \w+Error: .*no readable checkpoint"
+    assert re.search(said, err)
+    assert len(list(copy.glob("*/gap.json"))) == 7  # the others finished

@@ -1,0 +1,70 @@
+"""Semi-amortized training (SA-VAE; Kim, Wiseman, Miller, Sontag & Rush 2018, arXiv 1802.02550):
+the encoder's q refined by K gradient steps on each image's own ELBO inside the training loop,
+so the decoder learns against refined posteriors and the encoder's gradient flows through the
+steps. `sweep evaluate` refines any encoder's q after training; this family trains with it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..settings import non_negative_int, positive_number, setting
+from .amortized import Amortized
+from .q import where
+
+
+@dataclass(frozen=True)
+class SemiAmortizedOptions:
+    steps: int = setting(5, "K: refinement steps per image in every training step (0: plain A-VI)",
+                         check=non_negative_int)
+    step_size: float = setting(
+        0.1, "gradient-ascent step on each image's mean and log-variance, its gradient's norm clipped to 1",
+        check=positive_number)
+
+
+class SemiAmortized(Amortized):
+    """q_K(z_n): the encoder's q(z_n) after K steps of gradient ascent on image n's own ELBO."""
+
+    name, label, order = "sa_vae", "SA-VAE", 30
+    refines = True
+    Options = SemiAmortizedOptions
+
+    @classmethod
+    def from_config(cls, cfg, n_data: int, data_dim: int) -> SemiAmortized:
+        family = cls(data_dim, cfg.width, cfg.latent_dim, cfg.slope, cls.logvar_factor(cfg))
+        family.steps, family.step_size = cfg.family_options["steps"], cfg.family_options["step_size"]
+        return family
+
+    def refine(self, q, x, decoder, thetas, eps, sigma_x: float):
+        """K steps on each image's ELBO with these draws of theta (S, P) and z's noise eps (S, B, d)
+        held fixed: a deterministic objective, so each row keeping its best step makes the refined
+        ELBO never below the encoder's. Where gradients are on (training), the encoder's flow
+        through the steps (second order, as Kim et al.); elsewhere only q is refined."""
+        if self.steps == 0:
+            return q
+        from ..elbo import z_terms  # the objective imports the families: imported when first used
+
+        through = torch.is_grad_enabled() and q.mean.requires_grad
+        with torch.enable_grad():
+            current = q if through else type(q).from_local(
+                **{k: v.detach().requires_grad_(True) for k, v in q.local().items()})
+            best, best_elbo = current, None
+            for step in range(self.steps + 1):
+                loglik, kl = z_terms(decoder, thetas, x, current, eps, sigma_x)
+                elbo = loglik - kl  # (B,)
+                if best_elbo is None:
+                    best, best_elbo = current, elbo
+                else:
+                    better = elbo > best_elbo
+                    best, best_elbo = where(better, current, best), torch.where(better, elbo, best_elbo)
+                if step == self.steps:
+                    break
+                params = current.local()
+                grads = torch.autograd.grad(elbo.sum(), list(params.values()), create_graph=through)
+                current = type(q).from_local(**{
+                    k: p + self.step_size * g / g.norm(dim=-1, keepdim=True).clamp_min(1.0).detach()
+                    for (k, p), g in zip(params.items(), grads, strict=True)
+                })
+        return best if through else type(q).from_local(**{k: v.detach() for k, v in best.local().items()})
