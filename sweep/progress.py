@@ -111,8 +111,10 @@ class Progress:
             erase = f"\x1b[{self._drawn}F\x1b[J" if self._drawn else ""
             self.out.write(erase + "\n".join(text) + "\n")
             self._drawn = len(text)
-        else:  # the trials that moved since the last print, then the summary
-            changed = {k: ln for k, ln in self.lines.items() if self._printed.get(k) != (ln.state, ln.epoch)}
+        else:  # the trials that moved since the last print (not those still waiting), then the summary
+            moved = {k: (ln.state, ln.epoch) for k, ln in self.lines.items()}
+            changed = {k: self.lines[k] for k, now in moved.items()
+                       if self._printed.get(k) != now and now != ("PENDING", 0)}
             if changed:
                 self.out.write("\n".join(table(list(changed.values()), self.axes)) + "\n")
             self.out.write(summary(lines) + "\n")

@@ -44,15 +44,24 @@ def ray_session(address: str | None = None, verbose: bool = False) -> Iterator[N
     quiet = logging.WARNING if not verbose else logging.INFO
     for name in RAY_LOGGERS:  # the driver's side; the trainable quiets its worker (RAY_LOGS_ENV)
         logging.getLogger(name).setLevel(quiet)
-    if ray.is_initialized():
-        yield
-        return
-    env = {RAY_LOGS_ENV: "1"} if verbose else {}
-    ray.init(address=address or os.environ.get("RAY_ADDRESS") or "local", runtime_env={"env_vars": env})
+    # Tune's new output engine prints its banner and paths even at verbose=0; the legacy one, which
+    # the sweep's display replaces, prints nothing there. For this command only.
+    engine = os.environ.get("RAY_AIR_NEW_OUTPUT")
+    if not verbose:
+        os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
+    started = not ray.is_initialized()
+    if started:
+        env = {RAY_LOGS_ENV: "1"} if verbose else {}
+        ray.init(address=address or os.environ.get("RAY_ADDRESS") or "local", runtime_env={"env_vars": env})
     try:
         yield
     finally:
-        ray.shutdown()
+        if started:
+            ray.shutdown()
+        if engine is None:
+            os.environ.pop("RAY_AIR_NEW_OUTPUT", None)
+        else:
+            os.environ["RAY_AIR_NEW_OUTPUT"] = engine
 
 
 def experiment_dir(spec: SweepSpec) -> str:
