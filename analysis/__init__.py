@@ -1,1 +1,1 @@
-"""Analysis of sweep results: paper-style figures and the gap table (issue 4)."""
+"""Analysis of sweep results: paper-style figures, the gap table, the published reference."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from trainables.cli import OneLineParser, UsageError
+from trainables.oneline import OneLineParser, UsageError
 
 from .load import AnalysisError, load_gaps, load_results
 

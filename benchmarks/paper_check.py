@@ -39,7 +39,7 @@ def from_spec(name: str) -> dict:
 
 MB2024 = from_spec("mb2024")  # everything their vae.ipynb does (SPEC.md, "How their code differs")
 COMBOS: dict[str, tuple[str, dict]] = {
-    "shipped": ("as shipped: q(theta) paper start, F-VI at the prior, sparse rows", {}),
+    "shipped": ("the defaults: q(theta) at the paper start, F-VI at the prior, sparse rows", {}),
     "fvi-random": ("F-VI at their random start, sparse rows",
                    {"family_options": {"factorized": {"init": "random"}}}),
     "fvi-random-dense": ("F-VI at their random start, dense Adam",
@@ -53,16 +53,18 @@ COMBOS: dict[str, tuple[str, dict]] = {
     "mb2024-logvar": ("their code but spreads held as log-variances", {**MB2024, "spread_param": "logvar"}),
     "paper": ("paper.yaml: the true ELBO, with the settings under which F-VI learns", from_spec("paper")),
     "mb2024-torch": ("their code but q(theta) started like nn.Linear", {**MB2024, "theta_init": "torch"}),
+    "paper-sparse": ("paper.yaml but F-VI's rows moved by SparseAdam (a row once an epoch)",
+                     {**from_spec("paper"), "family_options": {}}),
     "paper-dense-all": ("paper.yaml, F-VI with dense Adam and every row's prior and entropy each step",
                         {**from_spec("paper"), "latent_terms": "all",
                          "family_options": {"factorized": {"optimizer": "dense"}}}),
 }
 FAMILIES = {"amortized": {"family": "amortized", "width": 64}, "factorized": {"family": "factorized"}}
 DEFAULT_RUNS = [
-    "mb2024/factorized", "mb2024/amortized", "mb2024-logvar/factorized", "paper/factorized",
-    "paper/amortized", "fvi-random-dense-all/factorized", "mb2024-elbo/factorized",
-    "paper-dense-all/factorized", "shipped/factorized", "shipped/amortized",
-    "fvi-random-dense/factorized", "fvi-random/factorized",
+    "mb2024/amortized", "paper/amortized", "mb2024/factorized", "mb2024-elbo/factorized",
+    "mb2024-logvar/factorized", "fvi-random-dense-all/factorized", "fvi-random-dense/factorized",
+    "fvi-random/factorized", "shipped/factorized", "paper-sparse/factorized", "paper/factorized",
+    "paper-dense-all/factorized",
 ]
 EVERY = 250
 
@@ -117,7 +119,7 @@ def _rows(log: Path) -> list[dict]:
     return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
 
 
-def table(out: Path, runs: list[str], epochs: int) -> str:
+def table(out: Path, runs: list[str], epochs: int, brief: bool = False) -> str:
     from analysis.reference import load_reference, their_band
 
     ref = load_reference()
@@ -137,7 +139,8 @@ def table(out: Path, runs: list[str], epochs: int) -> str:
                 r = by_epoch.get(e)
                 cells.append("" if r is None else f"{r['train_mse']:.4f} ({r['kl_z_per_datapoint']:.1f})")
                 floor = floor or (r and r["mean_image_mse"])
-            lines.append(f"| {run}: {COMBOS[run.split('/')[0]][0]} | " + " | ".join(cells) + " |")
+            label = run if brief else f"{run}: {COMBOS[run.split('/')[0]][0]}"
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
     floor = floor or float("nan")
     note = f"\ntrain MSE (KL(q(z)) nats per image); mean-image MSE (latents unused): {floor:.4f}"
     return "\n".join(lines) + note
@@ -179,6 +182,7 @@ def main() -> int:
     p.add_argument("--table", action="store_true", help="only print the table of what is there")
     p.add_argument("--list", action="store_true", help="list the setting combinations")
     p.add_argument("--figures", metavar="DIR", help="also draw each combination's runs over their band")
+    p.add_argument("--brief", action="store_true", help="rows named COMBO/FAMILY only (--list says what)")
     args = p.parse_args()
     if args.list:
         for name, (what, settings) in COMBOS.items():
@@ -197,7 +201,7 @@ def main() -> int:
         with mp.get_context("spawn").Pool(args.jobs) as pool:
             for done in pool.imap_unordered(run_one, todo):
                 print(f"finished {done}", flush=True)
-    print(table(out, args.runs, args.epochs))
+    print(table(out, args.runs, args.epochs, args.brief))
     for path in figures(out, args.runs, Path(args.figures)) if args.figures else []:
         print(f"figure: {path}")
     return 0

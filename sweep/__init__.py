@@ -1,1 +1,1 @@
-"""The sweep on Ray Tune: spec, fan-out, trainable, resume, status, export (issue 3)."""
+"""The sweep on Ray Tune: spec, fan-out, trainable, resume, status, export, evaluate."""

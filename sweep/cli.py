@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from trainables.cli import OneLineParser, UsageError
 from trainables.config import ConfigError
+from trainables.oneline import OneLineParser, UsageError
 
 from .spec import SpecError
 from .specfile import load_spec

@@ -30,18 +30,8 @@ from . import config as C
 from . import families
 from .data import DataFileError, DataUnavailableError, load, load_for
 from .fit import NonFiniteELBOError, Trial
+from .oneline import OneLineParser, UsageError
 from .vectorized import SeedBatch
-
-
-class UsageError(Exception):
-    """Bad command-line input; every CLI of the project prints it as one line and exits 2."""
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """argparse, but an error is a UsageError (one line), not usage text plus a message."""
-
-    def error(self, message: str) -> typing.NoReturn:
-        raise UsageError(f"{message} (see --help)")
 
 
 def _field_type(f: dataclasses.Field) -> Any:
