@@ -50,7 +50,7 @@ readme-figures:
 	$(BIN)/python scripts/sync_readme.py
 
 # A shipped study end to end, its figures and tables copied into docs/STUDY/:
-# make study STUDY=gap_vs_n   (or families; each about 30 minutes on 2 CPU cores)
+# make study STUDY=gap_vs_n   (or families; each about 22 minutes on 2 CPU cores)
 STUDY ?= gap_vs_n
 study: venv data
 	$(BIN)/python -m sweep run sweep/specs/$(STUDY).yaml --storage results --name $(STUDY)-$(STAMP)

@@ -255,8 +255,11 @@ def gap_vs_axis(ds_table: pd.DataFrame, axis: str, gaps: pd.DataFrame | None, ou
             sns.lineplot(data=sub, x=axis, y=col, hue="variant", palette=pal, marker="o", ax=ax,
                          hue_order=[v for v in pal if v in set(sub.variant)])
             ax.set(xlabel=axis, ylabel=label, title=other or None)
-            if (sub[axis] > 0).all():
+            if (sub[axis] > 0).all():  # a log axis labelled at the swept values, as written
+                values = sorted(set(sub[axis]))
                 ax.set_xscale("log")
+                ax.set_xticks(values, [f"{v:g}" for v in values])
+                ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
             ax.legend(fontsize=8, title=None)
     fig.suptitle(title(ds_table, f"the gap against {axis}"), y=1.02)
     fig.tight_layout()

@@ -335,8 +335,9 @@ def chaos(work: Path, address: str, kill_at: float, checkpoint_every: int, refer
             proc.wait()
             keep_newest_checkpoint_only(exp)
     resumes, rc = 0, 1
-    while rc != 0 and resumes < 3:
-        rc, out = finish(sweep("resume", str(exp), address=address, env=SLOW_SNAPSHOTS))
+    while rc != 0 and resumes < 3:  # killed before the experiment existed: launched again, as a user would
+        again = ("resume", str(exp)) if exp.is_dir() else ("run", str(spec))
+        rc, out = finish(sweep(*again, address=address, env=SLOW_SNAPSHOTS))
         resumes += 1
     result = count(exp, work, CHAOS_EPOCHS)
     finals = final_elbos(export(exp, work))

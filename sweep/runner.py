@@ -9,6 +9,7 @@ import contextlib
 import json
 import logging
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,10 +29,17 @@ SPEC_FILE = "sweep-spec.json"
 GAP_FILE = "gap.json"
 LR_SEARCH_DIR = "lr_search"
 METRIC = "neg_elbo_per_datapoint"
+AUTH_LOGGER = "ray._private.authentication.authentication_token_setup"
 
 
 class SweepError(RuntimeError):
     """A sweep cannot start or resume as asked; the message says why and what to do."""
+
+
+def _auth_enabled_notice(record: logging.LogRecord) -> bool:
+    """Drop Ray's 230-column notice that the local instance has token authentication, its secure
+    default; its warning that authentication is off, and everything else, passes."""
+    return not record.getMessage().startswith("Token authentication is enabled")
 
 
 @contextlib.contextmanager
@@ -44,6 +52,9 @@ def ray_session(address: str | None = None, verbose: bool = False) -> Iterator[N
     quiet = logging.WARNING if not verbose else logging.INFO
     for name in RAY_LOGGERS:  # the driver's side; the trainable quiets its worker (RAY_LOGS_ENV)
         logging.getLogger(name).setLevel(quiet)
+    auth = logging.getLogger(AUTH_LOGGER)
+    if not verbose and _auth_enabled_notice not in auth.filters:
+        auth.addFilter(_auth_enabled_notice)
     # Tune's new output engine prints its banner and paths even at verbose=0; the legacy one, which
     # the sweep's display replaces, prints nothing there. For this command only.
     engine = os.environ.get("RAY_AIR_NEW_OUTPUT")
@@ -72,22 +83,30 @@ def _fs(uri: str) -> tuple[pafs.FileSystem, str]:
     return pafs.FileSystem.from_uri(uri if "://" in uri else str(Path(uri).resolve()))
 
 
-def _claim(exp: str) -> None:
-    """Create the experiment directory, refusing one that exists (another run's results)."""
+def _claim(exp: str, spec: dict[str, Any]) -> None:
+    """Create the experiment directory with its spec inside, refusing one that exists (another
+    run's results). Locally the directory appears whole (made aside, then renamed): a launch killed
+    at any point leaves either nothing, to launch again, or an experiment that `resume` finishes."""
     fs, path = _fs(exp)
     if fs.get_file_info(path).type != pafs.FileType.NotFound:
         raise SweepError(
             f"experiment {exp} already exists; continue it with `python -m sweep resume {exp}` "
             "or start a new one with --name"
         )
-    if isinstance(fs, pafs.LocalFileSystem):
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        try:
-            os.mkdir(path)  # atomic: of two launches with one name, one gets here first
-        except FileExistsError:
-            raise SweepError(f"experiment {exp} was just created by another launch; use --name") from None
-    else:
+    if not isinstance(fs, pafs.LocalFileSystem):
         fs.create_dir(path)
+        _write_json(f"{exp}/{SPEC_FILE}", spec)
+        return
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    aside = Path(path).parent / f".{Path(path).name}.{os.getpid()}.claim"  # a killed launch's: hidden
+    shutil.rmtree(aside, ignore_errors=True)
+    aside.mkdir()
+    _write_json(f"{aside}/{SPEC_FILE}", spec)
+    try:
+        os.rename(aside, path)  # atomic: of two launches with one name, one gets here first
+    except OSError:
+        shutil.rmtree(aside, ignore_errors=True)
+        raise SweepError(f"experiment {exp} was just created by another launch; use --name") from None
 
 
 def _write_json(uri: str, obj: Any) -> None:
@@ -196,8 +215,7 @@ def default_tracking_uri(exp: str) -> str:
 def run_sweep(spec: SweepSpec, address: str | None = None, verbose: bool = False) -> tuple[str, list[str]]:
     """Run the whole sweep (Optuna stage, grid, evaluation); returns (experiment dir, trial states)."""
     exp = experiment_dir(spec)
-    _claim(exp)
-    _write_json(f"{exp}/{SPEC_FILE}", spec.to_dict())
+    _claim(exp, spec.to_dict())
     with ray_session(address, verbose):
         return exp, _complete(spec, exp, verbose)
 

@@ -6,6 +6,7 @@ from test_gap import SIGMA, d, data, exact, ppca
 from torch.distributions import MultivariateNormal
 
 from trainables import Trial, TrialConfig, load
+from trainables.elbo import Noise, draw_noise, elbo_terms, z_terms
 from trainables.families import FullCovariance, SemiAmortized
 from trainables.families.q import DiagonalGaussian, FullCovGaussian, gaussian_kl, standard_normal_log_prob
 from trainables.gap import gap_of_split
@@ -114,3 +115,22 @@ def test_new_families_refuse_what_they_cannot_do():
     with pytest.raises(ConfigError, match="family_options.steps=-1"):
         TrialConfig(family="sa_vae", width=4, family_options={"steps": -1})
     assert SemiAmortized.refines and not FullCovariance.refines
+
+
+def test_sa_vae_scores_its_refined_q_on_draws_other_than_it_was_refined_on(fashion):
+    """Refined on the draws that score it, q fits them and the objective flatters it; the step
+    refines on Noise.refine and scores on Noise.z: its terms are that q's, scored on z."""
+    torch.manual_seed(0)
+    trial = Trial(TrialConfig(family="sa_vae", family_options={"steps": 3}, **SMALL), fashion)
+    idx = torch.arange(100)
+    x, dec, fam = trial.x_train[idx], trial.decoder, trial.family
+    noise = draw_noise(dec.num_params, 100, 8, 1, torch.Generator().manual_seed(1), refine=True)
+    terms = elbo_terms(dec, fam, x, idx, 200, 0.3, noise)
+    thetas = dec.sample(noise.theta)
+    with torch.no_grad():
+        refined = fam.refine(fam.q(x, idx), x, dec, thetas, noise.refine, 0.3)
+        loglik, kl = z_terms(dec, thetas, x, refined, noise.z, 0.3)
+    assert torch.allclose(terms["loglik"], 2 * loglik.sum(), rtol=1e-5)  # scaled by N / B = 2
+    assert torch.allclose(terms["kl_z"], 2 * kl.sum(), rtol=1e-5)
+    with pytest.raises(ValueError, match="draws of its own"):
+        elbo_terms(dec, fam, x, idx, 200, 0.3, Noise(noise.theta, noise.z))

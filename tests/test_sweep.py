@@ -291,3 +291,17 @@ def test_run_never_joins_a_cluster_it_was_not_given(fashion_available, tmp_path)
                 proc.kill()
             except psutil.NoSuchProcess:
                 pass
+
+
+def test_a_launch_makes_its_experiment_whole(tmp_path):
+    """The directory appears with its spec inside (made aside, renamed): a launch killed at any
+    point leaves nothing (launch again) or an experiment `resume` can read."""
+    from sweep.runner import SPEC_FILE, SweepError, _claim
+
+    exp = tmp_path / "res" / "x"
+    _claim(str(exp), {"name": "x"})
+    assert json.loads((exp / SPEC_FILE).read_text()) == {"name": "x"}
+    assert [p.name for p in exp.parent.iterdir()] == ["x"]  # nothing left aside
+    with pytest.raises(SweepError, match="already exists"):
+        _claim(str(exp), {"name": "y"})
+    assert json.loads((exp / SPEC_FILE).read_text()) == {"name": "x"}

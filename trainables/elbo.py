@@ -27,6 +27,7 @@ TERMS = ("elbo", "loglik", "kl_z", "kl_theta")
 class Noise(NamedTuple):
     theta: torch.Tensor  # (S, P) standard normal
     z: torch.Tensor  # (S, R, d) standard normal: R = the minibatch's rows, or all N (``noise_rows``)
+    refine: torch.Tensor | None = None  # (S, R, d), a family that refines q: its own draws, not z's
 
 
 def noise_rows(
@@ -40,12 +41,14 @@ def noise_rows(
 
 
 def draw_noise(
-    num_params: int, rows: int, latent_dim: int, samples: int, generator: torch.Generator
+    num_params: int, rows: int, latent_dim: int, samples: int, generator: torch.Generator,
+    refine: bool = False,
 ) -> Noise:
     dev = generator.device
     return Noise(
         torch.randn(samples, num_params, generator=generator, device=dev),
         torch.randn(samples, rows, latent_dim, generator=generator, device=dev),
+        torch.randn(samples, rows, latent_dim, generator=generator, device=dev) if refine else None,
     )
 
 
@@ -98,8 +101,13 @@ def elbo_terms(
     rows_noise = x_all is not None and (objective == "paper" or not q_rows.closed_form_kl)
     eps_z = noise.z[:, idx] if rows_noise else noise.z  # (S, B, d)
     thetas = decoder.sample(noise.theta)  # (S, P)
-    if getattr(family, "refines", False):  # SA-VAE: q refined on these very draws (minibatch rows)
-        q = q_rows = family.refine(q, x, decoder, thetas, eps_z, sigma_x)
+    if getattr(family, "refines", False):  # SA-VAE: q refined on draws of its own, then scored on z's:
+        # refined on the very draws that score it, q fits those draws (a trained SA-VAE k = 4: 115 nats
+        # per image on its own draw, -1598 on fresh ones) and the objective rewards the fit
+        if noise.refine is None:
+            raise ValueError(f"{family.name} refines q: its noise needs draws of its own (refine=True)")
+        eps_r = noise.refine[:, idx] if rows_noise else noise.refine
+        q = q_rows = family.refine(q, x, decoder, thetas, eps_r, sigma_x)
     z = q.sample(eps_z)  # (S, B, d)
     z_rows = q_rows.sample(noise.z) if rows_noise else z
     sq = squared_error(decoder, thetas, x, z)  # (B,)

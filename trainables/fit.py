@@ -120,7 +120,8 @@ class Trial:
         x = self.x_train[idx]  # (B, D)
         rows = noise_rows(cfg.latent_terms, cfg.objective, idx.numel(), cfg.n_train,
                           self.family.q_type.closed_form_kl)
-        noise = draw_noise(self.decoder.num_params, rows, cfg.latent_dim, cfg.mc_samples, self.generator)
+        noise = draw_noise(self.decoder.num_params, rows, cfg.latent_dim, cfg.mc_samples, self.generator,
+                           refine=self.family.refines)
         x_all = self.x_train if cfg.latent_terms == "all" else None
         terms = self._elbo(
             self.decoder, self.family, x, idx, cfg.n_train, cfg.sigma_x, noise, x_all, cfg.objective

@@ -3,7 +3,7 @@
 For one trained model, with the decoder fixed at the q-mean of theta, each datapoint's gap
 log p(x) - L[q] splits into
 
-    approximation gap  log p(x) - L[q*]     (the diagonal Gaussian family's own limit)
+    approximation gap  log p(x) - L[q*]     (the limit of q's form: diagonal, full-cov)
     amortization gap   L[q*] - L[q]         (what the family's q leaves on the table)
 
 q* is the datapoint's own Gaussian optimized to convergence from the family's q
@@ -82,16 +82,17 @@ def refine(
     lr: float = 1e-2,
 ) -> list[dict[str, float]]:
     """Semi-amortized: Adam on each datapoint's own q parameters (``q.local()``) from the encoder's
-    q; the mean ELBO (under the fixed noise ``eps``) and the optimization seconds after each K."""
+    q, with the q form's ``fit_samples`` draws a step (as q*); the mean ELBO (under the fixed noise
+    ``eps``) and the optimization seconds after each K."""
     params = {k: v.detach().clone().requires_grad_(True) for k, v in q.local().items()}
-    make = type(q).from_local
+    make, draws = type(q).from_local, type(q).fit_samples
     opt = torch.optim.Adam(list(params.values()), lr=lr)
     out, done, seconds = [], 0, 0.0
     for k in sorted(steps):
         start = time.perf_counter()
         for _ in range(k - done):
-            noise = torch.randn(1, *q.point().shape, generator=generator, device=x.device)
-            loglik, kl = z_terms(decoder, theta[None], x, make(**params), noise, sigma_x)
+            noise = torch.randn(draws, *q.point().shape, generator=generator, device=x.device)
+            loglik, kl = z_terms(decoder, theta.expand(draws, -1), x, make(**params), noise, sigma_x)
             opt.zero_grad(set_to_none=True)
             (kl - loglik).sum().backward()
             opt.step()
@@ -129,8 +130,9 @@ def gap_of_split(
     with torch.no_grad():
         q = family.q(x, idx) if idx is not None or family.has_test_time_q else None  # F-VI: none for test
     eps = torch.randn(eval_samples, n, d, generator=generator, device=x.device)  # common random numbers
-    if q is not None and family.refines:  # SA-VAE's q is its refined one
-        q = family.refine(q, x, decoder, theta[None], eps[:1], sigma_x)
+    if q is not None and family.refines:  # SA-VAE's q is its refined one, refined on draws of its own
+        own = torch.randn(1, n, d, generator=generator, device=x.device)
+        q = family.refine(q, x, decoder, theta[None], own, sigma_x)
     elbo_q = per_point_elbo(decoder, theta[None], x, q, sigma_x, eps) if q is not None else None
     start = time.perf_counter()
     q_star, steps = optimize_local_q(

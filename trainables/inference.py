@@ -70,14 +70,15 @@ def optimize_local_q(
     window: int = 25,
     rtol: float = 1e-4,
     init: Any = None,
-    samples: int = 1,
+    samples: int | None = None,
     decays: int = 2,
     q_type: type | None = None,
 ) -> tuple[Any, int]:
     """Maximize each datapoint's own ELBO over its own q's parameters (``q.local()``), from
     ``init`` (a q), or from the prior in the form ``q_type``; returns (q, steps).
 
-    Stopping rule: Adam with ``samples`` Monte Carlo draws per step; every ``window`` steps the
+    Stopping rule: Adam with ``samples`` Monte Carlo draws per step (by default the q form's
+    ``fit_samples``: 1 for a diagonal Gaussian, 8 for a full covariance); every ``window`` steps the
     window's mean per-datapoint ELBO is compared with the best so far, and when it has not
     improved by ``rtol`` (relative) the learning rate drops tenfold (ReduceLROnPlateau); the run
     stops at the plateau after ``decays`` drops, or at ``max_steps``. The drops let the noisy
@@ -87,6 +88,7 @@ def optimize_local_q(
     n, d = x.shape[0], decoder.shapes[0][1]
     if init is None:
         init = q_type.prior(n, d, x)
+    samples = samples or type(init).fit_samples
     params = {k: v.detach().clone().requires_grad_(True) for k, v in init.local().items()}
     make = type(init).from_local
     opt = torch.optim.Adam(list(params.values()), lr=lr)

@@ -39,6 +39,7 @@ class DiagonalGaussian:
     mean: torch.Tensor  # (n, d)
     logvar: torch.Tensor  # (n, d)
     closed_form_kl = True
+    fit_samples = 1  # draws a step when q is optimized per image (see FullCovGaussian)
 
     @classmethod
     def prior(cls, n: int, d: int, like: torch.Tensor) -> DiagonalGaussian:
@@ -95,6 +96,11 @@ class FullCovGaussian:
     log_diag: torch.Tensor  # (n, d)
     lower: torch.Tensor  # (n, d(d-1)/2), row-major below the diagonal
     closed_form_kl = True
+    # draws a step when q is optimized per image (inference.optimize_local_q): Adam's steps, each
+    # entry's normalized, walk d(d-1)/2 entries under one draw's noise at random; measured on a
+    # trained full-cov k = 4 (100 images): one draw stops after 100 steps 211 nats below where it
+    # started, 8 draws gain 138 nats
+    fit_samples = 8
 
     @property
     def scale_tril(self) -> torch.Tensor:  # (n, d, d)

@@ -35,13 +35,16 @@ class SemiAmortized(Amortized):
     def from_config(cls, cfg, n_data: int, data_dim: int) -> SemiAmortized:
         family = cls(data_dim, cfg.width, cfg.latent_dim, cfg.slope, cls.logvar_factor(cfg))
         family.steps, family.step_size = cfg.family_options["steps"], cfg.family_options["step_size"]
+        family.refines = family.steps > 0  # K = 0: no refinement draws, the amortized family exactly
         return family
 
     def refine(self, q, x, decoder, thetas, eps, sigma_x: float):
         """K steps on each image's ELBO with these draws of theta (S, P) and z's noise eps (S, B, d)
         held fixed: a deterministic objective, so each row keeping its best step makes the refined
-        ELBO never below the encoder's. Where gradients are on (training), the encoder's flow
-        through the steps (second order, as Kim et al.); elsewhere only q is refined."""
+        ELBO, under eps, never below the encoder's. The caller scores the result on other draws
+        (``Noise.refine``): under its own eps the refined q is flattered. Where gradients are on
+        (training), the encoder's flow through the steps (second order, as Kim et al.); elsewhere
+        only q is refined."""
         if self.steps == 0:
             return q
         from ..elbo import z_terms  # the objective imports the families: imported when first used
