@@ -42,7 +42,8 @@ def ray_address():
     """One local Ray for the whole session (2 CPUs, no dashboard); yields its address."""
     import ray
 
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)  # never a cluster left running
+    # address "local": a new instance, never a cluster left running on this machine
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield ray.get_runtime_context().gcs_address
     ray.shutdown()
 
