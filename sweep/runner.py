@@ -229,10 +229,18 @@ def resume_sweep(exp: str, address: str | None = None, verbose: bool = False) ->
         return exp, _complete(spec, exp, verbose)
 
 
+def _tune_began(exp: str) -> bool:
+    """Tune wrote its experiment state. Its tuner.pkl alone (a driver killed between the two) is
+    not enough: restored from it, Tune rebuilds the grid without the sweep's param space."""
+    fs, path = _fs(exp)
+    names = [Path(f.path).name for f in fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))]
+    return any(n.startswith("experiment_state-") for n in names) and tune.Tuner.can_restore(_norm(exp))
+
+
 def _complete(spec: SweepSpec, exp: str, verbose: bool = False) -> list[str]:
     best_lr = lr_search(spec, exp, verbose) if spec.optuna else {}
     callbacks = _callbacks(spec, exp, verbose)
-    if tune.Tuner.can_restore(_norm(exp)):
+    if _tune_began(exp):
         forget_missing_checkpoints(exp)
         tuner = tune.Tuner.restore(
             _norm(exp), trainable=_trainable(spec), resume_unfinished=True, resume_errored=True

@@ -305,3 +305,29 @@ def test_a_launch_makes_its_experiment_whole(tmp_path):
     with pytest.raises(SweepError, match="already exists"):
         _claim(str(exp), {"name": "y"})
     assert json.loads((exp / SPEC_FILE).read_text()) == {"name": "x"}
+
+
+def test_resume_after_a_kill_between_tuners_pickle_and_its_first_state(ray_address, fashion_available,
+                                                                         tmp_path, monkeypatch):
+    """A driver killed after Tune wrote tuner.pkl but before its first experiment state: restored
+    from the pickle, Tune would rebuild the grid without the sweep's param space; `resume` runs the
+    grid from the start instead, and every trial finishes."""
+    from ray import tune
+
+    from sweep.runner import resume_sweep, run_sweep
+
+    spec = load_spec(write_spec(tmp_path / "s.yaml", name="early", widths=[2], seeds=[0],
+                                families=["amortized", "constant"], test_inference=False),
+                     storage=str(tmp_path / "res"))
+    exp = tmp_path / "res" / "early"
+
+    def killed(self):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(tune.Tuner, "fit", killed)
+        with pytest.raises(KeyboardInterrupt):
+            run_sweep(spec)
+    assert (exp / "tuner.pkl").exists() and not list(exp.glob("experiment_state-*.json"))
+    _, states = resume_sweep(str(exp))
+    assert states == ["TERMINATED", "TERMINATED"]

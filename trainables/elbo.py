@@ -102,8 +102,8 @@ def elbo_terms(
     eps_z = noise.z[:, idx] if rows_noise else noise.z  # (S, B, d)
     thetas = decoder.sample(noise.theta)  # (S, P)
     if getattr(family, "refines", False):  # SA-VAE: q refined on draws of its own, then scored on z's:
-        # refined on the very draws that score it, q fits those draws (a trained SA-VAE k = 4: 115 nats
-        # per image on its own draw, -1598 on fresh ones) and the objective rewards the fit
+        # refined on the very draws that score it, q fits those draws and the objective rewards the
+        # fit (benchmarks/qstar_draws.py shows a refined q scored on its own draw and on fresh ones)
         if noise.refine is None:
             raise ValueError(f"{family.name} refines q: its noise needs draws of its own (refine=True)")
         eps_r = noise.refine[:, idx] if rows_noise else noise.refine
