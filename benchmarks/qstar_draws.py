@@ -21,10 +21,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sweep.trialrun import checkpoint_dirs, newest_state  # noqa: E402
-from sweep.tuneconfig import split_config  # noqa: E402
+from sweep.trialrun import load_trials  # noqa: E402
 from trainables import Trial  # noqa: E402
-from trainables.data import load_for  # noqa: E402
 from trainables.inference import optimize_local_q, per_point_elbo  # noqa: E402
 
 
@@ -32,9 +30,8 @@ def load(exp: Path, suffix: str) -> Trial:
     found = sorted(exp.glob(f"*{suffix}"))
     if not found:
         raise SystemExit(f"qstar_draws: error: no trial directory in {exp} ends with {suffix!r}")
-    cfg, _ = split_config(json.loads((found[0] / "params.json").read_text()))
-    state, _ = newest_state(checkpoint_dirs(pafs.LocalFileSystem(), str(found[0])), torch.device("cpu"))
-    return Trial.from_state(state, load_for(cfg, torch.device("cpu")), torch.device("cpu"))
+    config = json.loads((found[0] / "params.json").read_text())
+    return load_trials(pafs.LocalFileSystem(), str(found[0]), config, torch.device("cpu"))[0]
 
 
 def main() -> None:

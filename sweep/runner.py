@@ -297,25 +297,18 @@ def _evaluate_trial(trial_path: str, config: dict[str, Any], settings: dict[str,
     """Load a trial's newest checkpoint and its data on this node, decompose its gap, write gap.json."""
     import torch
 
-    from trainables import Trial
-    from trainables.data import load_for
     from trainables.gap import evaluate_trial
 
-    from .trialrun import checkpoint_dirs, newest_state
-    from .tuneconfig import split_config
+    from .trialrun import load_trials
 
-    cfg, _ = split_config(config)
     device = torch.device("cuda" if ray.get_gpu_ids() else "cpu")
     fs, path = _fs(trial_path)
-    state, _ = newest_state(checkpoint_dirs(fs, path), device)
-    if state is None:
-        raise SweepError(f"{trial_path}: no readable checkpoint to evaluate")
-    data = load_for(cfg, device)
+    try:
+        trials = load_trials(fs, path, config, device)
+    except FileNotFoundError:
+        raise SweepError(f"{trial_path}: no readable checkpoint to evaluate") from None
     kwargs = {k: tuple(v) if k == "refine_steps" else v for k, v in settings.items()}
-    results = [
-        {"seed": s["config"]["seed"], **evaluate_trial(Trial.from_state(s, data, device), **kwargs)}
-        for s in state.get("seed_states", [state])
-    ]
+    results = [{"seed": t.cfg.seed, **evaluate_trial(t, **kwargs)} for t in trials]
     _write_json(f"{trial_path}/{GAP_FILE}", {"settings": settings, "results": results})
 
 

@@ -22,9 +22,12 @@ import pyarrow.fs as pafs
 import torch
 
 from trainables import Trial
+from trainables.data import load_for
 from trainables.fit import load_state
 from trainables.metrics import INFERENCE
 from trainables.vectorized import SeedBatch
+
+from .tuneconfig import split_config
 
 STATE_FILE = "trial.pt"
 REPORT_FILE = "report.json"  # the row reported with the checkpoint, re-sent on resume
@@ -53,6 +56,16 @@ def newest_state(candidates, device: torch.device) -> tuple[dict[str, Any] | Non
         if best is None or epoch > best[0]:
             best, row = (epoch, state), report
     return (best[1] if best else None), row
+
+
+def load_trials(fs: pafs.FileSystem, path: str, config: dict[str, Any], device: torch.device) -> list[Trial]:
+    """A trial (its directory, its Tune config) as engine Trials, one per seed, at its newest checkpoint."""
+    cfg, _ = split_config(config)
+    state, _ = newest_state(checkpoint_dirs(fs, path), device)
+    if state is None:
+        raise FileNotFoundError(f"{path}: no readable checkpoint")
+    data = load_for(cfg, device)
+    return [Trial.from_state(s, data, device) for s in state.get("seed_states", [state])]
 
 
 class TrialRun:
