@@ -101,19 +101,19 @@ def wait_for(pred, timeout: float = 240, what: str = "") -> None:
     raise TimeoutError(f"never saw: {what}")
 
 
-def export(exp: Path, work: Path) -> pd.DataFrame:
-    out = work / "export.parquet"
-    rc, text = finish(sweep("export", str(exp), "-o", str(out), address=""))
-    if rc != 0:
-        raise RuntimeError(text)
-    return pd.read_parquet(out)
+def export(exp: Path) -> pd.DataFrame:
+    """The experiment's tidy table, as `sweep export` writes it (read here, in this process)."""
+    from sweep.results import tidy
+    from sweep.runner import load_trials
+
+    return tidy(load_trials(str(exp)))
 
 
-def count(exp: Path, work: Path, epochs: int = EPOCHS) -> dict:
-    """Trials finished, epochs lost and duplicated, per the exported table."""
+def count(exp: Path, epochs: int = EPOCHS, table: pd.DataFrame | None = None) -> dict:
+    """Trials finished, epochs lost and duplicated, per the exported table (exported here if not given)."""
     from ray.tune import ExperimentAnalysis
 
-    table = export(exp, work)
+    table = export(exp) if table is None else table
     rows = table.groupby("trial_id")
     finished = rows.epoch.max() == epochs
     lost = sum(epochs - g.epoch.nunique() for _, g in rows if g.epoch.max() == epochs)
@@ -165,7 +165,7 @@ def driver_kill(work: Path, address: str) -> dict:
         "fault": "driver SIGKILL mid-sweep; `sweep resume`",
         "affected": affected,
         "rc": rc,
-        **count(exp, work),
+        **count(exp),
     }
 
 
@@ -192,7 +192,7 @@ def worker_kill(work: Path, address: str) -> dict:
         "fault": "SIGKILL of a trial's worker process; max_failures 3",
         "affected": 1,
         "rc": rc,
-        **count(exp, work),
+        **count(exp),
     }
 
 
@@ -206,7 +206,7 @@ def node_loss(work: Path, cluster, node) -> dict:
     )
     cluster.remove_node(node, allow_graceful=False)  # the worker node dies with its trials
     rc, out = finish(proc)
-    result = count(exp, work)
+    result = count(exp)
     return {
         "fault": "worker node killed while trials ran on it; max_failures 3",
         "affected": result["restarts"],
@@ -234,7 +234,7 @@ def corrupt_checkpoint(work: Path, address: str) -> dict:
         "affected": 1,
         "rc": rc,
         "logged_fallback": said,
-        **count(exp, work),
+        **count(exp),
     }
 
 
@@ -253,7 +253,7 @@ def nonfinite(work: Path, address: str) -> dict:
         "rc_resume": rc_resume,
         "resume_seconds": round(time.time() - start, 1),
         "status_shows": "non-finite at epoch 1: term loglik" in status,
-        **count(exp, work),
+        **count(exp),
     }
 
 
@@ -316,7 +316,7 @@ def chaos_reference(work: Path, address: str) -> tuple[dict, float]:
     rc, out = finish(sweep("run", str(spec), address=address))
     if rc != 0:
         raise RuntimeError(out)
-    return final_elbos(export(work / "results" / "chaos", work)), time.time() - start
+    return final_elbos(export(work / "results" / "chaos")), time.time() - start
 
 
 def chaos(work: Path, address: str, kill_at: float, checkpoint_every: int, reference: dict,
@@ -339,8 +339,8 @@ def chaos(work: Path, address: str, kill_at: float, checkpoint_every: int, refer
         again = ("resume", str(exp)) if exp.is_dir() else ("run", str(spec))
         rc, out = finish(sweep(*again, address=address, env=SLOW_SNAPSHOTS))
         resumes += 1
-    result = count(exp, work, CHAOS_EPOCHS)
-    finals = final_elbos(export(exp, work))
+    table = export(exp)
+    result, finals = count(exp, CHAOS_EPOCHS, table), final_elbos(table)
     worst = max((abs(finals.get(k, float("inf")) / v - 1) for k, v in reference.items()), default=0.0)
     return {
         "fault": f"driver SIGKILL at {kill_at:.1f} s, checkpoint every {checkpoint_every}"
@@ -378,9 +378,9 @@ def chaos_matrix(kills: int) -> list[dict]:
             cases = [(t, every, None) for t in points for every in (1, 2, 5)]
             cases.append((seconds * 0.4, 1, seconds * 0.3))  # a kill during the resume as well
             for i, (at, every, resume_at) in enumerate(cases):
-                work = Path(tmp) / f"case{i}"
+                work, start = Path(tmp) / f"case{i}", time.time()
                 result = chaos(work, cluster.address, at, every, reference, resume_at)
-                out.append({"scenario": "chaos", **result})
+                out.append({"scenario": "chaos", **result, "seconds": round(time.time() - start, 1)})
         finally:
             cluster.shutdown()
     return out
@@ -394,14 +394,34 @@ def run(name: str, kills: int) -> list[dict]:
     if name == "chaos":
         return chaos_matrix(kills)
     with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
+        work, start = Path(tmp), time.time()
         cluster, node = start_cluster(worker=name == "node_loss")
         try:
             if name == "node_loss":
-                return [{"scenario": name, **node_loss(work, cluster, node)}]
-            return [{"scenario": name, **globals()[name](work, cluster.address)}]
+                result = node_loss(work, cluster, node)
+            else:
+                result = globals()[name](work, cluster.address)
+            return [{"scenario": name, **result, "seconds": round(time.time() - start, 1)}]
         finally:
             cluster.shutdown()
+
+
+def run_apart(names: list[str], at_once: int, flags: list[str]) -> list[dict]:
+    """Each scenario in a process of its own (its own cluster), ``at_once`` at a time; rows in order.
+    The scenarios wait on processes starting and on polls more than they compute, so a few at once
+    finish sooner on a small machine, and a kill lands at another point of a run: still a kill."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(name: str) -> list[dict]:
+        out = subprocess.run([sys.executable, __file__, "--json", "--only", name, *flags],
+                             capture_output=True, text=True)
+        if out.returncode != 0:
+            raise RuntimeError(f"scenario {name} failed:\n{out.stdout[-3000:]}{out.stderr[-3000:]}")
+        return [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+
+    with ThreadPoolExecutor(at_once) as pool:  # the longest (chaos) first
+        started = {name: pool.submit(one, name) for name in sorted(names, key=lambda n: n != "chaos")}
+        return [r for name in names for r in started[name].result()]
 
 
 def main() -> None:
@@ -410,9 +430,15 @@ def main() -> None:
     p.add_argument("--kills", type=int, default=10, help="chaos: kill times spread over the run")
     p.add_argument("--n-train", type=int, default=1000, help="images per trial (smaller: faster epochs)")
     p.add_argument("--json", action="store_true", help="one JSON object per scenario")
+    p.add_argument("--parallel", type=int, default=1,
+                   help="scenarios at a time, each in its own process and Ray cluster (default 1)")
     args = p.parse_args()
     BASE["train"]["n_train"] = args.n_train
-    results = [r for name in args.only for r in run(name, args.kills)]
+    if args.parallel > 1 and len(args.only) > 1:
+        flags = ["--kills", str(args.kills), "--n-train", str(args.n_train)]
+        results = run_apart(args.only, args.parallel, flags)
+    else:
+        results = [r for name in args.only for r in run(name, args.kills)]
     if args.json:
         for r in results:
             print(json.dumps(r))

@@ -21,7 +21,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sweep.trialrun import load_trials  # noqa: E402
+from sweep.trialrun import checkpointed_trials  # noqa: E402
 from trainables import Trial  # noqa: E402
 from trainables.inference import optimize_local_q, per_point_elbo  # noqa: E402
 
@@ -31,7 +31,7 @@ def load(exp: Path, suffix: str) -> Trial:
     if not found:
         raise SystemExit(f"qstar_draws: error: no trial directory in {exp} ends with {suffix!r}")
     config = json.loads((found[0] / "params.json").read_text())
-    return load_trials(pafs.LocalFileSystem(), str(found[0]), config, torch.device("cpu"))[0]
+    return checkpointed_trials(pafs.LocalFileSystem(), str(found[0]), config, torch.device("cpu"))[0]
 
 
 def main() -> None:

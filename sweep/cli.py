@@ -63,14 +63,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .runner import SweepError  # Ray loads only past argument parsing
-
     try:
         args = build_parser().parse_args(argv)
+    except UsageError as e:
+        return _fail(e)
+    from .runner import SweepError  # Ray loads only past argument parsing (--help answers without it)
+
+    try:
         return COMMANDS[args.command](args)
     except (UsageError, SpecError, SweepError, ConfigError) as e:
-        print(f"python -m sweep: error: {e}", file=sys.stderr)
-        return 2
+        return _fail(e)
+
+
+def _fail(e: Exception) -> int:
+    print(f"python -m sweep: error: {e}", file=sys.stderr)
+    return 2
 
 
 def _summary(exp: str, states: list[str]) -> int:

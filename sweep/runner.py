@@ -42,6 +42,9 @@ def _auth_enabled_notice(record: logging.LogRecord) -> bool:
     return not record.getMessage().startswith("Token authentication is enabled")
 
 
+QUIET_ENV = {"RAY_AIR_NEW_OUTPUT": "0", "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0"}
+
+
 @contextlib.contextmanager
 def ray_session(address: str | None = None, verbose: bool = False) -> Iterator[None]:
     """Ray for one command: the cluster at ``address`` ("auto", host:port, or RAY_ADDRESS) when one is
@@ -55,11 +58,12 @@ def ray_session(address: str | None = None, verbose: bool = False) -> Iterator[N
     auth = logging.getLogger(AUTH_LOGGER)
     if not verbose and _auth_enabled_notice not in auth.filters:
         auth.addFilter(_auth_enabled_notice)
-    # Tune's new output engine prints its banner and paths even at verbose=0; the legacy one, which
-    # the sweep's display replaces, prints nothing there. For this command only.
-    engine = os.environ.get("RAY_AIR_NEW_OUTPUT")
+    # For this command only: Tune's new output engine prints its banner and paths even at verbose=0
+    # (the legacy one, which the sweep's display replaces, prints nothing there), and Tune warns each
+    # time checkpoints land within 5 s of each other, as short trials' do: a note for Tune, not the user.
+    saved = {k: os.environ.get(k) for k in QUIET_ENV}
     if not verbose:
-        os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
+        os.environ.update(QUIET_ENV)
     started = not ray.is_initialized()
     if started:
         env = {RAY_LOGS_ENV: "1"} if verbose else {}
@@ -69,10 +73,11 @@ def ray_session(address: str | None = None, verbose: bool = False) -> Iterator[N
     finally:
         if started:
             ray.shutdown()
-        if engine is None:
-            os.environ.pop("RAY_AIR_NEW_OUTPUT", None)
-        else:
-            os.environ["RAY_AIR_NEW_OUTPUT"] = engine
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def experiment_dir(spec: SweepSpec) -> str:
@@ -299,12 +304,12 @@ def _evaluate_trial(trial_path: str, config: dict[str, Any], settings: dict[str,
 
     from trainables.gap import evaluate_trial
 
-    from .trialrun import load_trials
+    from .trialrun import checkpointed_trials
 
     device = torch.device("cuda" if ray.get_gpu_ids() else "cpu")
     fs, path = _fs(trial_path)
     try:
-        trials = load_trials(fs, path, config, device)
+        trials = checkpointed_trials(fs, path, config, device)
     except FileNotFoundError:
         raise SweepError(f"{trial_path}: no readable checkpoint to evaluate") from None
     kwargs = {k: tuple(v) if k == "refine_steps" else v for k, v in settings.items()}

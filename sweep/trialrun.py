@@ -58,7 +58,9 @@ def newest_state(candidates, device: torch.device) -> tuple[dict[str, Any] | Non
     return (best[1] if best else None), row
 
 
-def load_trials(fs: pafs.FileSystem, path: str, config: dict[str, Any], device: torch.device) -> list[Trial]:
+def checkpointed_trials(
+    fs: pafs.FileSystem, path: str, config: dict[str, Any], device: torch.device
+) -> list[Trial]:
     """A trial (its directory, its Tune config) as engine Trials, one per seed, at its newest checkpoint."""
     cfg, _ = split_config(config)
     state, _ = newest_state(checkpoint_dirs(fs, path), device)

@@ -45,3 +45,10 @@ def test_gpu_check_fails_loudly_without_cuda():
     )
     assert out.returncode != 0
     assert "gpu_check: FAILED: torch sees no CUDA device" in out.stderr
+
+
+def test_step_compare_refuses_an_unknown_revision():
+    out = subprocess.run([sys.executable, "benchmarks/step_compare.py", "no-such-revision"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1
+    assert "step_compare: error: 'no-such-revision' is not a revision of this repository" in out.stderr

@@ -6,7 +6,8 @@ import pyarrow.fs as pafs
 import pytest
 import torch
 
-from sweep.trialrun import REPORT_FILE, STATE_FILE, TrialRun, checkpoint_dirs, load_trials, newest_state
+from sweep import trialrun
+from sweep.trialrun import REPORT_FILE, STATE_FILE, TrialRun, checkpoint_dirs, newest_state
 from trainables import TrialConfig, load
 
 CFG = dict(n_train=200, n_test=50, batch_size=100, sigma_x=0.3, theta_init="torch", epochs=6,
@@ -51,19 +52,19 @@ def test_newest_readable_checkpoint_wins_and_a_damaged_one_is_skipped(fashion, t
     assert newest_state(nothing, "cpu") == (None, None)
 
 
-def test_load_trials_gives_each_seed_at_its_newest_checkpoint(fashion, tmp_path):
+def test_checkpointed_trials_give_each_seed_at_its_newest_checkpoint(fashion, tmp_path):
     config = {**CFG, "cell": {"dataset": "fashion_mnist", "family": "constant", "width": None, "axes": {},
                               "settings": {}, "family_options": {}},
               "seeds": [3, 5], "report_every": 2, "checkpoint_every": 4, "test_inference": {"max_steps": 5}}
     fs = pafs.LocalFileSystem()
     with pytest.raises(FileNotFoundError, match="no readable checkpoint"):
-        load_trials(fs, str(tmp_path), config, torch.device("cpu"))
+        trialrun.checkpointed_trials(fs, str(tmp_path), config, torch.device("cpu"))
     run = TrialRun(TrialConfig(family="constant", **CFG, eval_every=2), opts(seeds=[3, 5]), fashion,
                    torch.device("cpu"))
     for epoch in (1, 2):
         list(run.run.train(epoch))
         _checkpoint(tmp_path, run, epoch)
-    trials = load_trials(fs, str(tmp_path), config, torch.device("cpu"))
+    trials = trialrun.checkpointed_trials(fs, str(tmp_path), config, torch.device("cpu"))
     assert [(t.cfg.seed, t.epoch) for t in trials] == [(3, 2), (5, 2)]
     for got, want in zip(trials, run.run.trials, strict=True):
         assert torch.equal(got.decoder.mean, want.decoder.mean)

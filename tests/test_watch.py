@@ -20,6 +20,7 @@ def test_run_prints_every_trial_in_full_and_no_checkpoint_lines(smoke_run):
     assert rc == 0, out.stderr[-3000:]
     lines = out.stdout.splitlines()
     assert "Checkpoint successfully created" not in out.stdout + out.stderr
+    assert "snapshotting has been triggered" not in out.stdout + out.stderr  # Tune's note to itself
     rows = [ln.split() for ln in lines if ln.startswith("fashion_mnist ")]
     finals = {(r[1], r[2], r[3]) for r in rows if r[4] == "TERMINATED" and r[5] == "4/4"}
     assert finals == {(f, w, s) for f, w in (("amortized", "2"), ("amortized", "8"), ("factorized", "-"),

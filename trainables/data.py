@@ -21,17 +21,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from torchvision import datasets as tvd
-from torchvision.datasets.utils import check_integrity
 
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
-_TV_CLASSES: dict[str, type] = {
-    "mnist": tvd.MNIST,
-    "fashion_mnist": tvd.FashionMNIST,
-    "cifar10": tvd.CIFAR10,
-}
+_TV_NAMES = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST", "cifar10": "CIFAR10"}  # torchvision's
 DATA_DIM = {"mnist": 784, "fashion_mnist": 784, "cifar10": 3072}
 _IDX_ITEMSIZE = {0x08: 1, 0x09: 1, 0x0B: 2, 0x0C: 4, 0x0D: 4, 0x0E: 8}
+
+
+def _tv_class(name: str) -> type:
+    """torchvision's dataset class; torchvision (3 s to import) loads when images are first read."""
+    from torchvision import datasets
+
+    return getattr(datasets, _TV_NAMES[name])
 
 
 class DataUnavailableError(RuntimeError):
@@ -73,8 +74,8 @@ def load(
 
     subset "random": the n_train training images are a random draw, in random order, made with
     ``seed`` (Margossian & Blei's code took the first batch of a shuffled loader)."""
-    if name not in _TV_CLASSES:
-        raise ValueError(f"dataset={name!r} is not one of {', '.join(_TV_CLASSES)}")
+    if name not in _TV_NAMES:
+        raise ValueError(f"dataset={name!r} is not one of {', '.join(_TV_NAMES)}")
     if download is None:
         download = os.environ.get("AMORTIZATION_GAP_NO_DOWNLOAD", "") in ("", "0")
     tried = []
@@ -117,13 +118,11 @@ def _raise_missing(why: str) -> Callable[[bool], object]:
 
 
 def _opener(name: str, root: Path, download: bool) -> Callable[[bool], object]:
-    cls = _TV_CLASSES[name]
-
     def open_split(train: bool) -> object:
         if not download and not _present(name, root):
             raise _Missing("no files")
         try:
-            return cls(root=str(root), train=train, download=download)
+            return _tv_class(name)(root=str(root), train=train, download=download)
         except Exception as e:  # torchvision raises RuntimeError, AssertionError, URLError...
             problem = _corruption(name, root)
             if problem:
@@ -155,22 +154,24 @@ def _debian_opener(debian_dir: Path) -> Callable[[bool], object]:
 
 def _present(name: str, root: Path) -> bool:
     if name == "cifar10":
-        return (root / tvd.CIFAR10.base_folder).is_dir()
-    raw = root / _TV_CLASSES[name].__name__ / "raw"
+        return (root / _tv_class(name).base_folder).is_dir()
+    raw = root / _TV_NAMES[name] / "raw"
     return raw.is_dir() and any(raw.glob("*-ubyte"))
 
 
 def _corruption(name: str, root: Path) -> str | None:
     """Name the first truncated or corrupt file under ``root``, if any."""
     if name == "cifar10":
-        cls = tvd.CIFAR10
+        from torchvision.datasets.utils import check_integrity
+
+        cls = _tv_class(name)
         folder = root / cls.base_folder
         for fname, md5 in cls.train_list + cls.test_list:
             path = folder / fname
             if path.exists() and not check_integrity(str(path), md5):
                 return f"{path} is truncated or corrupt (MD5 differs from CIFAR-10's)"
         return None
-    raw = root / _TV_CLASSES[name].__name__ / "raw"
+    raw = root / _TV_NAMES[name] / "raw"
     for path in sorted(raw.glob("*-ubyte")):
         problem = _idx_problem(path)
         if problem:
