@@ -408,8 +408,9 @@ def run(name: str, kills: int) -> list[dict]:
 
 def run_apart(names: list[str], at_once: int, flags: list[str]) -> list[dict]:
     """Each scenario in a process of its own (its own cluster), ``at_once`` at a time; rows in order.
-    The scenarios wait on processes starting and on polls more than they compute, so a few at once
-    finish sooner on a small machine, and a kill lands at another point of a run: still a kill."""
+    Part of a scenario's time is waiting (polls, processes starting), so a few at once finish
+    somewhat sooner even on 2 cores (the test's set: 454 s one at a time, 399 s three at a time);
+    a kill then lands at another point of a run: still a kill."""
     from concurrent.futures import ThreadPoolExecutor
 
     def one(name: str) -> list[dict]:
