@@ -237,9 +237,14 @@ def resume_sweep(exp: str, address: str | None = None, verbose: bool = False) ->
 def _tune_began(exp: str) -> bool:
     """Tune wrote its experiment state. Its tuner.pkl alone (a driver killed between the two) is
     not enough: restored from it, Tune rebuilds the grid without the sweep's param space."""
-    fs, path = _fs(exp)
-    names = [Path(f.path).name for f in fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))]
-    return any(n.startswith("experiment_state-") for n in names) and tune.Tuner.can_restore(_norm(exp))
+    return bool(_experiment_states(*_fs(exp))) and tune.Tuner.can_restore(_norm(exp))
+
+
+def _experiment_states(fs: pafs.FileSystem, path: str) -> list[str]:
+    """Paths of Tune's experiment-state snapshots in an experiment directory, oldest first."""
+    infos = fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))
+    return sorted(i.path for i in infos
+                  if i.base_name.startswith("experiment_state-") and i.base_name.endswith(".json"))
 
 
 def _complete(spec: SweepSpec, exp: str, verbose: bool = False) -> list[str]:
@@ -330,8 +335,7 @@ def forget_missing_checkpoints(exp: str) -> int:
     from ray.tune.trainable.metadata import _TrainingRunMetadata  # the state's own (de)serializer
 
     fs, path = _fs(exp)
-    states = sorted(i.path for i in fs.get_file_info(pafs.FileSelector(path))
-                    if i.base_name.startswith("experiment_state-") and i.base_name.endswith(".json"))
+    states = _experiment_states(fs, path)
     if not states:
         return 0
     state = _read_json(_uri(fs, states[-1]))
