@@ -38,11 +38,6 @@ FAMILIES = [("amortized", 1), ("amortized", 64), ("amortized", 256), ("fullcov",
             ("factorized", None), ("constant", None)]
 
 
-def token(family: str, width: int | None) -> str:
-    """A FAMILIES entry as --families names it: amortized:64, factorized."""
-    return family if width is None else f"{family}:{width}"
-
-
 def step_flops(cfg: TrialConfig, batch: int, d: int, h: int, D: int) -> float:
     """Matmul FLOPs of one step, from the layer shapes: forward 2*m*n*k per layer; backward twice
     that, except that no gradient flows into the images (an encoder's first layer backward is
@@ -126,9 +121,6 @@ def main() -> None:
     p.add_argument("--no-projection", action="store_true", help="skip the sweep projections")
     p.add_argument("--compile", action="store_true", help="torch.compile the ELBO (CUDA graphs on cuda)")
     p.add_argument("--seeds", type=int, default=4, help="seeds for the vectorized-seeds comparison (0: skip)")
-    tokens = [token(f, w) for f, w in FAMILIES]
-    p.add_argument("--families", nargs="+", metavar="FAMILY[:WIDTH]", choices=tokens, default=tokens,
-                   help=f"time only these, of {' '.join(tokens)} (default: all)")
     args = p.parse_args()
     if args.device == "cuda" and not torch.cuda.is_available():
         sys.exit("benchmarks/step.py: --device cuda asked for, but torch sees no CUDA device")
@@ -143,7 +135,7 @@ def main() -> None:
     print(f"float32 matmul ({B}x{h}) @ ({h}x{D}): {peak / 1e9:.1f} GFLOP/s")
     print(f"paper sizes: N={N}, minibatch {B}, d={d}, H={h}, D={D}; {N // B} steps per epoch\n")
     print(f"{'family':<16}{'steps/s':>9}{'s/epoch':>9}{'GFLOP/step':>12}{'GFLOP/s':>9}{'of matmul':>11}")
-    for family, width in (fw for fw in FAMILIES if token(*fw) in args.families):
+    for family, width in FAMILIES:
         cfg = bench_config(family, width)
         sec = epoch_seconds(cfg, device, args.epochs, args.compile)
         flops = step_flops(cfg, B, d, h, D)
