@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
+
+import pyarrow.fs as pafs
 
 from trainables.oneline import OneLineParser, UsageError
 
@@ -22,7 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
     f = sub.add_parser("figures", help="figures (PNG, PDF), gap_table.csv/.md and report.md")
     f.add_argument("results", help="experiment directory or parquet from `sweep export`")
-    f.add_argument("-o", "--output", required=True, help="output directory")
+    f.add_argument("-o", "--output", required=True, help="output directory (a path or a URI such as s3://bucket/figures)")
     return p
 
 
@@ -34,8 +37,18 @@ def main(argv: list[str] | None = None) -> int:
     except (UsageError, AnalysisError) as e:
         print(f"python -m analysis: error: {e}", file=sys.stderr)
         return 2
+    from sweep import storage
+
     from .report import write_report
 
-    paths = write_report(table, args.output, measured, refine)
-    print(f"report: {paths['report']}\ngap table: {paths['gap_md']}")
+    if not storage.is_uri(args.output):
+        paths = write_report(table, args.output, measured, refine)
+        print(f"report: {paths['report']}\ngap table: {paths['gap_md']}")
+        return 0
+    with tempfile.TemporaryDirectory() as tmp:  # drawn here, then copied to the bucket
+        write_report(table, tmp, measured, refine)
+        fs, path = storage.resolve(args.output)
+        pafs.copy_files(tmp, path, destination_filesystem=fs)
+    print(f"report: {storage.join(args.output, 'report.md')}\n"
+          f"gap table: {storage.join(args.output, 'gap_table.md')}")
     return 0

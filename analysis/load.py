@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+import io
+from pathlib import Path, PurePath
 
 import pandas as pd
+from pyarrow.fs import FileType
 
 REQUIRED = (
     "trial_id",
@@ -31,9 +33,12 @@ class AnalysisError(ValueError):
 
 
 def load_results(path: str | Path) -> pd.DataFrame:
-    """Read RESULTS (experiment dir or parquet) into the tidy table, checking its columns."""
-    path = Path(path)
-    if path.is_dir():
+    """Read RESULTS (experiment dir or parquet, a path or a URI such as s3://bucket/exp) into the
+    tidy table, checking its columns."""
+    from sweep import storage
+
+    where = storage.kind(path)
+    if where == FileType.Directory:
         from sweep.results import tidy  # reads the experiment through Ray Tune's own reader
         from sweep.runner import SweepError, load_trials
 
@@ -41,9 +46,9 @@ def load_results(path: str | Path) -> pd.DataFrame:
             table = tidy(load_trials(str(path)))
         except SweepError as e:
             raise AnalysisError(str(e)) from None
-    elif path.is_file():
+    elif where == FileType.File:
         try:
-            table = pd.read_parquet(path)
+            table = pd.read_parquet(io.BytesIO(storage.read_bytes(path)))
         except Exception as e:  # pyarrow's errors vary by what the file really is
             raise AnalysisError(f"{path} is not a readable parquet file ({type(e).__name__})") from None
     else:
@@ -108,15 +113,16 @@ def with_variant(table: pd.DataFrame) -> pd.DataFrame:
 def load_gaps(path: str | Path) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
     """The gap decomposition (`sweep evaluate`), if any: from the experiment's gap.json files, or
     from OUT.gaps.parquet and OUT.refine.parquet beside an exported OUT.parquet."""
-    path = Path(path)
-    if path.is_dir():
+    from sweep import storage
+
+    if storage.is_dir(path):
         from sweep.results import gap_tables
         from sweep.runner import load_trials
 
         frames = gap_tables(load_trials(str(path)))
     else:
-        frames = tuple(
-            pd.read_parquet(p) if p.is_file() else pd.DataFrame()
-            for p in (path.with_name(f"{path.stem}.{name}.parquet") for name in ("gaps", "refine"))
-        )
+        stem = PurePath(storage.name(path)).stem
+        beside = [storage.sibling(path, f"{stem}.{name}.parquet") for name in ("gaps", "refine")]
+        frames = tuple(pd.read_parquet(io.BytesIO(storage.read_bytes(p))) if storage.exists(p)
+                       else pd.DataFrame() for p in beside)
     return tuple(with_variant(f) if len(f) else None for f in frames)

@@ -17,7 +17,6 @@ import argparse
 import sys
 import time
 from collections import Counter
-from pathlib import Path
 
 import pandas as pd
 
@@ -134,10 +133,13 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    from . import storage
     from .results import tidy, write_gap_tables, write_parquet
     from .runner import load_trials
 
-    if Path(args.output).is_dir():
+    if storage.is_uri(args.output) and (problem := storage.credential_problem(args.output)):
+        raise UsageError(f"-o {args.output}: {problem}")
+    if storage.is_dir(args.output):
         raise UsageError(f"-o {args.output} is a directory; give a file path such as results.parquet")
     trials = load_trials(args.experiment)
     table = tidy(trials)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import io
 import os
-from pathlib import Path
+from pathlib import PurePath
 from typing import Any
 
 import pandas as pd
@@ -12,6 +13,7 @@ import pandas as pd
 from trainables.config import TrialConfig
 from trainables.metrics import REPORTED, latents_unused
 
+from . import storage
 from .progress import Line
 from .tuneconfig import split_config
 
@@ -151,14 +153,12 @@ def tidy(trials: list[dict[str, Any]]) -> pd.DataFrame:
     return table
 
 
-def write_parquet(table: pd.DataFrame, out: str | os.PathLike) -> Path:
-    """Write atomically: an interrupted export never leaves a half file at ``out``."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
-    table.to_parquet(tmp, index=False)
-    os.replace(tmp, out)
-    return out
+def write_parquet(table: pd.DataFrame, out: str | os.PathLike) -> str:
+    """Write ``out`` (a path or a URI) whole: an interrupted export never leaves a half file there."""
+    buf = io.BytesIO()
+    table.to_parquet(buf, index=False)
+    storage.write_bytes(out, buf.getvalue())
+    return storage.norm(out)
 
 
 GAP_KEYS = (
@@ -199,11 +199,8 @@ def gap_tables(trials: list[dict[str, Any]]) -> tuple[pd.DataFrame, pd.DataFrame
     return frames
 
 
-def write_gap_tables(trials: list[dict[str, Any]], out: str | os.PathLike) -> list[Path]:
+def write_gap_tables(trials: list[dict[str, Any]], out: str | os.PathLike) -> list[str]:
     """Beside OUT.parquet: OUT.gaps.parquet and OUT.refine.parquet, when trials were evaluated."""
-    out = Path(out)
-    written = []
-    for name, table in zip(("gaps", "refine"), gap_tables(trials), strict=True):
-        if len(table):
-            written.append(write_parquet(table, out.with_name(f"{out.stem}.{name}.parquet")))
-    return written
+    stem = PurePath(storage.name(out)).stem
+    return [write_parquet(table, storage.sibling(out, f"{stem}.{name}.parquet"))
+            for name, table in zip(("gaps", "refine"), gap_tables(trials), strict=True) if len(table)]

