@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 FASHION_MNIST_DEB := /usr/share/datasets/fashion-mnist
 
-.PHONY: test lint data venv clean demo readme-figures study paper-figures
+.PHONY: test lint data venv clean demo readme-figures study paper-figures cluster-demo
 
 # `make demo`: the quick study end to end, into results/DEMO_NAME and results/DEMO_NAME-report.
 STAMP := $(shell date +%Y%m%d-%H%M%S)
@@ -39,6 +39,11 @@ demo: venv data
 	@echo
 	@echo "Done. Report: results/$(DEMO_NAME)-report/report.md"
 	@echo "      Gap table: results/$(DEMO_NAME)-report/gap_table.md; figures beside them (PNG, PDF)"
+
+# The cluster workflow on this machine: a real S3 server and a `ray start` cluster (0-CPU head, two
+# workers), the quick spec submitted as a Ray job, status and the gap table read from the bucket.
+cluster-demo: venv data
+	$(BIN)/python benchmarks/cluster_demo.py
 
 # The README's figures and gap table: a fresh demo and its measured gaps, copied into docs/demo/.
 readme-figures:

@@ -30,15 +30,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from sweep import storage
+
     try:
         args = build_parser().parse_args(argv)
+        if storage.is_uri(args.output) and (problem := storage.write_problem(args.output)):
+            raise UsageError(f"-o {args.output}: {problem}")  # before any figure is drawn
         table = load_results(args.results)
         measured, refine = load_gaps(args.results)
     except (UsageError, AnalysisError) as e:
         print(f"python -m analysis: error: {e}", file=sys.stderr)
         return 2
-    from sweep import storage
-
     from .report import write_report
 
     if not storage.is_uri(args.output):
@@ -48,7 +50,12 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:  # drawn here, then copied to the bucket
         write_report(table, tmp, measured, refine)
         fs, path = storage.resolve(args.output)
-        pafs.copy_files(tmp, path, destination_filesystem=fs)
+        try:
+            pafs.copy_files(tmp, path, destination_filesystem=fs)
+        except OSError as e:
+            why = " ".join(str(e).split())
+            print(f"python -m analysis: error: -o {args.output}: cannot write there: {why}", file=sys.stderr)
+            return 2
     print(f"report: {storage.join(args.output, 'report.md')}\n"
           f"gap table: {storage.join(args.output, 'gap_table.md')}")
     return 0

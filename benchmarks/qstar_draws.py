@@ -12,31 +12,31 @@ refines q (SA-VAE) also shows its refined q scored on the draw it was refined on
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
-import pyarrow.fs as pafs
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from sweep import storage  # noqa: E402
 from sweep.trialrun import checkpointed_trials  # noqa: E402
 from trainables import Trial  # noqa: E402
 from trainables.inference import optimize_local_q, per_point_elbo  # noqa: E402
 
 
-def load(exp: Path, suffix: str) -> Trial:
-    found = sorted(exp.glob(f"*{suffix}"))
+def load(exp: str, suffix: str) -> Trial:
+    found = [n for n in storage.children(exp) if n.endswith(suffix)]
     if not found:
         raise SystemExit(f"qstar_draws: error: no trial directory in {exp} ends with {suffix!r}")
-    config = json.loads((found[0] / "params.json").read_text())
-    return checkpointed_trials(pafs.LocalFileSystem(), str(found[0]), config, torch.device("cpu"))[0]
+    trial = storage.join(exp, found[0])
+    config = storage.read_json(storage.join(trial, "params.json"))
+    return checkpointed_trials(*storage.resolve(trial), config, torch.device("cpu"))[0]
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("experiment", type=Path)
+    p.add_argument("experiment", help="experiment directory (a path or a URI such as s3://bucket/exp)")
     p.add_argument("--trials", nargs="+", required=True, help="suffixes of trial directory names")
     p.add_argument("--draws", nargs="+", type=int, default=[1, 8])
     p.add_argument("--points", type=int, default=100)

@@ -143,10 +143,13 @@ def cmd_export(args: argparse.Namespace) -> int:
         raise UsageError(f"-o {args.output} is a directory; give a file path such as results.parquet")
     trials = load_trials(args.experiment)
     table = tidy(trials)
-    out = write_parquet(table, args.output)
-    print(f"{len(table)} rows, {table['trial_id'].nunique()} trials -> {out}")
-    for path in write_gap_tables(trials, args.output):
-        print(f"gap decomposition -> {path}")
+    try:
+        out = write_parquet(table, args.output)
+        print(f"{len(table)} rows, {table['trial_id'].nunique()} trials -> {out}")
+        for path in write_gap_tables(trials, args.output):
+            print(f"gap decomposition -> {path}")
+    except OSError as e:  # no bucket, no permission, a full disk: pyarrow's or the OS's reason
+        raise UsageError(f"-o {args.output}: cannot write there: {' '.join(str(e).split())}") from None
     return 0
 
 

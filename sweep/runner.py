@@ -24,7 +24,7 @@ from ray.tune.search.optuna import OptunaSearch
 from . import storage
 from .progress import Line, Progress
 from .spec import SweepSpec, parse_spec
-from .trainable import RAY_LOGGERS, RAY_LOGS_ENV, train_trial
+from .trainable import RAY_LOGGERS, RAY_LOGS_ENV, task_device, train_trial
 from .tune_internals import drop_missing_checkpoints, restored_run_config
 from .tuneconfig import cell_slug, split_config
 
@@ -292,13 +292,11 @@ def evaluate_experiment(exp: str, settings: dict[str, Any] | None = None, addres
 
 def _evaluate_trial(trial_path: str, config: dict[str, Any], settings: dict[str, Any]) -> None:
     """Load a trial's newest checkpoint and its data on this node, decompose its gap, write gap.json."""
-    import torch
-
     from trainables.gap import evaluate_trial
 
     from .trialrun import checkpointed_trials
 
-    device = torch.device("cuda" if ray.get_gpu_ids() else "cpu")
+    device = task_device()
     fs, path = storage.resolve(trial_path)
     try:
         trials = checkpointed_trials(fs, path, config, device)

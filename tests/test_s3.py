@@ -65,6 +65,8 @@ def test_status_evaluate_export_and_figures_read_the_bucket(bucket_smoke, tmp_pa
     monkeypatch.chdir(tmp_path)  # nothing may appear here: no folder named "s3:", no stray copy
     assert main(["status", exp]) == 0
     assert "8 trials: 8 TERMINATED" in capsys.readouterr().out
+    assert main(["status", exp, "--watch", "--every", "1"]) == 0  # every trial ended: one look
+    assert capsys.readouterr().out.count("8 trials: 8 TERMINATED") == 1
 
     assert main(["evaluate", exp, "--points", "10", "--iwae-samples", "20"]) == 0
     assert "amort. train" in capsys.readouterr().out
@@ -174,3 +176,19 @@ def test_bad_bucket_storage_is_one_line_and_writes_nothing(s3_server, storage_ur
     err = capsys.readouterr().err.strip()
     assert says in err and "\n" not in err
     assert not [i for i in objects(s3_server, "gap") if "/bad/" in i.path]
+
+
+@pytest.mark.parametrize("cli, args, says", [
+    ("sweep", ["status", "s3://gap/no-such-experiment"], "s3://gap/no-such-experiment is not a directory"),
+    ("sweep", ["export", "s3://gap/exps/smoke", "-o", "s3://no-such-bucket/x.parquet"],
+     "-o s3://no-such-bucket/x.parquet: cannot write there"),
+    ("analysis", ["figures", "s3://gap/exps/smoke", "-o", "s3://no-such-bucket/figs"],
+     "-o s3://no-such-bucket/figs: cannot write there"),
+    ("analysis", ["figures", "s3://gap/none.parquet", "-o", "figs"], "s3://gap/none.parquet: no such file"),
+])
+def test_bad_bucket_paths_are_one_line(bucket_smoke, cli, args, says, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert (main if cli == "sweep" else analysis_main)(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert says in err and "\n" not in err
+    assert list(tmp_path.iterdir()) == []
