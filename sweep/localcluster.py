@@ -127,12 +127,12 @@ def end_cluster(cluster_id: str) -> None:
 def _start_reaper(cluster_id: str, root: Path, remove: bool) -> subprocess.Popen:
     """A watchdog that ends the cluster if this process dies without stop() (killed by a timeout,
     a crash, Ctrl-C twice): `ray start` daemonizes, so nothing else would end the nodes. It is this
-    file run as a script (-I: sweep/ not on its path), in a session of its own so that signals to the
-    caller's process group miss it."""
-    here = str(Path(__file__).resolve())
-    cmd = [sys.executable, "-I", here, "--reap", cluster_id, str(root), str(int(remove))]
+    module run by `python -m`, in a session of its own so that signals to the caller's process
+    group miss it."""
+    cmd = [sys.executable, "-m", "sweep.localcluster", "--reap", cluster_id, str(root), str(int(remove))]
     quiet = subprocess.DEVNULL
-    return subprocess.Popen(cmd, stdin=quiet, stdout=quiet, stderr=quiet, start_new_session=True)
+    return subprocess.Popen(cmd, stdin=quiet, stdout=quiet, stderr=quiet, start_new_session=True,
+                            cwd=Path(__file__).resolve().parents[1])  # where `sweep` imports from
 
 
 def _reap(cluster_id: str, root: str, remove: bool) -> None:
