@@ -297,9 +297,11 @@ class LocalCluster:
         return {**_own_env(), **self._auth_env(), "RAY_ADDRESS": self.address,
                 "RAY_API_SERVER_ADDRESS": self.dashboard_url}
 
-    def run(self, *cmd: str, timeout: float = 120.0, check: bool = True) -> subprocess.CompletedProcess:
-        """A command as a client of this cluster (env()), its output captured as text."""
-        done = subprocess.run(list(cmd), env=self.env(), capture_output=True, text=True, timeout=timeout)
+    def run(self, *cmd: str, timeout: float = 120.0, check: bool = True,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+        """A command as a client of this cluster (env(), and ``env`` over it), its output as text."""
+        done = subprocess.run(list(cmd), env={**self.env(), **(env or {})}, capture_output=True, text=True,
+                              timeout=timeout)
         if check and done.returncode != 0:
             last = (done.stderr.strip().splitlines() or done.stdout.strip().splitlines() or ["?"])[-1]
             raise ClusterError(f"{' '.join(cmd[:3])} ... failed with exit code {done.returncode}: {last}")

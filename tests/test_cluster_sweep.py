@@ -1,12 +1,14 @@
 """The sweep on a real multi-node cluster started with `ray start` (a 0-CPU head, 1-CPU workers,
 token authentication on), submitted with `ray job submit --working-dir`, its results on the real
-S3 server; status, export and figures run from outside the cluster. A worker node is killed
+S3 server; evaluate (its Ray tasks on the workers), status, export and figures asked for from
+outside the cluster. A worker node is killed
 mid-sweep and the sweep finishes on the other; the head is killed and `resume`, submitted as a new
 job to a new head, finishes every trial."""
 
 import json
 import os
 import re
+import sys
 import time
 from pathlib import Path
 
@@ -92,6 +94,12 @@ def test_sweep_as_a_job_survives_a_worker_loss_and_reads_back_from_outside(clust
                            job_id, timeout=600).stdout
         assert "3 trials: 3 TERMINATED" in logs
         assert cluster.alive_workers() == ["worker-1"]
+        # the gap split as Ray tasks on the cluster (the head has no CPU: they run on the worker),
+        # asked for from outside it
+        evaluate = cluster.run(sys.executable, "-m", "sweep", "evaluate", exp, "--points", "5",
+                               "--iwae-samples", "10", "--address", cluster.address, timeout=300,
+                               env={"PYTHONPATH": str(ROOT)})
+        assert "3 trials evaluated now" in evaluate.stdout
     assert main(["status", exp]) == 0
     assert "3 trials: 3 TERMINATED" in capsys.readouterr().out
     every_epoch_once(exp, tmp_path / "nodes.parquet", 3)
