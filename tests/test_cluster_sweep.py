@@ -1,9 +1,8 @@
 """The sweep on a real multi-node cluster started with `ray start` (a 0-CPU head, 1-CPU workers,
 token authentication on), submitted with `ray job submit --working-dir`, its results on the real
 S3 server; evaluate (its Ray tasks on the workers), status, export and figures asked for from
-outside the cluster. A worker node is killed
-mid-sweep and the sweep finishes on the other; the head is killed and `resume`, submitted as a new
-job to a new head, finishes every trial."""
+outside the cluster. A worker node is killed mid-sweep and the sweep finishes on the other; the
+head is killed and `resume`, submitted as a new job to a new head, finishes every trial."""
 
 import json
 import os
