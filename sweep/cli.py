@@ -137,7 +137,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from .results import tidy, write_gap_tables, write_parquet
     from .runner import load_trials
 
-    if storage.is_uri(args.output) and (problem := storage.credential_problem(args.output)):
+    if problem := storage.credential_problem(args.output):  # None for a local path
         raise UsageError(f"-o {args.output}: {problem}")
     if storage.is_dir(args.output):
         raise UsageError(f"-o {args.output} is a directory; give a file path such as results.parquet")
