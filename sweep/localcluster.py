@@ -287,14 +287,14 @@ class LocalCluster:
 
     def _node_env(self, node: str) -> dict[str, str]:
         marks = {MARK: self.id, NODE_MARK: node, "RAY_USAGE_STATS_ENABLED": "0"}
-        return {**_own_env(), **self._auth_env(), **marks}
+        return {**own_env(), **self._auth_env(), **marks}
 
     def env(self) -> dict[str, str]:
         """os.environ for a client of this cluster (ray.init(), `ray status`, `ray job submit`):
         RAY_ADDRESS, RAY_API_SERVER_ADDRESS (the dashboard, for `ray job`), the auth variables; a
         token of the caller's (RAY_AUTH_TOKEN outranks the path) is dropped. No process mark: a
         client is not the cluster's to kill."""
-        return {**_own_env(), **self._auth_env(), "RAY_ADDRESS": self.address,
+        return {**own_env(), **self._auth_env(), "RAY_ADDRESS": self.address,
                 "RAY_API_SERVER_ADDRESS": self.dashboard_url}
 
     def run(self, *cmd: str, timeout: float = 120.0, check: bool = True,
@@ -430,7 +430,7 @@ class FakeAutoscalingCluster(LocalCluster):
 
     def _head_extra(self) -> tuple[list[str], dict[str, str]]:
         self.config_path = write_fake_autoscaling_config(self.cluster_yaml, self.root / "autoscaling.yaml",
-                                                         f"{_node_ip()}:{self.port}", **self.fake)
+                                                         f"{node_ip()}:{self.port}", **self.fake)
         # AUTOSCALER_UPDATE_INTERVAL_S: the autoscaler's loop every second, not every 5
         return ([f"--autoscaling-config={self.config_path}"],
                 {"RAY_FAKE_CLUSTER": "1", "AUTOSCALER_UPDATE_INTERVAL_S": "1"})
@@ -439,7 +439,7 @@ class FakeAutoscalingCluster(LocalCluster):
         raise ClusterError("FakeAutoscalingCluster adds workers itself, on demand")
 
 
-def _own_env() -> dict[str, str]:
+def own_env() -> dict[str, str]:
     """os.environ without what points Ray elsewhere, and with this Python's bin/ first on PATH, as
     in an activated virtual environment: a job's entrypoint `python ...` runs with the nodes' PATH
     and must find the Python that has Ray (and this project), not the system's."""
@@ -449,7 +449,7 @@ def _own_env() -> dict[str, str]:
     return env
 
 
-def _node_ip() -> str:
+def node_ip() -> str:
     """The address Ray gives this machine's nodes (what `ray start` prints), as the provider computes it."""
     from ray._private.services import get_node_ip_address
 

@@ -16,11 +16,11 @@ import pytest
 from sweep import storage
 from sweep.localcluster import (
     MARK,
-    _node_ip,
-    _own_env,
     free_ports,
     kill_processes,
     marked_processes,
+    node_ip,
+    own_env,
     short_tempdir,
 )
 
@@ -46,12 +46,12 @@ def test_the_section_is_what_the_test_runs():
 
 def test_readme_cluster_commands_run_as_written(s3_server, fashion_available, tmp_path):
     gcs, dash, client, head_agent, worker_agent = free_ports(5)
-    ip = _node_ip()
+    ip = node_ip()
     mark = secrets.token_hex(6)
     home = tmp_path / "home"
     home.mkdir()
     nodes = short_tempdir()  # Ray's socket paths must stay under 108 bytes: not under pytest's tmp_path
-    env = {**_own_env(), "HOME": str(home), MARK: mark, "PYTHONPATH": str(ROOT)}
+    env = {**own_env(), "HOME": str(home), MARK: mark, "PYTHONPATH": str(ROOT)}
     isolate = {  # appended to the README's `ray start` lines: nothing at Ray's fixed defaults
         "--head": f" --dashboard-port {dash} --ray-client-server-port {client} "
                   f"--dashboard-agent-listen-port {head_agent} --temp-dir {nodes / 'h'}",
