@@ -1,10 +1,10 @@
-# `make test` does all the set-up on a fresh machine, then lints and runs the suite.
+# `make test` does all the set-up on a fresh machine, then lints and runs the suite (but `slow`).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 FASHION_MNIST_DEB := /usr/share/datasets/fashion-mnist
 
-.PHONY: test lint data venv clean demo readme-figures study paper-figures cluster-demo
+.PHONY: test test-all lint data venv clean demo readme-figures study paper-figures cluster-demo
 
 # `make demo`: the quick study end to end, into results/DEMO_NAME and results/DEMO_NAME-report.
 STAMP := $(shell date +%Y%m%d-%H%M%S)
@@ -29,7 +29,13 @@ data:
 lint: venv
 	$(BIN)/ruff check .
 
+# `make test`: everything but the tests marked `slow` (under 8 minutes on 2 cores, install included);
+# `make test-all`: the whole suite, `slow` included (the full fault matrix, the multi-node cluster
+# scenarios, a cold compile). CI runs both.
 test: venv data lint
+	$(BIN)/python -m pytest -q -m "not slow"
+
+test-all: venv data lint
 	$(BIN)/python -m pytest -q
 
 demo: venv data
@@ -45,7 +51,8 @@ demo: venv data
 cluster-demo: venv data
 	$(BIN)/python benchmarks/cluster_demo.py
 
-# The README's figures and gap table: a fresh demo and its measured gaps, copied into docs/demo/.
+# The demo's figures and gap table (README.md; the other figures in docs/studies.md): a fresh demo and
+# its measured gaps, copied into docs/demo/; scripts/sync_readme.py refills the table in README.md.
 readme-figures:
 	$(MAKE) demo DEMO_NAME=readme-$(STAMP)
 	$(BIN)/python -m sweep evaluate results/readme-$(STAMP) --points 200 --iwae-samples 1000
@@ -63,7 +70,7 @@ study: venv data
 	rm -rf docs/$(STUDY) && mkdir -p docs/$(STUDY)
 	cp results/$(STUDY)-$(STAMP)-report/*.png results/$(STUDY)-$(STAMP)-report/*_table.md docs/$(STUDY)/
 
-# The paper-scale check (hours on one CPU thread per run; resumable): the README's ablation table
+# The paper-scale check (hours on one CPU thread per run; resumable): the ablation table in docs/studies.md
 # and its figures of our runs over Margossian & Blei's published band, in docs/paper/.
 paper-figures: venv data
 	$(BIN)/python benchmarks/paper_check.py --epochs 2000 --jobs 2 --out results/paper_check \

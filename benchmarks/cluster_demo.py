@@ -1,4 +1,5 @@
-"""The README's cluster workflow end to end on this one machine (`make cluster-demo`).
+"""The cluster workflow of docs/guide.md, "On a cluster", end to end on this one machine
+(`make cluster-demo`).
 
     python benchmarks/cluster_demo.py                      # quick.yaml: about 10 min on 2 cores
     python benchmarks/cluster_demo.py --spec sweep/specs/smoke.yaml

@@ -3,12 +3,18 @@
     python benchmarks/faults.py                 # every scenario, then the table
     python benchmarks/faults.py --only worker_kill node_loss --json
     python benchmarks/faults.py --only chaos --kills 10     # the driver killed at 10 points, x3
+    python benchmarks/faults.py --one-cluster --n-train 200 --epochs 10 --checkpoint-every 1 \
+        --only driver_kill worker_kill storage_full    # as `make test` does
 
-Each scenario starts its own local Ray cluster (ray.cluster_utils.Cluster), runs a small real
-sweep on Fashion-MNIST (4 trials x 30 epochs, a checkpoint every 5) with the driver in its own
-process, injects one fault, recovers the way a user would (`sweep resume`, or Tune's own
-restarts with max_failures), exports, and counts: trials affected, trials finished, epochs lost
-(a finished trial must report epochs 1..30, each exactly once) and duplicates.
+Each scenario starts its own local Ray cluster (ray.cluster_utils.Cluster), or with --one-cluster
+all run one after another on one cluster (a 2-CPU head and a 2-CPU worker node; node_loss last, as
+it removes the worker). Each runs a small real sweep on Fashion-MNIST (4 trials, 6 for driver_kill;
+30 epochs, a checkpoint every 5: --epochs, --checkpoint-every) with the driver in its own process,
+injects one fault, recovers the way a user would (`sweep resume`, or Tune's own restarts with
+max_failures), exports, and counts: trials affected, trials finished, epochs lost (a finished trial
+must report epochs 1..30, each exactly once) and duplicates. A fault waits for checkpoints at given
+epochs, not for a time, so it lands mid-sweep however loaded the machine; the chaos matrix's kills
+at given seconds are the exception, and each row says whether its kills landed.
 """
 
 from __future__ import annotations
@@ -17,12 +23,14 @@ import argparse
 import contextlib
 import io
 import json
+import math
 import os
 import signal
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -31,7 +39,6 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-EPOCHS = 30
 BASE = {
     "name": "faults",
     "datasets": ["fashion_mnist"],
@@ -39,18 +46,23 @@ BASE = {
     "widths": [4],
     "seeds": [0, 1],
     "train": {
-        "n_train": 1000,
+        "n_train": 1000,  # --n-train
         "n_test": 100,
-        "epochs": EPOCHS,
+        "epochs": 30,  # --epochs
         "batch_size": 100,
         "sigma_x": 0.3,
         "theta_init": "torch",
     },
     "report_every": 1,
-    "checkpoint_every": 5,
+    "checkpoint_every": 5,  # --checkpoint-every
     "test_inference": False,
     "max_failures": 0,
 }
+
+
+def sizes() -> tuple[int, int]:
+    """(epochs, checkpoint every) of the scenarios' sweeps, as the flags set them in BASE."""
+    return BASE["train"]["epochs"], BASE["checkpoint_every"]
 
 
 def sweep(*args: str, address: str, env: dict | None = None, **kw) -> subprocess.Popen:
@@ -82,23 +94,74 @@ def newest_state(trial_dir: Path) -> dict | None:
         return newest(checkpoint_dirs(pafs.LocalFileSystem(), str(trial_dir)), torch.device("cpu"))[0]
 
 
-def progress(exp: Path) -> dict[Path, int]:
-    """Epoch of each trial's newest readable checkpoint on disk."""
+def states(exp: Path) -> dict[Path, dict]:
+    """Each trial's newest readable checkpoint on disk (trials with none left out)."""
     out = {}
     for d in exp.glob("*-fashion_mnist-*"):
         state = newest_state(d) if d.is_dir() else None
         if state:
-            out[d] = state["epoch"]
+            out[d] = state
     return out
 
 
-def wait_for(pred, timeout: float = 240, what: str = "") -> None:
+def progress(exp: Path) -> dict[Path, int]:
+    """Epoch of each trial's newest checkpoint on disk, as the row saved with it says: cheap enough
+    to poll (loading the checkpoints themselves would take a core of a 2-core machine from the sweep)."""
+    out = {}
+    for d in exp.glob("*-fashion_mnist-*"):
+        for checkpoint in sorted(d.glob("checkpoint_*"), reverse=True):
+            with contextlib.suppress(OSError, ValueError, KeyError):  # still being written: the one before
+                out[d] = json.loads((checkpoint / "report.json").read_text())["epoch"]
+                break
+    return out
+
+
+def reported(trial_dir: Path) -> list[dict]:
+    """The rows in a trial's result.json (a last line still being written left out)."""
+    path, rows = trial_dir / "result.json", []
+    for line in path.read_text().splitlines() if path.exists() else []:
+        with contextlib.suppress(json.JSONDecodeError):
+            rows.append(json.loads(line))
+    return rows
+
+
+def proc_stat(pid: int) -> tuple[str, int] | None:
+    """(state letter, parent pid) of a live process, None once it is gone (a zombie counts as gone)."""
+    try:
+        state, ppid = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[:2]
+    except (OSError, ValueError):
+        return None
+    return (state, int(ppid)) if state != "Z" else None
+
+
+def midway_pids(exp: Path) -> list[int]:
+    """Processes of the trials running with a checkpoint and at least a checkpoint interval to go."""
+    epochs, every = sizes()
+    pids = []
+    for d, epoch in progress(exp).items():
+        if every <= epoch < epochs - every and (rows := reported(d)):
+            pids.append(rows[-1]["pid"])
+    return pids
+
+
+def wait_for(pred, timeout: float = 240, what: str = ""):
+    """The first true value pred() returns, polled every 0.1 s."""
     deadline = time.time() + timeout
     while time.time() < deadline:
-        if pred():
-            return
+        if value := pred():
+            return value
         time.sleep(0.1)
     raise TimeoutError(f"never saw: {what}")
+
+
+def kill_driver(proc: subprocess.Popen, exp: Path) -> None:
+    """SIGKILL a sweep command, then wait for its trials' processes: Ray ends them with their driver
+    within a second or so, and they may checkpoint once more meanwhile; what is on disk after this
+    is what the killed sweep left."""
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    pids = {rows[-1]["pid"] for d in exp.glob("*-fashion_mnist-*") if (rows := reported(d))}
+    wait_for(lambda: not any(proc_stat(p) for p in pids), timeout=60, what="the killed sweep's trials exit")
 
 
 def export(exp: Path) -> pd.DataFrame:
@@ -109,7 +172,7 @@ def export(exp: Path) -> pd.DataFrame:
     return tidy(load_trials(str(exp)))
 
 
-def count(exp: Path, epochs: int = EPOCHS, table: pd.DataFrame | None = None) -> dict:
+def count(exp: Path, epochs: int, table: pd.DataFrame | None = None) -> dict:
     """Trials finished, epochs lost and duplicated, per the exported table (exported here if not given)."""
     from ray.tune import ExperimentAnalysis
 
@@ -144,28 +207,54 @@ def write_spec(work: Path, **changes) -> Path:
 
 
 def driver_kill(work: Path, address: str) -> dict:
-    spec = write_spec(work)
+    # 6 trials, more than a 4-CPU cluster runs at once: some finish while others are midway
+    spec = write_spec(work, families=["amortized", "factorized", "constant"])
     exp = work / "results" / "faults"
+    epochs, every = sizes()
     proc = sweep("run", str(spec), address=address)
     wait_for(
         lambda: (
             (p := progress(exp))
-            and max(p.values()) == EPOCHS
-            and min(p.values()) < EPOCHS
-            and len(p) >= 2
+            and max(p.values()) == epochs
+            and any(every <= e < epochs - every for e in p.values())
             and any(exp.glob("experiment_state-*.json"))
         ),
         what="finished and midway trials",
     )
-    affected = sum(e < EPOCHS for e in progress(exp).values()) + (4 - len(progress(exp)))
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    kill_driver(proc, exp)
+    left = states(exp)
+    trials = len(list(exp.glob("*-fashion_mnist-*")))
     rc, out = finish(sweep("resume", str(exp), address=address))
+    table = export(exp)
     return {
         "fault": "driver SIGKILL mid-sweep; `sweep resume`",
-        "affected": affected,
+        "affected": trials - sum(s["epoch"] == epochs for s in left.values()),
         "rc": rc,
-        **count(exp),
+        **count(exp, epochs, table),
+        **kept(left, table, epochs),
+    }
+
+
+def kept(left: dict[Path, dict], table: pd.DataFrame, epochs: int) -> dict:
+    """What a resume kept of the checkpoints a killed driver left (``left``, per trial directory):
+    the exported rows of every epoch up to a trial's checkpoint must be the checkpoint's own, timings
+    included (a finished trial not re-run, the others continued, not restarted), and a trial
+    continued from a checkpoint before its last epoch trained more after it."""
+    rerun, continued = 0, 0
+    for d, state in left.items():
+        rows = table[table.trial_id == d.name.split("-")[0]].set_index("epoch")
+        for m in (m for m in state["history"] if m["epoch"] in rows.index):  # a missing one: epochs_lost
+            row = rows.loc[m["epoch"]]
+            rerun += not (row.opt_seconds == m["opt_seconds"] and math.isclose(row.neg_elbo, m["neg_elbo"],
+                                                                                rel_tol=1e-6))
+        last = rows.loc[epochs, "opt_seconds"] if epochs in rows.index else -math.inf
+        continued += state["epoch"] < epochs and last > state["history"][-1]["opt_seconds"]
+    return {
+        "finished_before_kill": sum(s["epoch"] == epochs for s in left.values()),
+        "checkpointed_midway": sum(s["epoch"] < epochs for s in left.values()),
+        "continued_trials": int(continued),
+        "rerun_epochs": int(rerun),
+        "terminated": int((table.groupby("trial_id").status.first() == "TERMINATED").sum()),
     }
 
 
@@ -173,26 +262,14 @@ def worker_kill(work: Path, address: str) -> dict:
     spec = write_spec(work, max_failures=3)
     exp = work / "results" / "faults"
     proc = sweep("run", str(spec), address=address)
-
-    def midway_pid():
-        for d, epoch in progress(exp).items():
-            rows = (
-                [json.loads(x) for x in (d / "result.json").read_text().splitlines() if x.strip()]
-                if (d / "result.json").exists()
-                else []
-            )
-            if 5 <= epoch < EPOCHS - 5 and rows:
-                return rows[-1]["pid"]
-        return None
-
-    wait_for(lambda: midway_pid() is not None, what="a running trial with a checkpoint")
-    os.kill(midway_pid(), signal.SIGKILL)
+    pids = wait_for(lambda: midway_pids(exp), what="a running trial with a checkpoint")
+    os.kill(pids[0], signal.SIGKILL)
     rc, out = finish(proc)
     return {
         "fault": "SIGKILL of a trial's worker process; max_failures 3",
         "affected": 1,
         "rc": rc,
-        **count(exp),
+        **count(exp, sizes()[0]),
     }
 
 
@@ -200,13 +277,14 @@ def node_loss(work: Path, cluster, node) -> dict:
     spec = write_spec(work, max_failures=3)
     exp = work / "results" / "faults"
     proc = sweep("run", str(spec), address=cluster.address)
+    raylet = node.all_processes["raylet"][0].process.pid  # a trial's process is a child of its node's raylet
     wait_for(
-        lambda: len(p := progress(exp)) == 4 and all(e < EPOCHS for e in p.values()),
-        what="four trials running with checkpoints",
+        lambda: any((s := proc_stat(pid)) and s[1] == raylet for pid in midway_pids(exp)),
+        what="a trial with a checkpoint running on the worker node",
     )
     cluster.remove_node(node, allow_graceful=False)  # the worker node dies with its trials
     rc, out = finish(proc)
-    result = count(exp)
+    result = count(exp, sizes()[0])
     return {
         "fault": "worker node killed while trials ran on it; max_failures 3",
         "affected": result["restarts"],
@@ -218,13 +296,17 @@ def node_loss(work: Path, cluster, node) -> dict:
 def corrupt_checkpoint(work: Path, address: str) -> dict:
     spec = write_spec(work)
     exp = work / "results" / "faults"
+    epochs, every = sizes()
     proc = sweep("run", str(spec), address=address)
-    wait_for(
-        lambda: any(10 <= e < EPOCHS for e in progress(exp).values()), what="a trial with two checkpoints"
-    )
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    victim = max((d for d, e in progress(exp).items() if e < EPOCHS), key=lambda d: progress(exp)[d])
+    two = 2 * every  # num_to_keep 2: from here on a trial has an older checkpoint to fall back to
+    wait_for(lambda: any(two <= e < epochs - every for e in progress(exp).values()),
+             what="a trial with two checkpoints")
+    kill_driver(proc, exp)
+    left = {d: state["epoch"] for d, state in states(exp).items()}
+    midway = {d: e for d, e in left.items() if two <= e < epochs}
+    if not midway:
+        raise RuntimeError(f"no trial left midway with two checkpoints: {sorted(left.values())}")
+    victim = max(midway, key=midway.get)
     newest = sorted(victim.glob("checkpoint_*"))[-1] / "trial.pt"
     newest.write_bytes(newest.read_bytes()[: newest.stat().st_size // 3])  # truncated mid-write
     rc, out = finish(sweep("resume", str(exp), address=address))
@@ -234,7 +316,7 @@ def corrupt_checkpoint(work: Path, address: str) -> dict:
         "affected": 1,
         "rc": rc,
         "logged_fallback": said,
-        **count(exp),
+        **count(exp, epochs),
     }
 
 
@@ -253,13 +335,13 @@ def nonfinite(work: Path, address: str) -> dict:
         "rc_resume": rc_resume,
         "resume_seconds": round(time.time() - start, 1),
         "status_shows": "non-finite at epoch 1: term loglik" in status,
-        **count(exp),
+        **count(exp, sizes()[0]),
     }
 
 
 def storage_full(work: Path, address: str) -> dict:
     full = work / "tiny"
-    full.mkdir()
+    full.mkdir(parents=True)
     mounted = (
         subprocess.run(
             ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(full)], capture_output=True
@@ -304,6 +386,18 @@ CHAOS = {
 SLOW_SNAPSHOTS = {"TUNE_GLOBAL_CHECKPOINT_S": "1000"}
 
 
+@dataclass(frozen=True)
+class KillAt:
+    """When chaos SIGKILLs a command: ``seconds`` after its launch, or once a trial, unfinished, has
+    checkpointed ``epochs`` epochs more than it had at the launch (mid-sweep on any machine)."""
+
+    seconds: float | None = None
+    epochs: int | None = None
+
+    def __str__(self) -> str:
+        return f"at {self.seconds:.1f} s" if self.seconds is not None else f"{self.epochs} epochs in"
+
+
 def final_elbos(table: pd.DataFrame) -> dict:
     last = table[table.epoch == table.epoch.max()]
     return {(r.family, r.width if pd.notna(r.width) else None, r.seed): r.neg_elbo for r in last.itertuples()}
@@ -319,38 +413,55 @@ def chaos_reference(work: Path, address: str) -> tuple[dict, float]:
     return final_elbos(export(work / "results" / "chaos")), time.time() - start
 
 
-def chaos(work: Path, address: str, kill_at: float, checkpoint_every: int, reference: dict,
-          resume_kill_at: float | None = None) -> dict:
-    """Kill `sweep run` at kill_at seconds (and the first `resume` at resume_kill_at), then resume
+def kill_when(proc: subprocess.Popen, exp: Path, at: KillAt) -> bool:
+    """SIGKILL a chaos command at ``at`` (and wait for its trials to exit); False if it ended first."""
+    if at.seconds is not None:
+        try:
+            proc.wait(timeout=at.seconds)
+            return False
+        except subprocess.TimeoutExpired:
+            pass
+    else:
+        start = progress(exp) if exp.is_dir() else {}
+        wait_for(lambda: proc.poll() is not None or any(
+            start.get(d, 0) + at.epochs <= e < CHAOS_EPOCHS for d, e in progress(exp).items()
+        ), what=f"a trial {at.epochs} epochs further")
+        if proc.poll() is not None:
+            return False
+    kill_driver(proc, exp)
+    return True
+
+
+def chaos(work: Path, address: str, kills: list[KillAt], checkpoint_every: int, reference: dict) -> dict:
+    """Kill `sweep run` at kills[0] (and the first `resume` at kills[1], if given), then resume
     until every trial is finished (at most 2 resumes counted); compare with the uninterrupted run."""
     spec = write_spec(work, **CHAOS, checkpoint_every=checkpoint_every)
     exp = work / "results" / "chaos"
-    kills = [("run", kill_at)] + ([("resume", resume_kill_at)] if resume_kill_at is not None else [])
-    for command, at in kills:
+    landed = 0
+    for command, at in zip(("run", "resume"), kills, strict=False):  # a resume killed too, if given
         proc = sweep(command, str(spec if command == "run" else exp), address=address, env=SLOW_SNAPSHOTS)
-        try:
-            proc.wait(timeout=at)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        if kill_when(proc, exp, at):
+            landed += 1
             keep_newest_checkpoint_only(exp)
     resumes, rc = 0, 1
     while rc != 0 and resumes < 3:  # killed before the experiment existed: launched again, as a user would
         again = ("resume", str(exp)) if exp.is_dir() else ("run", str(spec))
         rc, out = finish(sweep(*again, address=address, env=SLOW_SNAPSHOTS))
         resumes += 1
+    row = {
+        "fault": f"driver SIGKILL {kills[0]}, checkpoint every {checkpoint_every}"
+        + (f", resume killed {kills[1]}" if len(kills) > 1 else ""),
+        "rc": rc,
+        "kills": len(kills),
+        "kills_landed": landed,
+        "resumes": resumes,
+    }
+    if rc != 0:  # the experiment may no longer be readable: what the last command said, not counts
+        return {**row, "failed": out.strip().splitlines()[-1] if out.strip() else ""}
     table = export(exp)
     result, finals = count(exp, CHAOS_EPOCHS, table), final_elbos(table)
     worst = max((abs(finals.get(k, float("inf")) / v - 1) for k, v in reference.items()), default=0.0)
-    return {
-        "fault": f"driver SIGKILL at {kill_at:.1f} s, checkpoint every {checkpoint_every}"
-        + (f", resume killed at {resume_kill_at:.1f} s" if resume_kill_at is not None else ""),
-        "affected": result["trials"],
-        "rc": rc,
-        "resumes": resumes,
-        "max_rel_diff": worst,
-        **result,
-    }
+    return {**row, "affected": result["trials"], "max_rel_diff": worst, **result}
 
 
 def keep_newest_checkpoint_only(exp: Path) -> None:
@@ -366,23 +477,19 @@ def keep_newest_checkpoint_only(exp: Path) -> None:
                 shutil.rmtree(old)
 
 
-def chaos_matrix(kills: int) -> list[dict]:
+def chaos_matrix(work: Path, address: str, kills: int) -> list[dict]:
     """``kills`` kill times spread over an uninterrupted run, each with checkpoints every 1, 2 and 5
-    epochs, on fresh experiments; and one kill during a resume."""
+    epochs, on fresh experiments; and one run killed 2 epochs in, its resume 2 epochs in as well
+    (epochs, not seconds: both kills land mid-training whatever the machine's load)."""
     out = []
-    with tempfile.TemporaryDirectory() as tmp:
-        cluster, _ = start_cluster()
-        try:
-            reference, seconds = chaos_reference(Path(tmp) / "reference", cluster.address)
-            points = [seconds * (i + 0.5) / kills for i in range(kills)]
-            cases = [(t, every, None) for t in points for every in (1, 2, 5)]
-            cases.append((seconds * 0.4, 1, seconds * 0.3))  # a kill during the resume as well
-            for i, (at, every, resume_at) in enumerate(cases):
-                work, start = Path(tmp) / f"case{i}", time.time()
-                result = chaos(work, cluster.address, at, every, reference, resume_at)
-                out.append({"scenario": "chaos", **result, "seconds": round(time.time() - start, 1)})
-        finally:
-            cluster.shutdown()
+    reference, seconds = chaos_reference(work / "reference", address)
+    points = [KillAt(seconds=seconds * (i + 0.5) / kills) for i in range(kills)]
+    cases = [([at], every) for at in points for every in (1, 2, 5)]
+    cases.append(([KillAt(epochs=2), KillAt(epochs=2)], 1))
+    for i, (at, every) in enumerate(cases):
+        start = time.time()
+        result = chaos(work / f"case{i}", address, at, every, reference)
+        out.append({"scenario": "chaos", **result, "seconds": round(time.time() - start, 1)})
     return out
 
 
@@ -390,18 +497,37 @@ SCENARIOS = ["driver_kill", "worker_kill", "node_loss", "corrupt_checkpoint", "n
              "chaos"]
 
 
-def run(name: str, kills: int) -> list[dict]:
+def run_on(name: str, work: Path, cluster, node, kills: int) -> list[dict]:
+    """One scenario on a running cluster (node: its worker node, which node_loss removes)."""
     if name == "chaos":
-        return chaos_matrix(kills)
+        return chaos_matrix(work, cluster.address, kills)
+    start = time.time()
+    if name == "node_loss":
+        result = node_loss(work, cluster, node)
+    else:
+        result = globals()[name](work, cluster.address)
+    return [{"scenario": name, **result, "seconds": round(time.time() - start, 1)}]
+
+
+def run(name: str, kills: int) -> list[dict]:
+    """One scenario on a cluster of its own (a 2-CPU head, and a 2-CPU worker for node_loss)."""
     with tempfile.TemporaryDirectory() as tmp:
-        work, start = Path(tmp), time.time()
         cluster, node = start_cluster(worker=name == "node_loss")
         try:
-            if name == "node_loss":
-                result = node_loss(work, cluster, node)
-            else:
-                result = globals()[name](work, cluster.address)
-            return [{"scenario": name, **result, "seconds": round(time.time() - start, 1)}]
+            return run_on(name, Path(tmp), cluster, node, kills)
+        finally:
+            cluster.shutdown()
+
+
+def run_together(names: list[str], kills: int) -> list[dict]:
+    """The scenarios one after another on one cluster, a 2-CPU head and a 2-CPU worker node: one
+    cluster start instead of one each. node_loss last, since it removes the worker; rows in the
+    order run."""
+    with tempfile.TemporaryDirectory() as tmp:
+        cluster, node = start_cluster(worker=True)
+        try:
+            order = sorted(names, key=lambda n: n == "node_loss")
+            return [r for name in order for r in run_on(name, Path(tmp) / name, cluster, node, kills)]
         finally:
             cluster.shutdown()
 
@@ -428,15 +554,26 @@ def run_apart(names: list[str], at_once: int, flags: list[str]) -> list[dict]:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--only", nargs="+", choices=SCENARIOS, default=SCENARIOS)
-    p.add_argument("--kills", type=int, default=10, help="chaos: kill times spread over the run")
+    p.add_argument("--kills", type=int, default=10,
+                   help="chaos: kill times spread over the run (0: only the run killed mid-resume)")
     p.add_argument("--n-train", type=int, default=1000, help="images per trial (smaller: faster epochs)")
+    p.add_argument("--epochs", type=int, default=30, help="epochs per trial (not chaos's: 12)")
+    p.add_argument("--checkpoint-every", type=int, default=5, help="epochs between checkpoints (not chaos's)")
     p.add_argument("--json", action="store_true", help="one JSON object per scenario")
+    p.add_argument("--one-cluster", action="store_true",
+                   help="every scenario on one cluster (2-CPU head, 2-CPU worker), one after another")
     p.add_argument("--parallel", type=int, default=1,
                    help="scenarios at a time, each in its own process and Ray cluster (default 1)")
     args = p.parse_args()
-    BASE["train"]["n_train"] = args.n_train
-    if args.parallel > 1 and len(args.only) > 1:
-        flags = ["--kills", str(args.kills), "--n-train", str(args.n_train)]
+    if 2 * args.checkpoint_every >= args.epochs:  # worker_kill and corrupt_checkpoint kill between
+        p.error(f"--checkpoint-every {args.checkpoint_every} must be under half of --epochs {args.epochs}")
+    BASE["train"].update(n_train=args.n_train, epochs=args.epochs)
+    BASE["checkpoint_every"] = args.checkpoint_every
+    if args.one_cluster:
+        results = run_together(args.only, args.kills)
+    elif args.parallel > 1 and len(args.only) > 1:
+        flags = ["--kills", str(args.kills), "--n-train", str(args.n_train), "--epochs", str(args.epochs),
+                 "--checkpoint-every", str(args.checkpoint_every)]
         results = run_apart(args.only, args.parallel, flags)
     else:
         results = [r for name in args.only for r in run(name, args.kills)]
@@ -448,8 +585,9 @@ def main() -> None:
           "| final -ELBO vs uninterrupted |")
     print("|---|---|---|---|---|---|---|---|")
     for r in results:
-        if "skipped" in r:
-            print(f"| {r['fault']} | skipped: {r['skipped']} | | | | | | |")
+        if "skipped" in r or "failed" in r:
+            why = f"skipped: {r['skipped']}" if "skipped" in r else f"failed: {r['failed']}"
+            print(f"| {r['fault']} | {why} | | | | | | |")
             continue
         same = f"max rel. diff {r['max_rel_diff']:.1e}" if "max_rel_diff" in r else ""
         print(

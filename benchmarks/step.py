@@ -121,7 +121,11 @@ def main() -> None:
     p.add_argument("--no-projection", action="store_true", help="skip the sweep projections")
     p.add_argument("--compile", action="store_true", help="torch.compile the ELBO (CUDA graphs on cuda)")
     p.add_argument("--seeds", type=int, default=4, help="seeds for the vectorized-seeds comparison (0: skip)")
+    p.add_argument("--n-train", type=int, default=10_000,
+                   help="images per epoch (default: the paper's 10,000; fewer: a quicker, rougher run)")
     args = p.parse_args()
+    if args.n_train < 1000 or args.n_train % 1000:
+        p.error(f"--n-train {args.n_train} must be a positive multiple of the minibatch, 1000")
     if args.device == "cuda" and not torch.cuda.is_available():
         sys.exit("benchmarks/step.py: --device cuda asked for, but torch sees no CUDA device")
     if args.device == "cuda":
@@ -129,14 +133,15 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     name = torch.cuda.get_device_name() if device.type == "cuda" else f"CPU, {args.threads} threads"
-    d, h, D, B, N = 64, 256, 784, 1000, 10_000
+    d, h, D, B, N = 64, 256, 784, 1000, args.n_train
     peak = matmul_rate(device, B, h, D)
     print(f"device: {name}; torch {torch.__version__}; {'compiled' if args.compile else 'eager'}")
     print(f"float32 matmul ({B}x{h}) @ ({h}x{D}): {peak / 1e9:.1f} GFLOP/s")
-    print(f"paper sizes: N={N}, minibatch {B}, d={d}, H={h}, D={D}; {N // B} steps per epoch\n")
+    sizes = "paper sizes" if N == 10_000 else "sizes"
+    print(f"{sizes}: N={N}, minibatch {B}, d={d}, H={h}, D={D}; {N // B} steps per epoch\n")
     print(f"{'family':<16}{'steps/s':>9}{'s/epoch':>9}{'GFLOP/step':>12}{'GFLOP/s':>9}{'of matmul':>11}")
     for family, width in FAMILIES:
-        cfg = bench_config(family, width)
+        cfg = bench_config(family, width, n_train=N)
         sec = epoch_seconds(cfg, device, args.epochs, args.compile)
         flops = step_flops(cfg, B, d, h, D)
         rate = flops * (N // B) / sec
@@ -150,7 +155,7 @@ def main() -> None:
         print(f"\nvectorized seeds: {args.seeds} seeds in one SeedBatch against {args.seeds} runs in turn")
         print(f"{'family':<16}{'separate s/epoch':>18}{'batched s/epoch':>17}{'speed-up':>10}")
         for family, width in (("amortized", 64), ("factorized", None), ("constant", None)):
-            cfg = bench_config(family, width)
+            cfg = bench_config(family, width, n_train=N)
             alone = args.seeds * epoch_seconds(cfg, device, args.epochs)
             batched = seedbatch_epoch_seconds(cfg, args.seeds, device, args.epochs)
             label = cfg.family_class.variant(width)

@@ -1,7 +1,12 @@
-"""Fill README.md's generated blocks: the spec reference (from the code) and the demo's gap table.
+"""Fill the generated blocks of README.md and docs/*.md: the spec reference and the demo's gap table.
 
-python scripts/sync_readme.py            # rewrite README.md in place
-python scripts/sync_readme.py --check    # exit 1 if README.md is out of date (the tests do this)
+python scripts/sync_readme.py            # rewrite the pages in place
+python scripts/sync_readme.py --check    # exit 1 if a page is out of date (the tests do this)
+
+A block is the text between `<!-- NAME:start -->` and `<!-- NAME:end -->`. Every page is searched for
+every known NAME (spec-reference: from the code, in docs/reference.md; gap-table: docs/demo/gap_table.md,
+in README.md), so a block may move between pages; a known block that no page holds is an error.
+Blocks of other names (paper-check, faults: tables pasted from a benchmark's output) are left alone.
 """
 
 from __future__ import annotations
@@ -24,28 +29,44 @@ def blocks() -> dict[str, str]:
     }
 
 
-def synced(text: str) -> str:
-    for name, body in blocks().items():
+def pages() -> list[Path]:
+    """The pages that may hold a block: the front page and every docs page."""
+    return [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+
+
+def synced(text: str, bodies: dict[str, str]) -> tuple[str, set[str]]:
+    """The text with every block of a known name refilled, and the names it holds."""
+    found = set()
+    for name, body in bodies.items():
         pattern = re.compile(rf"(<!-- {name}:start -->\n).*?(<!-- {name}:end -->)", re.S)
-        if not pattern.search(text):
-            raise SystemExit(f"README.md has no <!-- {name}:start/end --> block")
-        text = pattern.sub(lambda m, body=body: m.group(1) + body + "\n" + m.group(2), text)
-    return text
+        if pattern.search(text):
+            found.add(name)
+            text = pattern.sub(lambda m, body=body: m.group(1) + body + "\n" + m.group(2), text)
+    return text, found
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--check", action="store_true")
     args = p.parse_args()
-    readme = ROOT / "README.md"
-    text = readme.read_text()
-    new = synced(text)
-    if args.check:
+    bodies = blocks()
+    found, stale = set(), []
+    for page in pages():
+        text = page.read_text()
+        new, names = synced(text, bodies)
+        found |= names
         if new != text:
-            print("README.md is out of date: run `python scripts/sync_readme.py`", file=sys.stderr)
-            return 1
-        return 0
-    readme.write_text(new)
+            stale.append(page)
+            if not args.check:
+                page.write_text(new)
+    missing = sorted(set(bodies) - found)
+    if missing:
+        raise SystemExit(f"no page (README.md, docs/*.md) has a <!-- NAME:start/end --> block for: "
+                         f"{', '.join(missing)}")
+    if args.check and stale:
+        names = ", ".join(str(s.relative_to(ROOT)) for s in stale)
+        print(f"{names}: out of date: run `python scripts/sync_readme.py`", file=sys.stderr)
+        return 1
     return 0
 
 

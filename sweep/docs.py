@@ -1,4 +1,4 @@
-"""The spec reference in markdown (`python -m sweep keys`; the README embeds it), from the schema."""
+"""The spec reference in markdown, from the schema: `python -m sweep keys`, docs/reference.md."""
 
 from __future__ import annotations
 

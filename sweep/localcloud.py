@@ -88,6 +88,9 @@ class S3Server:
                # with -volume.max=0) left a bucket no writable volume on a disk with 65 GB free
                "-master.volumeSizeLimitMB=512", "-volume.max=64",
                "-s3.autoCreateBucket=false",  # as on AWS: a missing bucket is an error, not a new bucket
+               # stop at once: weed's default waits 10 s between its volume server's last heartbeat
+               # and its exit (for a load balancer to notice), then the test session waited on it
+               "-volume.preStopSeconds=0",
                *(f"-{k}={v}" for k, v in self.ports.items())]
         log = open(self.root / "weed.log", "wb")  # noqa: SIM115 (the server's, for its lifetime)
         self.process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -124,8 +127,9 @@ class S3Server:
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(10)
+            try:  # its parts stop in a second; the process then lingers on for 15 s or more (its
+                # graceful HTTP shutdown): a throwaway server's data need no more than that second
+                self.process.wait(2)
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()

@@ -29,6 +29,10 @@ from .tune_internals import drop_missing_checkpoints, restored_run_config
 from .tuneconfig import cell_slug, split_config
 
 SPEC_FILE = "sweep-spec.json"
+# A second copy where Tune never writes: on restore Tune stages every top-level .json/.pkl file of the
+# experiment and copies each back over its original at every save, in place, so SPEC_FILE is empty
+# for moments during a resume, and a resume killed in one of them left it empty for good.
+SPEC_COPY = ".sweep/sweep-spec.json"
 GAP_FILE = "gap.json"
 LR_SEARCH_DIR = "lr_search"
 METRIC = "neg_elbo_per_datapoint"
@@ -105,12 +109,15 @@ def _claim(exp: str, spec: dict[str, Any]) -> None:
             "or start a new one with --name"
         )
     if not isinstance(fs, pafs.LocalFileSystem):
+        storage.write_json(storage.join(exp, SPEC_COPY), spec)
         storage.write_json(storage.join(exp, SPEC_FILE), spec)
         return
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     aside = Path(path).parent / f".{Path(path).name}.{os.getpid()}.claim"  # a killed launch's: hidden
     shutil.rmtree(aside, ignore_errors=True)
     aside.mkdir()
+    (aside / SPEC_COPY).parent.mkdir()
+    storage.write_json(aside / SPEC_COPY, spec)
     storage.write_json(aside / SPEC_FILE, spec)
     try:
         os.rename(aside, path)  # atomic: of two launches with one name, one gets here first
@@ -338,9 +345,13 @@ def read_spec(exp: str) -> SweepSpec:
     """The spec an experiment was launched with; a clear error if ``exp`` is no experiment."""
     if not storage.is_dir(exp):
         raise SweepError(f"{exp} is not a directory")
-    try:
-        raw = storage.read_json(storage.join(exp, SPEC_FILE))
-    except (FileNotFoundError, OSError, json.JSONDecodeError):
+    for name in (SPEC_FILE, SPEC_COPY):  # the copy: when Tune left SPEC_FILE empty (see SPEC_COPY)
+        try:
+            raw = storage.read_json(storage.join(exp, name))
+            break
+        except (FileNotFoundError, OSError, json.JSONDecodeError):
+            continue
+    else:
         raise SweepError(f"{exp} is not a sweep experiment (no readable {SPEC_FILE})") from None
     return parse_spec(raw, source=f"{exp}/{SPEC_FILE}")
 

@@ -66,18 +66,30 @@ def ray_address(s3_server):
     ray.shutdown()
 
 
+# The smoke spec as the shared experiment runs it: evaluated at the end (gap.json per trial) and
+# tracked in MLflow, so one sweep serves the tests of run, status, export, evaluate, figures and
+# tracking. Tests that write into it work on a copy (`smoke_copy`).
+SMOKE_EXTRA = {"evaluate": {"points": 40, "iwae_samples": 32}, "tracking": {"mlflow": {}}}
+
+
 @pytest.fixture(scope="session")
 def smoke_run(ray_address, fashion_available, tmp_path_factory):
-    """A real `python -m sweep run sweep/specs/smoke.yaml`, its output a pipe, on the session's Ray:
-    (exit code, experiment directory, what it printed)."""
+    """A real `python -m sweep run` of sweep/specs/smoke.yaml (+ SMOKE_EXTRA), its output a pipe, on
+    the session's Ray: (exit code, experiment directory, what it printed). Read-only for tests."""
     import subprocess
     import sys
 
+    import yaml
+
     root = Path(__file__).resolve().parents[1]
-    storage = tmp_path_factory.mktemp("storage")
+    work = tmp_path_factory.mktemp("smoke")
+    spec = work / "smoke.yaml"
+    spec.write_text(yaml.safe_dump({**yaml.safe_load((root / "sweep" / "specs" / "smoke.yaml").read_text()),
+                                    **SMOKE_EXTRA}))
+    storage = work / "storage"
     out = subprocess.run(
-        [sys.executable, "-m", "sweep", "run", str(root / "sweep" / "specs" / "smoke.yaml"), "--storage",
-         str(storage), "--address", ray_address],
+        [sys.executable, "-m", "sweep", "run", str(spec), "--storage", str(storage),
+         "--address", ray_address],
         capture_output=True, text=True, timeout=900, env={**os.environ, "PYTHONPATH": str(root)},
     )
     return out.returncode, storage / "smoke", out
@@ -87,3 +99,80 @@ def smoke_run(ray_address, fashion_available, tmp_path_factory):
 def smoke_experiment(smoke_run):
     """(exit code, experiment directory) of the smoke run."""
     return smoke_run[:2]
+
+
+@pytest.fixture
+def smoke_copy(smoke_experiment, tmp_path) -> Path:
+    """A copy of the smoke experiment for a test that writes into it."""
+    import shutil
+
+    rc, exp = smoke_experiment
+    assert rc == 0
+    return Path(shutil.copytree(exp, tmp_path / "smoke"))
+
+
+# A researcher's own family, in a module outside the project (tests/test_user_family.py).
+USER_FAMILY = '''
+"""One hidden layer instead of two: a family of the user's own, in one file."""
+import torch
+from torch import nn
+
+from trainables.families import Family, register
+
+
+@register
+class OneLayer(Family):
+    """q(z_n) = N(mu(x_n), diag exp(logvar(x_n))) from an encoder with one hidden layer of width k."""
+
+    name, label, order = "one_layer", "one-layer", 50
+    has_width, refinable = True, True
+
+    def __init__(self, data_dim, width, latent_dim):
+        super().__init__()
+        self.body = nn.Sequential(nn.Linear(data_dim, width), nn.Tanh())
+        self.head = nn.Linear(width, 2 * latent_dim)
+
+    @classmethod
+    def from_config(cls, cfg, n_data, data_dim):
+        return cls(data_dim, cfg.width, cfg.latent_dim)
+
+    def forward(self, x, idx=None):
+        return self.head(self.body(x)).chunk(2, dim=-1)
+'''
+
+# Two axes and the user's family in one sweep (tests/test_axes.py, tests/test_user_family.py):
+# 3 variants x n_train x sigma_x = 12 trials of 2 epochs, evaluated at the end.
+AXES_SPEC = {
+    "name": "axes", "datasets": ["fashion_mnist"], "families": ["amortized", "one_layer", "factorized"],
+    "widths": [2], "seeds": [0], "grid": {"n_train": [100, 200], "sigma_x": [0.3, 0.5]},
+    "train": {"n_test": 50, "epochs": 2, "batch_size": 50, "theta_init": "torch", "lr": 0.003},
+    "report_every": 1, "checkpoint_every": 2, "test_inference": False,
+    "evaluate": {"points": 10, "iwae_samples": 10, "eval_samples": 2, "refine_steps": [0, 2]},
+}
+
+
+@pytest.fixture(scope="session")
+def axes_experiment(ray_address, fashion_available, tmp_path_factory):
+    """The AXES_SPEC sweep, its family module written outside the project: (experiment directory,
+    the module)."""
+    import yaml
+
+    from sweep.cli import main
+
+    tmp = tmp_path_factory.mktemp("axes")
+    module = tmp / "elsewhere" / "my_family.py"
+    module.parent.mkdir()
+    module.write_text(USER_FAMILY)
+    (tmp / "s.yaml").write_text(yaml.safe_dump({**AXES_SPEC, "family_modules": [str(module)]}))
+    assert main(["run", str(tmp / "s.yaml"), "--storage", str(tmp / "res")]) == 0
+    return tmp / "res" / "axes", module
+
+
+@pytest.fixture(scope="session")
+def axes_report(axes_experiment, tmp_path_factory):
+    """`python -m analysis figures` of the axes experiment: its output directory."""
+    from analysis.cli import main
+
+    out = tmp_path_factory.mktemp("axes-report") / "out"
+    assert main(["figures", str(axes_experiment[0]), "-o", str(out)]) == 0
+    return out

@@ -1,6 +1,7 @@
 """Figures, gap table and report: known answers on a synthetic table, real files on smoke results."""
 
 import itertools
+import json
 import re
 
 import numpy as np
@@ -8,7 +9,7 @@ import pandas as pd
 import pytest
 
 from analysis.cli import main
-from analysis.load import load_results, with_variant
+from analysis.load import load_gaps, load_results, with_variant
 from analysis.tables import gap_table, to_markdown
 
 VARIANTS = [("amortized", 4), ("amortized", 16), ("factorized", None), ("constant", None)]
@@ -104,7 +105,7 @@ def test_half_finished_sweep_compares_at_the_common_epoch(tmp_path):
     assert "Partial results" in (tmp_path / "out" / "report.md").read_text()
 
 
-FIGURES = ("neg_elbo", "train_mse", "test_mse", "seeds", "gap_vs_width", "compute")
+FIGURES = ("neg_elbo", "train_mse", "test_mse", "seeds", "gap_vs_width", "compute", "gap_split", "refine")
 
 
 def _valid_png(path):
@@ -142,14 +143,25 @@ def test_figures_on_real_smoke_results(smoke_experiment, tmp_path, capsys):
         )
     assert gaps.loc["factorized", "neg_elbo_pt_mean"] == pytest.approx(neg["factorized"].mean())
 
+    # the measured split (the smoke sweep's `evaluate`), from each trial's gap.json as written
+    measured = [json.loads(p.read_text()) for p in exp.glob("*k8*/gap.json")]
+    train = [r["train"]["amortization_gap"] for m in measured for r in m["results"]]
+    assert len(train) == 2 and gaps.loc["k=8", "amort_gap_train"] == pytest.approx(np.mean(train))
+    assert "approx. gap train" in (out / "gap_table.md").read_text()
+    steps = pd.read_csv(out / "refine_table.csv")
+    assert set(steps.steps) == {0, 1, 5, 20, 100} and set(steps.variant) == {"k=2", "k=8"}
+    assert (steps[steps.steps == 0].gap_closed.abs() < 1e-6).all()  # K = 0 is the encoder's q itself
+    assert "amort. gap closed" in (out / "refine_table.md").read_text()
+
 
 def test_parquet_input_gives_the_same_table(smoke_experiment, tmp_path):
     from sweep.cli import main as sweep_main
 
     _, exp = smoke_experiment
     sweep_main(["export", str(exp), "-o", str(tmp_path / "r.parquet")])
-    from_dir = gap_table(load_results(exp))
-    from_parquet = gap_table(load_results(tmp_path / "r.parquet"))
+    from_dir = gap_table(load_results(exp), load_gaps(exp)[0])
+    from_parquet = gap_table(load_results(tmp_path / "r.parquet"), load_gaps(tmp_path / "r.parquet")[0])
+    assert from_dir["amort_gap_train"].notna().any()  # the measured split, from OUT.gaps.parquet too
     pd.testing.assert_frame_equal(from_dir, from_parquet, check_dtype=False)
 
 

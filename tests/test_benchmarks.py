@@ -22,6 +22,8 @@ def test_step_benchmark_prints_its_table():
             "--no-projection",
             "--threads",
             "1",
+            "--n-train",
+            "2000",
         ],
         cwd=ROOT,
         capture_output=True,

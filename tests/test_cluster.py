@@ -73,6 +73,7 @@ class Where:
 """
 
 
+@pytest.mark.slow
 def test_head_without_cpus_runs_nothing_and_survives_a_worker_loss(monkeypatch, tmp_path):
     home = tmp_path / "home"  # HOME elsewhere: the cluster must not read or write ~/.ray/auth_token
     home.mkdir()
@@ -157,6 +158,7 @@ def autoscaling(s3_server):
         yield cluster
 
 
+@pytest.mark.slow
 def test_autoscaler_adds_workers_as_trials_queue_and_removes_them_idle(autoscaling, fashion_available,
                                                                         tmp_path):
     """The smoke sweep, trials of 1 CPU and half a GPU, on a head with no CPU and no worker: the
@@ -183,6 +185,7 @@ def test_autoscaler_adds_workers_as_trials_queue_and_removes_them_idle(autoscali
 
 
 @pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="needs torch")
+@pytest.mark.slow
 def test_gpu_fractions_share_a_simulated_gpu_that_torch_cannot_use(autoscaling):
     """The fake node advertises GPU: 1, so two 0.5-GPU trials share one node and Ray hands both
     GPU 0 (CUDA_VISIBLE_DEVICES=0); torch, on a machine without CUDA, sees no device at all: a

@@ -20,6 +20,8 @@ from sweep import storage
 from sweep.cli import main
 from sweep.localcluster import LocalCluster, ray_binary
 
+pytestmark = [pytest.mark.cluster, pytest.mark.slow]  # minutes: `make test-all`
+
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ROOT / "sweep" / "specs" / "smoke.yaml"
 EPOCHS = 16

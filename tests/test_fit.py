@@ -191,6 +191,7 @@ def test_vectorized_save_restore_continue_is_exact(fashion, tmp_path):
     assert strip(resumed.history) == strip(straight.history)
 
 
+@pytest.mark.slow  # a cold Inductor compile
 def test_compiled_elbo_matches_eager(fashion):
     """torch.compile path (CUDA graphs on GPUs): same numbers as eager, here on the CPU."""
     cfg = cfg_for("amortized", epochs=2)

@@ -1,8 +1,9 @@
-"""The README's cluster commands, run as written, in order, on this machine: `ray start` nodes with
-token authentication, the sweep submitted as a Ray job, results on the suite's real S3 server, read
-back from outside the cluster. Only what would collide with a user's own Ray is changed: free ports
-for 6379 and 8265 (and the ports Ray would otherwise take at fixed defaults), a temp dir per node,
-a private HOME for the token. Every process started carries a mark, and only those are killed."""
+"""The cluster commands of docs/guide.md, run as written, in order, on this machine: `ray start`
+nodes with token authentication, the sweep submitted as a Ray job, results on the suite's real S3
+server, read back from outside the cluster. Only what would collide with a user's own Ray is
+changed: free ports for 6379 and 8265 (and the ports Ray would otherwise take at fixed defaults), a
+temp dir per node, a private HOME for the token. Every process started carries a mark, and only
+those are killed."""
 
 import os
 import re
@@ -25,12 +26,12 @@ from sweep.localcluster import (
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-README = (ROOT / "README.md").read_text()
+GUIDE = (ROOT / "docs" / "guide.md").read_text()  # its "On a cluster" section
 
 
 def cluster_section_commands() -> list[str]:
     """The shell lines of the "On a cluster" section's bash block that starts a cluster by hand."""
-    section = README.split("## On a cluster", 1)[1].split("\n## ", 1)[0]
+    section = GUIDE.split("## On a cluster", 1)[1].split("\n## ", 1)[0]
     blocks = re.findall(r"```bash\n(.*?)```", section, re.S)
     [manual] = [b for b in blocks if "ray start --head" in b]
     return [ln.strip() for ln in manual.replace("\\\n", " ").splitlines() if ln.strip()]
@@ -44,6 +45,8 @@ def test_the_section_is_what_the_test_runs():
     assert any("sweep resume" in ln and "ray job submit" in ln for ln in lines)
 
 
+@pytest.mark.slow
+@pytest.mark.cluster
 def test_readme_cluster_commands_run_as_written(s3_server, fashion_available, tmp_path):
     gcs, dash, client, head_agent, worker_agent = free_ports(5)
     ip = node_ip()
@@ -52,7 +55,7 @@ def test_readme_cluster_commands_run_as_written(s3_server, fashion_available, tm
     home.mkdir()
     nodes = short_tempdir()  # Ray's socket paths must stay under 108 bytes: not under pytest's tmp_path
     env = {**own_env(), "HOME": str(home), MARK: mark, "PYTHONPATH": str(ROOT)}
-    isolate = {  # appended to the README's `ray start` lines: nothing at Ray's fixed defaults
+    isolate = {  # appended to the guide's `ray start` lines: nothing at Ray's fixed defaults
         "--head": f" --dashboard-port {dash} --ray-client-server-port {client} "
                   f"--dashboard-agent-listen-port {head_agent} --temp-dir {nodes / 'h'}",
         "--address": f" --dashboard-agent-listen-port {worker_agent} --temp-dir {nodes / 'w'}",

@@ -13,7 +13,6 @@ import pandas as pd
 import pyarrow.fs as pafs
 import pytest
 import torch
-import yaml
 
 from analysis.cli import main as analysis_main
 from sweep import storage
@@ -38,16 +37,33 @@ def objects(s3_server, prefix: str) -> list[pafs.FileInfo]:
 
 @pytest.fixture(scope="module")
 def bucket_smoke(ray_address, fashion_available, s3_server, tmp_path_factory):
-    """The smoke sweep with its results on the bucket, launched from an empty working directory:
-    (its output, the experiment's URI, that directory)."""
+    """The smoke sweep with its results on the bucket, launched from an empty working directory;
+    its driver SIGKILLed once a checkpoint and Tune's state are on the bucket, then `sweep resume`d
+    from the bucket: (resume's output, the experiment's URI, that directory, the objects on the
+    bucket at the kill)."""
     cwd = tmp_path_factory.mktemp("cwd")
-    out = sweep_cli("run", SMOKE, "--storage", "s3://gap/exps", "--name", "smoke", "--address", ray_address,
-                    cwd=cwd)
-    return out, "s3://gap/exps/smoke", cwd
+    exp, prefix = "s3://gap/exps/smoke", "gap/exps/smoke"
+    cmd = [sys.executable, "-m", "sweep", "run", str(SMOKE), "--storage", "s3://gap/exps", "--name", "smoke",
+           "--address", ray_address]
+    proc = subprocess.Popen(cmd, cwd=cwd, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 240
+    while time.time() < deadline:  # kill once a checkpoint and Tune's state are on the bucket
+        names = [i.path for i in objects(s3_server, prefix)]
+        if any("/checkpoint_" in n for n in names) and any("experiment_state-" in n for n in names):
+            break
+        time.sleep(0.2)
+    else:
+        pytest.fail("the sweep never checkpointed to the bucket")
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    return sweep_cli("resume", exp, "--address", ray_address, cwd=cwd), exp, cwd, names
 
 
-def test_smoke_sweep_writes_every_trial_to_the_bucket(bucket_smoke, s3_server):
-    out, exp, cwd = bucket_smoke
+def test_smoke_sweep_killed_and_resumed_writes_every_trial_to_the_bucket(bucket_smoke, s3_server):
+    out, exp, cwd, at_kill = bucket_smoke
+    finished_before = [n for n in at_kill if "/checkpoint_000001/" in n]  # epoch 4 of 4
+    assert len(finished_before) < 8, "killed too late: every trial had finished"
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().endswith("8 trials: 8 TERMINATED")
     assert f"python -m sweep export {exp} -o {exp}.parquet" in out.stdout  # the next step, a URI
@@ -55,13 +71,16 @@ def test_smoke_sweep_writes_every_trial_to_the_bucket(bucket_smoke, s3_server):
     assert "sweep-spec.json" in names
     trials = {n.split("/")[0] for n in names if "-fashion_mnist-" in n}
     assert len(trials) == 8
-    for t in trials:  # checkpoints every 2 epochs of 4, two kept
-        assert {f"{t}/checkpoint_000000/trial.pt", f"{t}/checkpoint_000001/trial.pt"} <= names
+    for t in trials:  # checkpoints every 2 epochs of 4, at most two kept; the newest one the end
+        kept = sorted(n for n in names if n.startswith(f"{t}/checkpoint_") and n.endswith("/trial.pt"))
+        assert 1 <= len(kept) <= 2, kept
+        newest = torch.load(io.BytesIO(storage.read_bytes(f"{exp}/{kept[-1]}")), weights_only=True)
+        assert newest["epoch"] == 4, kept
     assert list(cwd.iterdir()) == []
 
 
 def test_status_evaluate_export_and_figures_read_the_bucket(bucket_smoke, tmp_path, monkeypatch, capsys):
-    _, exp, _ = bucket_smoke
+    exp = bucket_smoke[1]
     monkeypatch.chdir(tmp_path)  # nothing may appear here: no folder named "s3:", no stray copy
     assert main(["status", exp]) == 0
     assert "8 trials: 8 TERMINATED" in capsys.readouterr().out
@@ -80,6 +99,9 @@ def test_status_evaluate_export_and_figures_read_the_bucket(bucket_smoke, tmp_pa
     assert f"-> {out}" in printed and "-> s3://gap/exports/smoke.gaps.parquet" in printed
     table = pd.read_parquet(io.BytesIO(storage.read_bytes(out)))
     assert len(table) == 8 * 4 and table.trial_id.nunique() == 8
+    # resumed after the kill: every epoch of every trial exactly once, each trial finished
+    assert table.groupby("trial_id").epoch.apply(list).map(lambda e: e == [1, 2, 3, 4]).all()
+    assert (table.groupby("trial_id").status.first() == "TERMINATED").all()
     assert len(pd.read_parquet(io.BytesIO(storage.read_bytes("s3://gap/exports/smoke.gaps.parquet")))) == 16
 
     assert analysis_main(["figures", exp, "-o", str(tmp_path / "from_dir")]) == 0
@@ -94,7 +116,7 @@ def test_notebook_reads_the_bucket(bucket_smoke, tmp_path, monkeypatch):
     import nbformat
     from nbclient import NotebookClient
 
-    _, exp, _ = bucket_smoke
+    exp = bucket_smoke[1]
     nb = nbformat.read(ROOT / "analysis" / "notebooks" / "explore.ipynb", as_version=4)
     monkeypatch.setenv("AMORTIZATION_GAP_RESULTS", exp)
     monkeypatch.setenv("AMORTIZATION_GAP_FIGURES", str(tmp_path / "figs"))
@@ -106,7 +128,7 @@ def test_notebook_reads_the_bucket(bucket_smoke, tmp_path, monkeypatch):
 
 
 def test_a_damaged_checkpoint_on_the_bucket_falls_back_to_the_one_before(bucket_smoke, s3_server, capsys):
-    _, exp, _ = bucket_smoke
+    exp = bucket_smoke[1]
     trial = next(t for t in storage.children(exp) if "-amortized-" in t)
     copy = "gap/damaged/" + trial  # a copy: the other tests read the original
     fs = s3_server.filesystem()
@@ -132,39 +154,6 @@ def test_no_credential_is_written_with_the_results(bucket_smoke, s3_server, ray_
     logs = Path(ray._private.worker._global_node.get_session_dir_path()) / "logs"
     for path in (p for p in logs.rglob("*") if p.is_file()):
         assert secret not in path.read_bytes(), path
-
-
-def test_driver_killed_mid_sweep_resumes_on_the_bucket(ray_address, fashion_available, s3_server, tmp_path):
-    raw = yaml.safe_load(SMOKE.read_text())
-    raw.update(name="crash", families=["amortized"], widths=[4], checkpoint_every=3, test_inference=False,
-               train={**raw["train"], "n_train": 400, "epochs": 24})
-    spec = tmp_path / "crash.yaml"
-    spec.write_text(yaml.safe_dump(raw))
-    exp, prefix = "s3://gap/crash/crash", "gap/crash/crash"
-    cmd = [sys.executable, "-m", "sweep", "run", str(spec), "--storage", "s3://gap/crash", "--address",
-           ray_address]
-    proc = subprocess.Popen(cmd, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.time() + 240
-    while time.time() < deadline:  # kill once a checkpoint and Tune's state are on the bucket
-        names = [i.path for i in objects(s3_server, prefix)]
-        if any("/checkpoint_" in n for n in names) and any("experiment_state-" in n for n in names):
-            break
-        time.sleep(0.2)
-    else:
-        pytest.fail("the sweep never checkpointed to the bucket")
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=30)
-    finished_before = [n for n in names if "/checkpoint_000007/" in n]  # epoch 24 of 24
-    assert len(finished_before) < 2 * 2, "killed too late: every trial had finished"
-
-    resumed = sweep_cli("resume", exp, "--address", ray_address, cwd=tmp_path)
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert main(["export", exp, "-o", str(tmp_path / "r.parquet")]) == 0
-    t = pd.read_parquet(tmp_path / "r.parquet")
-    assert t.trial_id.nunique() == 2 and (t.groupby("trial_id").status.first() == "TERMINATED").all()
-    assert t.groupby("trial_id").epoch.apply(list).map(lambda e: e == list(range(1, 25))).all()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["crash.yaml", "r.parquet"]
 
 
 @pytest.mark.parametrize("storage_uri, says", [

@@ -2,16 +2,13 @@
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 import yaml
 
 from sweep.cli import main
@@ -119,65 +116,6 @@ def test_errored_trial_shown_by_status_while_others_finish(ray_address, fashion_
     assert "train-images-idx3-ubyte is truncated or corrupt" in mnist[0]
 
 
-def _newest_state(trial_dir):
-    """(epoch, history) of a trial's newest checkpoint on disk, or None (none, or mid-copy)."""
-    for ck in sorted(trial_dir.glob("checkpoint_*"), reverse=True):
-        try:
-            state = torch.load(ck / "trial.pt", weights_only=True)
-        except Exception:
-            continue
-        return state["epoch"], state["history"]
-    return None
-
-
-def test_resume_after_driver_sigkill(ray_address, fashion_available, tmp_path):
-    """Kill `sweep run` after some trials finished and others checkpointed; resume finishes them."""
-    spec = write_spec(
-        tmp_path / "s.yaml", name="crash", widths=[4], seeds=[0, 1],
-        train={"n_train": 400, "n_test": 100, "epochs": 30, "batch_size": 100, "sigma_x": 0.3,
-               "theta_init": "torch"},
-        checkpoint_every=5, test_inference=False,
-    )
-    storage = tmp_path / "res"
-    exp = storage / "crash"
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "sweep", "run", str(spec), "--storage", str(storage),
-         "--address", ray_address],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True,
-    )
-    deadline = time.time() + 240
-    while time.time() < deadline:
-        states = {d.name: _newest_state(d) for d in exp.glob("*-fashion_mnist-*")} if exp.exists() else {}
-        done = {n: s for n, s in states.items() if s and s[0] == 30}
-        midway = {n: s for n, s in states.items() if s and s[0] < 30}
-        if done and midway and list(exp.glob("experiment_state-*.json")):
-            break
-        time.sleep(0.1)
-    else:
-        pytest.fail("sweep never reached a state with finished and checkpointed trials")
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=30)
-
-    assert main(["resume", str(exp)]) == 0
-    main(["export", str(exp), "-o", str(tmp_path / "r.parquet")])
-    t = pd.read_parquet(tmp_path / "r.parquet")
-    assert t["trial_id"].nunique() == 6
-    assert (t.groupby("trial_id")["status"].first() == "TERMINATED").all()
-    # every epoch exactly once, none lost with the killed driver
-    assert t.groupby("trial_id")["epoch"].apply(list).map(lambda e: e == list(range(1, 31))).all()
-    by_dir = {d.name: d.name.split("-")[0] for d in exp.glob("*-fashion_mnist-*")}
-    for name, (_, history) in {**done, **midway}.items():
-        rows = t[t.trial_id == by_dir[name]].set_index("epoch")
-        # epochs up to the checkpoint are the checkpoint's own numbers, timings included:
-        # finished trials were not re-run, the others continued from their checkpoints
-        for m in history:
-            assert rows.loc[m["epoch"], "opt_seconds"] == m["opt_seconds"], (name, m["epoch"])
-            assert rows.loc[m["epoch"], "neg_elbo"] == pytest.approx(m["neg_elbo"])
-        if name in midway:
-            assert rows.loc[30, "opt_seconds"] > history[-1]["opt_seconds"]
-
-
 def test_optuna_stage_picks_a_learning_rate_per_cell(ray_address, fashion_available, tmp_path):
     spec = write_spec(
         tmp_path / "s.yaml",
@@ -261,6 +199,8 @@ def test_forgets_checkpoints_the_storage_lost(smoke_experiment, tmp_path):
     assert forget_missing_checkpoints(str(copy)) == 0  # nothing left to forget
 
 
+@pytest.mark.slow
+@pytest.mark.cluster
 def test_run_never_joins_a_cluster_it_was_not_given(fashion_available, tmp_path):
     """A cluster `ray start` left on this machine (another user's, or a killed run's): `sweep run`
     with no address starts its own Ray, and shuts it down when it ends."""
@@ -305,6 +245,19 @@ def test_a_launch_makes_its_experiment_whole(tmp_path):
     with pytest.raises(SweepError, match="already exists"):
         _claim(str(exp), {"name": "y"})
     assert json.loads((exp / SPEC_FILE).read_text()) == {"name": "x"}
+
+
+def test_a_spec_file_tune_left_empty_is_read_from_its_copy(tmp_path):
+    """Tune, restoring an experiment, copies its top-level files back over themselves at every
+    save: a resume killed then leaves sweep-spec.json empty. The spec is read from its copy."""
+    from sweep.runner import SPEC_FILE, _claim, read_spec
+
+    raw = yaml.safe_load(SMOKE.read_text())
+    exp = tmp_path / "res" / "smoke"
+    _claim(str(exp), {**raw, "storage": str(tmp_path / "res")})
+    (exp / SPEC_FILE).write_bytes(b"")
+    assert read_spec(str(exp)).name == "smoke"
+    assert sorted(p.name for p in exp.iterdir()) == [".sweep", SPEC_FILE]
 
 
 def test_resume_after_a_kill_between_tuners_pickle_and_its_first_state(ray_address, fashion_available,

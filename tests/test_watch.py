@@ -2,15 +2,8 @@
 errors inside `evaluate` as one line."""
 
 import re
-import shutil
-from pathlib import Path
-
-import yaml
 
 from sweep.cli import main
-
-ROOT = Path(__file__).resolve().parents[1]
-SMOKE = yaml.safe_load((ROOT / "sweep" / "specs" / "smoke.yaml").read_text())
 
 
 def test_run_prints_every_trial_in_full_and_no_checkpoint_lines(smoke_run):
@@ -39,37 +32,33 @@ def test_status_watch_on_an_ended_sweep_and_its_summary(smoke_experiment, capsys
     assert "--every 0.0 must be a positive number" in capsys.readouterr().err
 
 
-def test_mlflow_gets_every_trial_with_its_config_and_metrics(ray_address, fashion_available, tmp_path):
+def test_mlflow_gets_every_trial_with_its_config_and_metrics(smoke_experiment):
+    """The smoke experiment is tracked (`tracking: {mlflow: {}}`, tests/conftest.py)."""
     from mlflow.tracking import MlflowClient
 
-    spec = tmp_path / "s.yaml"
-    spec.write_text(yaml.safe_dump({**SMOKE, "name": "tracked", "families": ["amortized", "constant"],
-                                    "widths": [2], "seeds": [0], "test_inference": False,
-                                    "tracking": {"mlflow": {}}}))
-    assert main(["run", str(spec), "--storage", str(tmp_path / "res")]) == 0
-    uri = f"sqlite:///{tmp_path / 'res' / 'tracked' / 'mlflow.db'}"  # the default: beside the results
-    client = MlflowClient(uri)
-    runs = client.search_runs([client.get_experiment_by_name("tracked").experiment_id])
-    assert len(runs) == 2
+    _, exp = smoke_experiment
+    client = MlflowClient(f"sqlite:///{exp / 'mlflow.db'}")  # the default: beside the results
+    runs = client.search_runs([client.get_experiment_by_name("smoke").experiment_id])
+    assert len(runs) == 8
     for run in runs:
-        assert run.data.params["cell/dataset"] == "fashion_mnist" and run.data.params["seed"] == "0"
+        assert run.data.params["cell/dataset"] == "fashion_mnist" and run.data.params["seed"] in ("0", "1")
         history = client.get_metric_history(run.info.run_id, "neg_elbo_per_datapoint")
         assert [m.step for m in history] == [1, 2, 3, 4] and all(m.value > 0 for m in history)
-    assert {r.data.params["cell/family"] for r in runs} == {"amortized", "constant"}
+    assert {r.data.params["cell/family"] for r in runs} == {"amortized", "factorized", "constant"}
 
 
-def test_an_error_inside_evaluate_is_one_line_naming_the_trial(smoke_experiment, tmp_path, capsys):
-    _, exp = smoke_experiment
-    copy = tmp_path / "smoke"
-    shutil.copytree(exp, copy)
-    for gap in copy.glob("*/gap.json"):
-        gap.unlink()
-    victim = sorted(d for d in copy.iterdir() if d.is_dir() and "constant" in d.name)[0]
+def test_an_error_inside_evaluate_is_one_line_naming_the_trial(smoke_copy, capsys):
+    """Two trials to evaluate again, one of them with no readable checkpoint: one line naming it,
+    and the other's gap.json written."""
+    victim = sorted(d for d in smoke_copy.iterdir() if d.is_dir() and "constant" in d.name)[0]
+    other = sorted(d for d in smoke_copy.iterdir() if d.is_dir() and "amortized" in d.name)[0]
+    for d in (victim, other):
+        (d / "gap.json").unlink()
     for ck in victim.glob("checkpoint_*"):
         (ck / "trial.pt").write_bytes(b"not a checkpoint")
-    assert main(["evaluate", str(copy), "--points", "10", "--iwae-samples", "8"]) == 2
+    assert main(["evaluate", str(smoke_copy)]) == 2  # the spec's settings: only the two without gap.json
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "Traceback" not in err
-    said = rf"evaluate failed for 1 of 8 trial\(s\): {victim.name}: \w+Error: .*no readable checkpoint"
+    said = rf"evaluate failed for 1 of 2 trial\(s\): {victim.name}: \w+Error: .*no readable checkpoint"
     assert re.search(said, err)
-    assert len(list(copy.glob("*/gap.json"))) == 7  # the others finished
+    assert (other / "gap.json").exists() and not (victim / "gap.json").exists()  # the other finished

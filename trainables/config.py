@@ -2,7 +2,7 @@
 
 Defaults are the paper's setup (Margossian & Blei 2024, section 4.4; see SPEC.md), except where a
 field's help says how their code differs. Each field's ``help`` is what the command line and the
-README show.
+spec reference (docs/reference.md) show.
 """
 
 from __future__ import annotations

@@ -6,7 +6,8 @@
         layers: int = setting(2, "flow layers", check=positive_int)
 
 ``problems(obj)`` lists every bad value at once, each naming the value and what is accepted;
-the command lines and the README's generated reference print each field's help and default.
+the command lines and the generated spec reference (docs/reference.md) print each field's help
+and default.
 """
 
 from __future__ import annotations
