@@ -35,6 +35,18 @@ def objects(s3_server, prefix: str) -> list[pafs.FileInfo]:
     return [i for i in found if i.type == pafs.FileType.File]
 
 
+def whole_checkpoints(trial_uri: str) -> list[str]:
+    """A trial's checkpoints that hold a trial.pt, named as Tune named them: a driver killed mid-upload
+    can leave a partial checkpoint_N, and the resumed trial numbers on past it."""
+    return sorted(c for c in storage.children(trial_uri)
+                  if c.startswith("checkpoint_") and storage.exists(f"{trial_uri}/{c}/trial.pt"))
+
+
+def saved_epoch(checkpoint_uri: str) -> int:
+    state = torch.load(io.BytesIO(storage.read_bytes(f"{checkpoint_uri}/trial.pt")), weights_only=True)
+    return state["epoch"]
+
+
 @pytest.fixture(scope="module")
 def bucket_smoke(ray_address, fashion_available, s3_server, tmp_path_factory):
     """The smoke sweep with its results on the bucket, launched from an empty working directory;
@@ -72,10 +84,9 @@ def test_smoke_sweep_killed_and_resumed_writes_every_trial_to_the_bucket(bucket_
     trials = {n.split("/")[0] for n in names if "-fashion_mnist-" in n}
     assert len(trials) == 8
     for t in trials:  # checkpoints every 2 epochs of 4, at most two kept; the newest one the end
-        kept = sorted(n for n in names if n.startswith(f"{t}/checkpoint_") and n.endswith("/trial.pt"))
+        kept = whole_checkpoints(f"{exp}/{t}")
         assert 1 <= len(kept) <= 2, kept
-        newest = torch.load(io.BytesIO(storage.read_bytes(f"{exp}/{kept[-1]}")), weights_only=True)
-        assert newest["epoch"] == 4, kept
+        assert saved_epoch(f"{exp}/{t}/{kept[-1]}") == 4, kept
     assert list(cwd.iterdir()) == []
 
 
@@ -129,14 +140,9 @@ def test_notebook_reads_the_bucket(bucket_smoke, tmp_path, monkeypatch):
 
 def test_a_damaged_checkpoint_on_the_bucket_falls_back_to_the_one_before(bucket_smoke, s3_server, capsys):
     exp = bucket_smoke[1]
-
-    def checkpoints(trial):  # whole ones, named as Tune named them: the kill can leave a partial
-        # checkpoint_N of a trial (its upload cut short), and the resumed trial numbers on past it
-        return sorted(c for c in storage.children(f"{exp}/{trial}")
-                      if c.startswith("checkpoint_") and storage.exists(f"{exp}/{trial}/{c}/trial.pt"))
-
-    trial = next(t for t in storage.children(exp) if "-amortized-" in t and len(checkpoints(t)) >= 2)
-    older, newest = checkpoints(trial)[-2:]
+    trial = next(t for t in storage.children(exp)
+                 if "-amortized-" in t and len(whole_checkpoints(f"{exp}/{t}")) >= 2)
+    older, newest = whole_checkpoints(f"{exp}/{trial}")[-2:]
     copy = "gap/damaged/" + trial  # a copy: the other tests read the original
     fs = s3_server.filesystem()
     pafs.copy_files(f"gap/exps/smoke/{trial}", copy, source_filesystem=fs, destination_filesystem=fs)
@@ -144,8 +150,7 @@ def test_a_damaged_checkpoint_on_the_bucket_falls_back_to_the_one_before(bucket_
     whole = storage.read_bytes(f"s3://{target}")
     with fs.open_output_stream(target) as f:
         f.write(whole[: len(whole) // 2])
-    older_epoch = torch.load(io.BytesIO(storage.read_bytes(f"s3://{copy}/{older}/trial.pt")),
-                             weights_only=True)["epoch"]
+    older_epoch = saved_epoch(f"s3://{copy}/{older}")
     config = storage.read_json(f"s3://gap/exps/smoke/{trial}/params.json")
     [engine] = checkpointed_trials(fs, copy, config, torch.device("cpu"))
     assert engine.epoch == older_epoch < 4  # the older checkpoint, whole
