@@ -84,14 +84,15 @@ def finish(proc: subprocess.Popen, timeout: float = 300) -> tuple[int, str]:
 
 
 def newest_state(trial_dir: Path) -> dict | None:
-    """The trial's newest readable checkpoint, found as a resumed trial finds it."""
+    """The trial's (one seed's) state at its newest readable checkpoint, found as a resumed trial finds it."""
     import pyarrow.fs as pafs
 
     from sweep.trialrun import checkpoint_dirs
     from sweep.trialrun import newest_state as newest
 
     with contextlib.redirect_stdout(io.StringIO()):  # its 'unreadable' notes: a checkpoint mid-write
-        return newest(checkpoint_dirs(pafs.LocalFileSystem(), str(trial_dir)), torch.device("cpu"))[0]
+        state = newest(checkpoint_dirs(pafs.LocalFileSystem(), str(trial_dir)), torch.device("cpu"))[0]
+    return state and state["seeds"][0]
 
 
 def states(exp: Path) -> dict[Path, dict]:

@@ -34,8 +34,8 @@ from trainables.data import DATA_DIM  # noqa: E402
 from trainables.vectorized import SeedBatch  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-FAMILIES = [("amortized", 1), ("amortized", 64), ("amortized", 256), ("fullcov", 64), ("sa_vae", 64),
-            ("factorized", None), ("constant", None)]
+FAMILIES = [("amortized", 1), ("amortized", 64), ("amortized", 256), ("fullcov", 64), ("flow", 64),
+            ("sa_vae", 64), ("factorized", None), ("constant", None)]
 
 
 def step_flops(cfg: TrialConfig, batch: int, d: int, h: int, D: int) -> float:
@@ -43,7 +43,8 @@ def step_flops(cfg: TrialConfig, batch: int, d: int, h: int, D: int) -> float:
     that, except that no gradient flows into the images (an encoder's first layer backward is
     weights only). The family's layers are read off a model built on the meta device. A family
     that refines q (SA-VAE, K steps) adds K + 1 decoder passes forward and K backward, and the
-    backward through them: counted as 6 K decoder forwards, an estimate."""
+    backward through them: counted as 6 K decoder forwards, an estimate. A flow's coupling layers
+    are parameters, not Linear layers: counted from their shapes."""
     dec = 2 * batch * (d * h + h * h + h * D)  # forward of the decoder
     total = 3 * dec
     with torch.device("meta"):
@@ -51,6 +52,8 @@ def step_flops(cfg: TrialConfig, batch: int, d: int, h: int, D: int) -> float:
     for i, layer in enumerate(m for m in family.modules() if isinstance(m, torch.nn.Linear)):
         forward = 2 * batch * layer.in_features * layer.out_features
         total += forward * (2 if i == 0 else 3)
+    if isinstance(family, families.Flow):  # its coupling layers: (d, H) and (H, 2d) per layer and draw
+        total += 3 * 2 * batch * (family.w_in[0].numel() + family.w_out[0].numel()) * family.layers
     if family.refines:
         total += 6 * cfg.family_options["steps"] * dec
     return float(total)
@@ -91,7 +94,7 @@ def synthetic(cfg: TrialConfig) -> Data:
 def timed_epochs(run, epochs: int) -> float:
     """Seconds of optimization per epoch of a Trial or SeedBatch, after one warm-up epoch
     (which also compiles, with --compile); evaluation is excluded by the engine's own clock."""
-    clock = run.trials[0] if isinstance(run, SeedBatch) else run
+    clock = run.trials[0]
     run.run_epoch()
     before = clock.opt_seconds
     for _ in range(epochs):

@@ -1,7 +1,9 @@
 """What a running sweep shows: one line per trial (dataset, family, width, axes, seed, state, epoch
 of total, -ELBO per image, train MSE) and a summary line (trials by state, epochs done of total,
-time left). On a terminal the table is redrawn in place; otherwise changed trials and the summary
-are printed as plain lines now and then, for logs (CI, `ray job submit`). No Ray here: the
+time left). On a terminal the table is redrawn in place, the running trials first, as many as fit;
+otherwise changed trials (at most ``MANY``) and the summary are printed as plain lines now and then,
+for logs (CI, `ray job submit`). A sweep of more than ``MANY`` trials ends with one line per
+variant (its trials by state, mean -ELBO and MSE) instead of one per trial. No Ray here: the
 runner feeds it from a Tune callback, `sweep status --watch` from the experiment's files.
 """
 
@@ -15,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 STATES = ("TERMINATED", "RUNNING", "PENDING", "PAUSED", "ERROR")
+MANY = 40  # more trials than this: a summary per variant at the end, and capped lists in logs
 
 
 @dataclass
@@ -77,6 +80,29 @@ def table(lines: list[Line], axes: list[str], limit: int | None = None) -> list[
     return text
 
 
+def _mean(values: list[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def by_variant(lines: list[Line], axes: list[str]) -> list[str]:
+    """One row per dataset, family, width and axis values: its trials by state, the mean -ELBO per
+    image and train MSE over those that reported them."""
+    groups: dict[tuple, list[Line]] = {}
+    for ln in lines:
+        groups.setdefault((ln.dataset, ln.family, ln.width, *map(str, ln.axes.values())), []).append(ln)
+    head = ["dataset", "family", "width", *axes, "trials", "states", "-ELBO/pt", "train MSE"]
+    rows = [head]
+    for key, members in sorted(groups.items(), key=lambda kv: (kv[0][:2], kv[0][2] or 0, kv[0][3:])):
+        states = Counter(m.state for m in members)
+        elbo = _mean([m.neg_elbo for m in members if m.neg_elbo is not None])
+        mse = _mean([m.train_mse for m in members if m.train_mse is not None])
+        rows.append([key[0], key[1], "-" if key[2] is None else str(key[2]), *key[3:], str(len(members)),
+                     ", ".join(f"{states[s]} {s}" for s in STATES if states[s]), _num(elbo, 1), _num(mse, 4)])
+    widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
+    return ["  ".join(c.ljust(w) if i < len(head) - 2 else c.rjust(w) for i, (c, w) in enumerate(
+        zip(r, widths, strict=True))).rstrip() for r in rows]
+
+
 @dataclass
 class Progress:
     """Collects trial lines and prints them: in place on a terminal, as plain lines otherwise."""
@@ -116,14 +142,19 @@ class Progress:
             changed = {k: self.lines[k] for k, now in moved.items()
                        if self._printed.get(k) != now and now != ("PENDING", 0)}
             if changed:
-                self.out.write("\n".join(table(list(changed.values()), self.axes)) + "\n")
+                self.out.write("\n".join(table(list(changed.values()), self.axes, MANY)) + "\n")
             self.out.write(summary(lines) + "\n")
             self._printed.update({k: (ln.state, ln.epoch) for k, ln in changed.items()})
         self.out.flush()
 
     def close(self) -> None:
-        """The whole table, once more, as the sweep ends."""
+        """The whole table, once more, as the sweep ends; past ``MANY`` trials, a row per variant."""
         if self.tty and self._drawn:
             self.out.write(f"\x1b[{self._drawn}F\x1b[J")
-        self.out.write("\n".join(table(list(self.lines.values()), self.axes)) + "\n")
+        lines = list(self.lines.values())
+        if len(lines) > MANY:
+            text = [*by_variant(lines, self.axes), f"{summary(lines)}; per trial: python -m sweep status EXP"]
+        else:
+            text = table(lines, self.axes)
+        self.out.write("\n".join(text) + "\n")
         self.out.flush()

@@ -8,6 +8,7 @@ import os
 from pathlib import PurePath
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from trainables.config import TrialConfig
@@ -134,20 +135,24 @@ def tidy(trials: list[dict[str, Any]]) -> pd.DataFrame:
     A trial restored from a checkpoint re-reports the epochs after that checkpoint; the last
     report of each epoch is kept, so each epoch appears once.
     """
-    parts = []
+    parts, keys = [], []
     for trial, (trial_id, cfg, frame, _) in ((t, p) for t in trials for p in per_seed(t)):
         if frame is None or frame.empty or "epoch" not in frame:
             continue
-        metrics = frame[[c for c in REPORTED if c in frame]].apply(pd.to_numeric, errors="coerce")
-        metrics = metrics.drop_duplicates("epoch", keep="last").sort_values("epoch")
-        for key, value in config_columns(cfg).items():
-            metrics.insert(len(metrics.columns), key, value)
-        metrics.insert(0, "status", trial["status"])
-        metrics.insert(0, "trial_id", trial_id)
-        parts.append(metrics)
+        parts.append(frame[[c for c in REPORTED if c in frame]])
+        keys.append({"trial_id": trial_id, "status": trial["status"], **config_columns(cfg)})
     if not parts:
         return pd.DataFrame(columns=["trial_id", "status", *REPORTED])
-    table = pd.concat(parts, ignore_index=True)
+    # whole-table operations, not one per trial: the work grows with the rows, not trials x columns
+    metrics = pd.concat(parts, ignore_index=True).apply(pd.to_numeric, errors="coerce")
+    order = np.repeat(np.arange(len(parts)), [len(p) for p in parts])  # each row's trial, in order
+    metrics.insert(0, "_trial", order)
+    metrics = metrics.drop_duplicates(["_trial", "epoch"], keep="last").sort_values(["_trial", "epoch"],
+                                                                                    kind="stable")
+    per_row = pd.DataFrame(keys).iloc[metrics["_trial"].to_numpy()].reset_index(drop=True)
+    ids = ["trial_id", "status"]
+    table = pd.concat([per_row[ids], metrics.drop(columns="_trial").reset_index(drop=True),
+                       per_row.drop(columns=ids)], axis=1)
     table["width"] = table["width"].astype("Int64")
     table["epoch"] = table["epoch"].astype(int)
     return table

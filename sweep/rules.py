@@ -106,9 +106,6 @@ def grid_problems(spec: Any) -> list[str]:
     """The axes, and what cannot go together with them or with vectorized seeds."""
     out = []
     if spec.vectorize_seeds is True:
-        refining = [f for f in spec.families if families.get(f).refines]
-        if refining:
-            out.append(f"vectorize_seeds with {', '.join(refining)}: its refinement cannot be batched")
         if spec.train.get("train_subset") == "random":
             out.append("vectorize_seeds with train_subset 'random': seeds share their images when batched")
     for key, values in spec.grid.items():

@@ -158,24 +158,37 @@ class SweepDisplay(tune.Callback):
     def __init__(self, axes: list[str]):
         self.progress = Progress(axes)
         self._mse: dict[str, float] = {}  # the last train MSE each trial reported
+        self._epochs: dict[str, int] = {}  # each trial's configured epochs, read from its config once
+        self._seen = 0  # trials the display has a line for: Tune appends new ones to its list
 
-    def _update(self, trial: Any) -> None:
-        c, last = trial.config, trial.last_result or {}
-        cell = c["cell"]
+    def _update(self, trial: Any, result: dict | None = None) -> None:
+        c, last = trial.config, (result if result is not None else trial.last_result) or {}
+        cell, key = c["cell"], trial.trial_id
         mses = [v for k, v in last.items() if k.endswith("train_mse") and v is not None]
         if mses:
-            self._mse[trial.trial_id] = sum(mses) / len(mses)
+            self._mse[key] = sum(mses) / len(mses)
+        if key not in self._epochs:
+            self._epochs[key] = split_config(c)[0].epochs
         seeds = c.get("seeds") or [c.get("seed")]
-        self.progress.update(trial.trial_id, Line(
+        self.progress.update(key, Line(
             cell["dataset"], cell["family"], cell["width"], cell["axes"], ",".join(map(str, seeds)),
-            trial.status, last.get("epoch", 0), split_config(c)[0].epochs,
-            last.get("neg_elbo_per_datapoint"), self._mse.get(trial.trial_id), last.get("time_total_s", 0.0),
+            trial.status, last.get("epoch", 0), self._epochs[key],
+            last.get("neg_elbo_per_datapoint"), self._mse.get(key), last.get("time_total_s", 0.0),
         ))
 
+    # Each event updates the one trial it is about: a step of Tune's loop touches no other trial,
+    # so a sweep of thousands costs the display the same per trial as one of ten.
     def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
-        for trial in trials:
+        for trial in trials[self._seen :]:  # new ones, PENDING
             self._update(trial)
+        self._seen = len(trials)
         self.progress.show()
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._update(trial)
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+        self._update(trial, result)  # Tune calls this before it sets the trial's last_result
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._update(trial)

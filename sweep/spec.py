@@ -129,11 +129,17 @@ class SweepSpec:
             out.append(f"checkpoint_every={self.checkpoint_every} must be a multiple of "
                        f"report_every={self.report_every}")
         if not out:  # every cell must make a valid engine config (e.g. batch_size <= n_train)
+            refining = {}
             for cell in self.cells():
                 try:
-                    self.trial_config(cell, self.seeds[0])
+                    cfg = self.trial_config(cell, self.seeds[0])
                 except ConfigError as e:
                     out.append(f"{cell_slug(cell)}: {e}")
+                    continue
+                if self.vectorize_seeds is True and families.probe(cfg).refines:  # as the trial's reads it
+                    refining[cfg.family] = None
+            if refining:
+                out.append(f"vectorize_seeds with {', '.join(refining)}: its refinement cannot be batched")
         if out:
             raise SpecError(out)
 

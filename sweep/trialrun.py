@@ -52,7 +52,7 @@ def newest_state(candidates, device: torch.device) -> tuple[dict[str, Any] | Non
         except (OSError, ValueError) as e:
             print(f"checkpoint {path} unreadable, trying an older one: {e}", flush=True)
             continue
-        epoch = state["seed_states"][0]["epoch"] if "seed_states" in state else state["epoch"]
+        epoch = state["seeds"][0]["epoch"]
         if best is None or epoch > best[0]:
             best, row = (epoch, state), report
     return (best[1] if best else None), row
@@ -67,7 +67,7 @@ def checkpointed_trials(
     if state is None:
         raise FileNotFoundError(f"{path}: no readable checkpoint")
     data = load_for(cfg, device)
-    return [Trial.from_state(s, data, device) for s in state.get("seed_states", [state])]
+    return [Trial.from_seed_state(s, data, device) for s in state["seeds"]]
 
 
 class TrialRun:
@@ -77,11 +77,10 @@ class TrialRun:
         self.cfg, self.opts, self.seeds = cfg, opts, opts["seeds"]
         if self.seeds is None:
             self.run = Trial.from_state(state, data, device) if state else Trial(cfg, data, device)
-            self.trials = [self.run]
         else:
             cfgs = [dataclasses.replace(cfg, seed=s) for s in self.seeds]
             self.run = SeedBatch.from_state(state, data, device) if state else SeedBatch(cfgs, data, device)
-            self.trials = self.run.trials
+        self.trials = self.run.trials
 
     def replay(self, last_row: dict[str, Any] | None) -> list[dict[str, Any]]:
         """The rows a restored trial re-reports: the driver writes results as it gets them, and one
@@ -95,11 +94,11 @@ class TrialRun:
 
     def rows(self) -> Iterator[tuple[dict[str, Any], bool]]:
         """Train to the end: (row, whether a checkpoint is due) at every report epoch and the last."""
-        for out in self.run.train():
+        for out in self.run.train_seeds():
             epoch, last = self.run.epoch, self.run.epoch == self.cfg.epochs
             if epoch % self.opts["report_every"] and not last:
                 continue
-            row = self._row(out if self.seeds else [out])
+            row = self._row(out)
             if last and self.opts["test_inference"] is not None:
                 for prefix, trial in zip(self._prefixes(), self.trials, strict=True):
                     q = trial.infer_test(**self.opts["test_inference"])

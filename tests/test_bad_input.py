@@ -113,7 +113,7 @@ CASES = {
     "analysis: missing -o": (lambda t: ["analysis", "figures", str(t)], "-o/--output"),
     # trainables
     "trainables: bad family": (
-        lambda t: ["trainables", "run", "--family", "flow"], "family='flow' is not one of"
+        lambda t: ["trainables", "run", "--family", "planar"], "family='planar' is not one of"
     ),
     "trainables: zero size": (
         lambda t: ["trainables", "run", "--family", "constant", "--n-train", "0"],

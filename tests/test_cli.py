@@ -38,7 +38,7 @@ def test_other_families_and_resume(fashion_available, tmp_path, capsys, family):
 @pytest.mark.parametrize(
     "args, words",
     [
-        (["--family", "flow"], ["family='flow' is not one of", "amortized"]),
+        (["--family", "planar"], ["family='planar' is not one of", "amortized"]),
         (["--family", "factorized", "--family-option", "init=zeros"],
          ["family_options.init='zeros'", "random"]),
         (["--family", "factorized", "--family-option", "colour"], ["'colour' is not KEY=VALUE"]),

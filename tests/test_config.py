@@ -16,7 +16,7 @@ def test_defaults_are_the_papers():
     "bad, words",
     [
         (dict(dataset="svhn"), ["dataset='svhn'", "fashion_mnist"]),
-        (dict(family="flow"), ["family='flow'", "factorized"]),
+        (dict(family="planar"), ["family='planar'", "factorized"]),
         (dict(n_train=0), ["n_train=0", "positive integer"]),
         (dict(n_test=-3), ["n_test=-3"]),
         (dict(epochs=2.5), ["epochs=2.5"]),

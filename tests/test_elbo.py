@@ -53,7 +53,7 @@ def test_matches_independent_float64(samples):
     fam = Factorized(N, d).double()
     with torch.no_grad():
         fam.mean.normal_()
-        fam.logvar.uniform_(-2, 1)
+        fam.spread.uniform_(-2, 1)
     g = torch.Generator().manual_seed(1)
     x = torch.rand(N, D, generator=g, dtype=torch.float64)
     idx = torch.tensor([3, 7, 1, 10])
@@ -61,7 +61,7 @@ def test_matches_independent_float64(samples):
                   torch.randn(samples, 4, d, generator=g, dtype=torch.float64))
     got = elbo_terms(dec, fam, x[idx], idx, N, 0.4, noise)
     want = _numpy_elbo(dec, fam.mean[idx].detach().numpy(),
-                       fam.logvar[idx].detach().numpy(), x[idx].numpy(),
+                       fam.spread[idx].detach().numpy(), x[idx].numpy(),
                        noise.theta.numpy(), noise.z.numpy(), N, 0.4, 0.2, 1.3)
     for k, v in want.items():
         assert got[k].item() == pytest.approx(v, rel=1e-10), k
@@ -130,7 +130,7 @@ def test_ppca_exact_posterior_reaches_log_evidence():
     m, lv = _posterior(A, c, sx, x)
     with torch.no_grad():
         fam.mean.copy_(m)
-        fam.logvar.copy_(lv)
+        fam.spread.copy_(lv)
     est = _z_elbo(dec, fam, x, sx, samples=4000, seed=5)
     assert est == pytest.approx(log_px.mean().item(), abs=0.05)
 

@@ -3,7 +3,7 @@ import torch
 
 from trainables.config import TrialConfig
 from trainables.families import FAMILIES, Factorized, build
-from trainables.fit import _optimizers
+from trainables.fit import optimizers
 
 N, D, d = 30, 12, 4
 
@@ -17,7 +17,9 @@ def test_q_shapes_and_finite(name):
     assert q.point().shape == (5, d) and isinstance(q, fam.q_type)
     assert all(torch.isfinite(v).all() for v in q.local().values())
     z = q.sample(torch.randn(3, 5, d))
-    assert z.shape == (3, 5, d) and q.kl(z).shape == (5,) and (q.kl(z) >= 0).all()
+    assert z.shape == (3, 5, d) and q.kl(z).shape == (5,) and torch.isfinite(q.kl(z)).all()
+    if q.closed_form_kl:  # a Monte Carlo KL of three draws may come out below zero
+        assert (q.kl(z) >= 0).all()
 
 
 def test_amortized_has_two_hidden_layers_of_width_k():
@@ -41,7 +43,7 @@ def test_constant_is_shared_and_factorized_is_per_row():
 def test_factorized_step_leaves_other_rows_untouched():
     """Sparse rows + SparseAdam: rows outside the minibatch do not move, even with momentum."""
     fac = Factorized(N, d)
-    (opt,) = [o for o in _optimizers([fac], lr=0.1) if isinstance(o, torch.optim.SparseAdam)]
+    (opt,) = [o for o in optimizers([fac], lr=0.1) if isinstance(o, torch.optim.SparseAdam)]
 
     def step(idx):
         opt.zero_grad()
@@ -62,7 +64,7 @@ def test_factorized_step_leaves_other_rows_untouched():
 
 def test_dense_adam_gets_no_sparse_table():
     fac = Factorized(N, d)
-    opts = _optimizers([fac, torch.nn.Linear(2, 2)], lr=0.1)
+    opts = optimizers([fac, torch.nn.Linear(2, 2)], lr=0.1)
     assert [type(o).__name__ for o in opts] == ["Adam", "SparseAdam"]
     dense_ids = {id(p) for g in opts[0].param_groups for p in g["params"]}
     assert id(fac.table.weight) not in dense_ids

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from trainables import Data, NonFiniteELBOError, Trial, TrialConfig, load
+from trainables.families import FAMILIES
 from trainables.metrics import latents_unused
 
 TIME_KEYS = ("opt_seconds", "eval_seconds", "seconds_to_threshold")
@@ -15,7 +16,7 @@ SMALL = dict(dataset="fashion_mnist", n_train=400, n_test=200, batch_size=100, s
 
 def cfg_for(family, **kw):
     return TrialConfig(**{**SMALL, "family": family,
-                          "width": 32 if family == "amortized" else None, **kw})
+                          "width": 32 if FAMILIES[family].has_width else None, **kw})
 
 
 @pytest.fixture(scope="module")
@@ -146,14 +147,28 @@ def test_test_time_inference(fashion):
     assert q.elbo_per_datapoint > prior_q.elbo_per_datapoint + 10
 
 
-@pytest.mark.parametrize("family", ["amortized", "factorized", "constant"])
-def test_vectorized_seeds_match_separate_trials(fashion, family):
+VECTORIZED = {
+    "amortized": ("amortized", {}),
+    "factorized": ("factorized", {}),
+    "constant": ("constant", {}),
+    # clipped per seed: each seed's gradient norm its own, F-VI's dense table counted with its seed's
+    "amortized, clipped": ("amortized", {"grad_clip": 0.5}),
+    "dense factorized, clipped": ("factorized", {"grad_clip": 0.5, "family_options": {"optimizer": "dense"}}),
+    "sa_vae, no steps": ("sa_vae", {"family_options": {"steps": 0}}),  # the amortized family exactly
+    "flow": ("flow", {}),
+}
+
+
+@pytest.mark.parametrize("case", list(VECTORIZED))
+def test_vectorized_seeds_match_separate_trials(fashion, case):
     """SeedBatch: each seed's numbers are its lone run's, up to batched-matmul rounding."""
     import dataclasses
 
     from trainables.vectorized import SeedBatch
 
-    cfgs = [dataclasses.replace(cfg_for(family, epochs=3, eval_every=1), seed=s) for s in (0, 1, 2)]
+    family, settings = VECTORIZED[case]
+    cfgs = [dataclasses.replace(cfg_for(family, epochs=3, eval_every=1, **settings), seed=s)
+            for s in (0, 1, 2)]
     alone = [list(Trial(c, fashion).train()) for c in cfgs]
     batch = list(SeedBatch(cfgs, fashion).train())
     assert len(batch) == 3 and all(len(rows) == 3 for rows in batch)
@@ -189,6 +204,63 @@ def test_vectorized_save_restore_continue_is_exact(fashion, tmp_path):
     list(resumed.train())
     strip = lambda h: [[{k: v for k, v in m.items() if k not in TIME_KEYS} for m in rows] for rows in h]  # noqa: E731
     assert strip(resumed.history) == strip(straight.history)
+
+
+def test_clipping_bounds_each_seeds_gradient_as_torch_does():
+    from trainables.fit import clip_gradients
+
+    g = torch.Generator().manual_seed(0)
+    stacked = [torch.zeros(3, 4, 5, requires_grad=True), torch.zeros(3, 7, requires_grad=True)]
+    own = [[torch.zeros(6, requires_grad=True)] for _ in range(3)]  # each seed's own table
+    for p in stacked + [t for mine in own for t in mine]:
+        p.grad = torch.randn(p.shape, generator=g) * 10
+    want = []
+    for s in range(3):  # each seed alone, through torch.nn.utils.clip_grad_norm_
+        alone = [torch.zeros_like(p[s], requires_grad=True) for p in stacked] + [own[s][0].detach().clone()]
+        for a, grad in zip(alone, [p.grad[s] for p in stacked] + [own[s][0].grad], strict=True):
+            a.grad = grad.clone()
+        torch.nn.utils.clip_grad_norm_(alone, 4.0)
+        want.append([a.grad for a in alone])
+    clip_gradients(stacked, 4.0, per_seed=own)
+    for s in range(3):
+        got = [p.grad[s] for p in stacked] + [own[s][0].grad]
+        for a, b in zip(got, want[s], strict=True):
+            torch.testing.assert_close(a, b)
+        assert torch.cat([x.flatten() for x in got]).norm().item() == pytest.approx(4.0, rel=1e-5)
+
+
+def test_a_trial_reads_its_version_2_checkpoint_and_refuses_a_batchs_state(fashion, tmp_path):
+    """States from before one loop (version 2: a Trial's flat, a SeedBatch's "seed_states") still
+    resume exactly; a batch's state is not a Trial's."""
+    import dataclasses
+
+    from trainables.fit import load_state
+    from trainables.vectorized import SeedBatch
+
+    cfg = cfg_for("amortized", epochs=4, lr_schedule="step3")
+    straight = Trial(cfg, fashion)
+    list(straight.train())
+    first = Trial(cfg, fashion)
+    list(first.train(2))
+    state = first.state_dict()
+    flat = {"version": 2, **state["seeds"][0], "optimizers": state["optimizers"],
+            "schedulers": state["schedulers"]}
+    torch.save(flat, tmp_path / "v2.pt")
+    resumed = Trial.restore(tmp_path / "v2.pt", fashion)
+    list(resumed.train())
+    strip = lambda h: [{k: v for k, v in m.items() if k not in TIME_KEYS} for m in h]  # noqa: E731
+    assert strip(resumed.history) == strip(straight.history)
+
+    batch = SeedBatch([dataclasses.replace(cfg, seed=s) for s in (0, 1)], fashion)
+    list(batch.train(1))
+    state = batch.state_dict()
+    torch.save({"version": 2, "seed_states": state["seeds"], "optimizers": state["optimizers"],
+                "schedulers": state["schedulers"]}, tmp_path / "v2batch.pt")
+    old = load_state(tmp_path / "v2batch.pt")
+    assert [s["epoch"] for s in old["seeds"]] == [1, 1]
+    SeedBatch.from_state(old, fashion)
+    with pytest.raises(ValueError, match="2 seeds is a SeedBatch's"):
+        Trial.from_state(old, fashion)
 
 
 @pytest.mark.slow  # a cold Inductor compile

@@ -93,7 +93,7 @@ def test_exact_best_diagonal_q_leaves_no_amortization_gap():
     fam = Factorized(x.shape[0], d).double()
     with torch.no_grad():
         fam.mean.copy_(mean)
-        fam.logvar.copy_((1 / torch.diag(prec)).log().expand_as(mean))
+        fam.spread.copy_((1 / torch.diag(prec)).log().expand_as(mean))
     out = gap_of_split(
         dec,
         fam,
@@ -117,7 +117,7 @@ def test_qstar_never_worse_than_q_on_any_datapoint():
     fam = Factorized(x.shape[0], d).double()
     with torch.no_grad():  # near-optimal for some points, poor for others
         fam.mean.copy_(mean + torch.linspace(0, 1, 40, dtype=torch.float64)[:, None])
-        fam.logvar.copy_((1 / torch.diag(prec)).log().expand_as(mean))
+        fam.spread.copy_((1 / torch.diag(prec)).log().expand_as(mean))
     out = gap_of_split(
         dec,
         fam,

@@ -1,6 +1,8 @@
 """Margossian & Blei's code's settings: their objective transliterated, all-rows latent terms, their
 starts, dense F-VI rows, fixed batches, a random training subset; the reported ELBO stays true."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -8,7 +10,7 @@ import torch
 from trainables import Trial, TrialConfig, load
 from trainables.elbo import Noise, elbo_terms
 from trainables.families import Constant, Factorized
-from trainables.fit import _optimizers
+from trainables.fit import optimizers
 from trainables.model import BayesianDecoder
 
 D, H, d, N, B = 6, 5, 3, 12, 4
@@ -32,7 +34,7 @@ def _their_compute_elbo(dec, fam, x, idx, noise):
     """vae.ipynb's Model.compute_elbo in numpy float64: every latent's prior and (their) log q, the
     minibatch's likelihood times N/B, theta's prior -sum theta^2, log q called with the sd."""
     mu_t, sd_t = dec.mean.detach().numpy(), np.exp(dec.log_sd.detach().numpy())
-    m, sd = fam.mean.detach().numpy(), np.exp(0.5 * fam.logvar.detach().numpy())
+    m, sd = fam.mean.detach().numpy(), np.exp(0.5 * fam.spread.detach().numpy())
     eps_t, eps_z = noise.theta.numpy(), noise.z.numpy()
     S = eps_t.shape[0]
     total = 0.0
@@ -78,7 +80,7 @@ def test_reported_terms_stay_the_true_elbo_under_their_objective(all_rows):
 
 def test_all_rows_kl_is_every_rows_exact_kl_and_the_estimate_stays_unbiased():
     dec, fam, x, noise = _setup(rows=N)
-    m, lv = fam.mean.detach(), fam.logvar.detach()
+    m, lv = fam.mean.detach(), fam.spread.detach()
     exact = 0.5 * (lv.exp() + m.square() - 1 - lv).sum()
     parts = []
     for idx in torch.arange(N).split(B):
@@ -91,7 +93,7 @@ def test_all_rows_kl_is_every_rows_exact_kl_and_the_estimate_stays_unbiased():
 
 def test_dense_factorized_moves_every_row_by_momentum():
     fac = Factorized(N, d, sparse=False)
-    (opt,) = _optimizers([fac], lr=0.1)
+    (opt,) = optimizers([fac], lr=0.1)
     assert isinstance(opt, torch.optim.Adam)
 
     def step(idx):
@@ -110,7 +112,7 @@ def test_dense_factorized_moves_every_row_by_momentum():
 def test_their_random_starts():
     torch.manual_seed(0)
     fac = Factorized(20_000, 4, init="random")
-    log_sd = 0.5 * fac.logvar.detach()
+    log_sd = 0.5 * fac.spread.detach()
     assert fac.mean.mean().item() == pytest.approx(0, abs=0.02)
     assert fac.mean.std().item() == pytest.approx(1, abs=0.02)
     assert log_sd.mean().item() == pytest.approx(-1, abs=0.02)  # N(0, 1) - 1
@@ -118,7 +120,7 @@ def test_their_random_starts():
     assert torch.equal(Factorized(5, 4).table.weight, torch.zeros(5, 8))  # the default: the prior
     const = Constant(50_000 // 50, init="random")
     assert const.mean.std().item() == pytest.approx(1, abs=0.1)
-    assert (0.5 * const.logvar).std().item() == pytest.approx(1, abs=0.1)  # log-sd N(0, 1)
+    assert (0.5 * const.spread).std().item() == pytest.approx(1, abs=0.1)  # log-sd N(0, 1)
 
 
 @pytest.fixture(scope="module")
@@ -131,7 +133,7 @@ def _batches(cfg, data, monkeypatch, epochs=2):
     original = Trial._step
 
     def record(self, idx):
-        seen.append(idx.tolist())
+        seen.append(idx[0].tolist())  # (seeds, B): a trial is a loop of one seed
         return original(self, idx)
 
     monkeypatch.setattr(Trial, "_step", record)
@@ -172,26 +174,34 @@ def test_every_mode_trains_and_reports_true_nats(fashion):
         assert 0 <= m["active_dims"] <= 64
 
 
-def test_log_sd_spread_gives_the_same_q_and_moves_twice_as_fast():
-    """spread_param log_sd (their code) holds log-sds: the same q, but Adam's steps of lr in the raw
-    parameter move the log-variance by 2 lr."""
-    from trainables.families import build
+def _log_variance(q) -> torch.Tensor:
+    """The log-variance of q's Gaussian (a flow's base Gaussian; a full covariance's: of L's diagonal)."""
+    return q.logvar if hasattr(q, "logvar") else 2 * q.log_diag
 
-    for family in ("factorized", "constant", "amortized"):
-        base = dict(family=family, width=8 if family == "amortized" else None, latent_dim=d, n_train=N,
-                    batch_size=B)
-        qs = []
-        for spread in ("logvar", "log_sd"):
-            torch.manual_seed(0)
-            opts = {"init": "random"} if family != "amortized" else {}
-            fam = build(TrialConfig(**base, spread_param=spread, family_options=opts), N, D)
-            x, idx = torch.rand(N, D, generator=torch.Generator().manual_seed(1)), torch.arange(N)
-            before = fam(x, idx)[1].detach().clone()
-            (opt,) = [o for o in _optimizers([fam], lr=1e-2) if isinstance(o, torch.optim.Adam)] or [
-                torch.optim.SparseAdam(list(fam.parameters()), lr=1e-2)]
-            fam(x, idx)[1].sum().backward()
+
+@pytest.mark.parametrize("family", ["amortized", "constant", "factorized", "flow", "fullcov", "sa_vae"])
+def test_log_sd_spread_is_honoured_by_every_family(family):
+    """spread_param log_sd (their code): the raw spread is a log-sd, so q's log-variance is twice it,
+    and Adam's first step of lr in the raw parameter moves the log-variance by 2 lr."""
+    from trainables.families import FAMILIES, build
+
+    cls = FAMILIES[family]
+    random_start = "init" in {f.name for f in dataclasses.fields(cls.Options)}
+    base = dict(family=family, width=8 if cls.has_width else None, latent_dim=d, n_train=N, batch_size=B,
+                family_options={"init": "random"} if random_start else {})
+    x, idx = torch.rand(N, D, generator=torch.Generator().manual_seed(1)), torch.arange(N)
+    starts, moves = [], []
+    for spread, factor in (("logvar", 1.0), ("log_sd", 2.0)):
+        torch.manual_seed(0)
+        fam = build(TrialConfig(**base, spread_param=spread), N, D)
+        before = _log_variance(fam.q(x, idx)).detach().clone()  # a view of the parameter at factor 1
+        torch.testing.assert_close(before, factor * fam(x, idx)[1])  # applied once, by the contract
+        _log_variance(fam.q(x, idx)).sum().backward()
+        for opt in optimizers([fam], lr=1e-2):
             opt.step()
-            qs.append((before, fam(x, idx)[1].detach() - before))
-        if family != "amortized":  # the random start: the same log-variances either way
-            torch.testing.assert_close(qs[0][0], qs[1][0])
-            torch.testing.assert_close(qs[1][1], 2 * qs[0][1])  # Adam's first step: -lr in the raw
+        starts.append(before)
+        moves.append(_log_variance(fam.q(x, idx)).detach() - starts[-1])
+    # a random start draws log-sds, the same q either way; an encoder's head starts at the same
+    # raw values, twice the log-variance
+    torch.testing.assert_close(starts[1], starts[0] if random_start else 2 * starts[0])
+    torch.testing.assert_close(moves[1], 2 * moves[0])

@@ -18,6 +18,7 @@ from analysis.cli import main as analysis_main
 from sweep import storage
 from sweep.cli import main
 from sweep.trialrun import checkpointed_trials
+from trainables.fit import load_state
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ROOT / "sweep" / "specs" / "smoke.yaml"
@@ -43,8 +44,8 @@ def whole_checkpoints(trial_uri: str) -> list[str]:
 
 
 def saved_epoch(checkpoint_uri: str) -> int:
-    state = torch.load(io.BytesIO(storage.read_bytes(f"{checkpoint_uri}/trial.pt")), weights_only=True)
-    return state["epoch"]
+    state = load_state(io.BytesIO(storage.read_bytes(f"{checkpoint_uri}/trial.pt")))
+    return state["seeds"][0]["epoch"]
 
 
 @pytest.fixture(scope="module")

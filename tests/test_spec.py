@@ -32,7 +32,8 @@ BAD = [
     ({"colour": "red"}, "unknown key(s) ['colour']"),
     ({"datasets": ["svhn"]}, "datasets=['svhn'] has ['svhn'], not from: mnist"),
     ({"datasets": []}, "datasets=[] must be a non-empty list"),
-    ({"families": ["flow"]}, "families=['flow'] has ['flow'], not from: amortized, factorized, constant"),
+    ({"families": ["planar"]},
+     "families=['planar'] has ['planar'], not from: amortized, factorized, constant"),
     ({"widths": [0, 4]}, "widths=[0, 4] has [0], not integers >= 1"),
     ({"widths": [-8]}, "widths=[-8] has [-8], not integers >= 1"),
     ({"widths": []}, "widths=[] must be a non-empty list"),
@@ -168,7 +169,7 @@ def test_family_train_overrides_reach_the_trial_config():
 @pytest.mark.parametrize(
     "family_train, words",
     [
-        ({"flow": {"lr": 1}}, "family_train: 'flow' is not in families"),
+        ({"planar": {"lr": 1}}, "family_train: 'planar' is not in families"),
         ({"factorized": {"family_options": {}}}, "family_options by the top-level key"),
         (
             {"factorized": {"learning_rate": 1}},
@@ -182,3 +183,13 @@ def test_bad_family_train(family_train, words):
     with pytest.raises(SpecError) as e:
         parse_spec({**GOOD, "family_train": family_train})
     assert words in str(e.value)
+
+
+def test_vectorized_seeds_take_a_family_by_what_its_options_make_it():
+    """SA-VAE refines q by autograd, which vmap cannot batch; with steps 0 it is the amortized
+    family exactly and vectorizes (what a family does is read off an instance with its options)."""
+    base = {**GOOD, "families": ["sa_vae", "amortized"], "vectorize_seeds": True}
+    assert parse_spec({**base, "family_options": {"sa_vae": {"steps": 0}}}).num_trials == len(parse_spec(
+        {**base, "family_options": {"sa_vae": {"steps": 0}}}).cells())
+    with pytest.raises(SpecError, match="vectorize_seeds with sa_vae: its refinement cannot be batched"):
+        parse_spec({**base, "family_options": {"sa_vae": {"steps": 3}}})

@@ -39,12 +39,12 @@ def test_newest_readable_checkpoint_wins_and_a_damaged_one_is_skipped(fashion, t
     assert [p.rsplit("/", 1)[1] for _, p in found] == ["checkpoint_000003", "checkpoint_000002",
                                                        "checkpoint_000001"]
     state, row = newest_state(found, torch.device("cpu"))
-    assert state["epoch"] == 3 and row == {"epoch": 3, "said": "at checkpoint"}
+    assert state["seeds"][0]["epoch"] == 3 and row == {"epoch": 3, "said": "at checkpoint"}
     newest = tmp_path / "checkpoint_000003" / STATE_FILE
     newest.write_bytes(newest.read_bytes()[:100])  # cut short mid-write
     (tmp_path / "checkpoint_000002" / REPORT_FILE).unlink()  # its row never written
     state, row = newest_state(found, torch.device("cpu"))
-    assert state["epoch"] == 1 and row["epoch"] == 1
+    assert state["seeds"][0]["epoch"] == 1 and row["epoch"] == 1
     said = capsys.readouterr().out
     assert "checkpoint_000003 unreadable, trying an older one" in said
     assert "checkpoint_000002 unreadable" in said

@@ -17,6 +17,7 @@ from .settings import (
     boolean,
     is_int,
     non_negative_int,
+    optional,
     positive_int,
     positive_number,
     problems,
@@ -90,6 +91,12 @@ class TrialConfig:
         check=boolean,
     )
     lr: float = setting(1e-3, "Adam learning rate", check=positive_number)
+    grad_clip: float | None = setting(
+        None, "clip the norm of each step's gradient over the dense parameters (decoder, encoder, "
+        "a dense F-VI table; not F-VI's sparse table) to this, in nats per datapoint (the objective "
+        "/ n_train, the scale of Kim et al.'s loss, who clip at 5); unset: no clipping, as the paper",
+        check=optional(positive_number),
+    )
     lr_schedule: str = setting(
         "constant", "constant, or step3: learning rate x0.1 at each third", choices=("constant", "step3")
     )
@@ -107,7 +114,8 @@ class TrialConfig:
             opts, bad = families.resolve_options(self.family, self.family_options)
             out += bad
             object.__setattr__(self, "family_options", opts)  # defaults filled in, once
-            out += _width_problems(self) + _mode_problems(self)
+            out += _width_problems(self)
+            out += _mode_problems(self, probe=not out)
         if is_int(self.batch_size) and is_int(self.n_train) and self.batch_size > self.n_train > 0:
             out.append(f"batch_size={self.batch_size} exceeds n_train={self.n_train}")
         if self.data_root is not None and not isinstance(self.data_root, str):
@@ -143,12 +151,14 @@ def _width_problems(c: TrialConfig) -> list[str]:
     return []
 
 
-def _mode_problems(c: TrialConfig) -> list[str]:
+def _mode_problems(c: TrialConfig, probe: bool) -> list[str]:
+    """Settings the family cannot take; ``probe``: the rest are valid, so a family can be built to
+    read what it does with its options, as the trial's own will."""
     fam = families.FAMILIES[c.family]
     out = []
     if c.objective == "paper" and fam.q_type is not DiagonalGaussian:
         out.append(f"objective='paper' is their code's, for diagonal Gaussian q; {c.family!r}'s is not")
-    if c.latent_terms == "all" and fam.refines:
+    if c.latent_terms == "all" and probe and families.probe(c).refines:
         out.append(f"latent_terms='all' with {c.family!r}: its refinement runs on the minibatch's rows only")
     return out
 

@@ -4,6 +4,11 @@
     for metrics in trial.train():   # one dict per epoch
         ...
     trial.save(path); Trial.restore(path, data, device)  # continues bit for bit on CPU
+
+``Loop`` is the loop itself: the epochs, the minibatches, the optimizers and learning-rate
+schedules, gradient clipping and one state format. A ``Trial`` is a loop of one seed;
+``vectorized.SeedBatch`` is a loop of several seeds of one configuration, each a ``Trial`` for its
+model, streams and history, stepped together.
 """
 
 from __future__ import annotations
@@ -26,14 +31,94 @@ from .elbo import TERMS, draw_noise, elbo_terms, noise_rows
 from .inference import InferredQ, infer
 from .model import BayesianDecoder
 
-STATE_VERSION = 2  # 2: F-VI keeps mean and log-variance in one (N, 2d) table
+STATE_VERSION = 3  # 3: one format for a trial and a batch of seeds; 2: F-VI's one (N, 2d) table
 
 
 class NonFiniteELBOError(FloatingPointError):
     """The ELBO went NaN or infinite; the message names the epoch and the term."""
 
 
-class Trial:
+class Loop:
+    """The training loop of ``trials``, seeds of one configuration trained side by side: subclasses
+    build ``trials``, ``optimizers`` and ``schedulers`` and take one step (``_step``)."""
+
+    cfg: TrialConfig
+    device: torch.device
+    trials: list[Trial]
+    optimizers: list[torch.optim.Optimizer]
+    schedulers: list[torch.optim.lr_scheduler.LRScheduler]
+
+    def train_seeds(self, epochs: int | None = None) -> Iterator[list[dict[str, Any]]]:
+        """Run up to ``epochs`` total (default cfg.epochs), yielding each epoch's metrics, a dict per seed."""
+        until = self.cfg.epochs if epochs is None else epochs
+        while self.trials[0].epoch < until:  # the seeds step together
+            yield self.run_seeds_epoch()
+
+    def run_seeds_epoch(self) -> list[dict[str, Any]]:
+        cfg, n = self.cfg, self.cfg.n_train
+        lr = self.optimizers[0].param_groups[0]["lr"]
+        start = time.perf_counter()
+        perms = torch.stack([t.permutation() for t in self.trials])  # (S, N): each seed's own stream
+        sums = torch.zeros(len(self.trials), len(TERMS), device=self.device)
+        for lo in range(0, n, cfg.batch_size):
+            idx = perms[:, lo : lo + cfg.batch_size]  # (S, B)
+            # weight |B|/N: equal batches give the plain mean of the minibatch estimates
+            sums += self._step(idx) * (idx.shape[1] / n)
+        for sched in self.schedulers:
+            sched.step()
+        values = sums.tolist()  # the epoch's one host read
+        seconds = time.perf_counter() - start
+        self._write_back()
+        return [t.record_epoch(dict(zip(TERMS, v, strict=True)), lr, seconds)
+                for t, v in zip(self.trials, values, strict=True)]
+
+    def _step(self, idx: torch.Tensor) -> torch.Tensor:
+        """One optimizer step on each seed's minibatch rows idx (S, B); its ELBO terms (S, 4)."""
+        raise NotImplementedError
+
+    def _write_back(self) -> None:
+        """Before an epoch is recorded: each seed's Trial holds its current parameters."""
+
+    def _update(self, objective: torch.Tensor, clip: list[list[torch.Tensor]] | None = None) -> None:
+        """Minimize -``objective``: gradients, clipping (cfg.grad_clip; ``clip``: per seed, as
+        ``clip_gradients``), and a step of every optimizer."""
+        for opt in self.optimizers:
+            opt.zero_grad(set_to_none=True)
+        (-objective).backward()
+        if self.cfg.grad_clip is not None:
+            clip_gradients(self.clip_parameters(), self.cfg.grad_clip * self.cfg.n_train, clip)
+        for opt in self.optimizers:
+            opt.step()
+
+    def clip_parameters(self) -> list[torch.Tensor]:
+        return dense_parameters(self.optimizers)
+
+    # ---- state: one format, one seed or many ----------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "version": STATE_VERSION,
+            "seeds": [t.seed_state() for t in self.trials],
+            "optimizers": [o.state_dict() for o in self.optimizers],
+            "schedulers": [s.state_dict() for s in self.schedulers],
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for t, s in zip(self.trials, state["seeds"], strict=True):
+            t.load_seed_state(s)
+        self._read_back()
+        for opt, s in zip(self.optimizers, state["optimizers"], strict=True):
+            opt.load_state_dict(s)
+        for sched, s in zip(self.schedulers, state["schedulers"], strict=True):
+            sched.load_state_dict(s)
+
+    def _read_back(self) -> None:
+        """After a load: the loop's parameters from each seed's Trial."""
+
+    def save(self, path: str | os.PathLike) -> None:
+        save_state(self.state_dict(), path)
+
+
+class Trial(Loop):
     """One run of one configuration: its data, decoder, family, optimizers, RNG and history."""
 
     def __init__(
@@ -58,8 +143,9 @@ class Trial:
             self.family = families.build(cfg, cfg.n_train, data.dim)
         self.decoder.to(self.device)
         self.family.to(self.device)
-        self.optimizers = _optimizers([self.decoder, self.family], cfg.lr)
-        self.schedulers = [_scheduler(opt, cfg) for opt in self.optimizers]
+        self.trials = [self]
+        self.optimizers = optimizers([self.decoder, self.family], cfg.lr)
+        self.schedulers = [scheduler(opt, cfg) for opt in self.optimizers]
         self.generator = torch.Generator(self.device).manual_seed(cfg.seed)
         # compile: the ELBO's forward and backward through torch.compile; on CUDA with CUDA
         # graphs ("reduce-overhead"), since these small layers are bound by kernel launches
@@ -74,27 +160,18 @@ class Trial:
     # ---- training -------------------------------------------------------------------------
     def train(self, epochs: int | None = None) -> Iterator[dict[str, Any]]:
         """Run up to ``epochs`` total (default cfg.epochs), yielding each epoch's metrics."""
-        until = self.cfg.epochs if epochs is None else epochs
-        while self.epoch < until:
-            yield self.run_epoch()
+        for (metrics,) in self.train_seeds(epochs):
+            yield metrics
 
     def run_epoch(self) -> dict[str, Any]:
-        cfg, n = self.cfg, self.cfg.n_train
-        lr = self.optimizers[0].param_groups[0]["lr"]
-        start = time.perf_counter()
-        if cfg.shuffle:
-            perm = torch.randperm(n, generator=self.generator, device=self.device)
-        else:  # fixed contiguous minibatches, as Margossian & Blei's code
-            perm = torch.arange(n, device=self.device)
-        sums = torch.zeros(len(TERMS), device=self.device)
-        for lo in range(0, n, cfg.batch_size):
-            idx = perm[lo : lo + cfg.batch_size]
-            # weight |B|/N: equal batches give the plain mean of the minibatch estimates
-            sums += self._step(idx) * (idx.numel() / n)
-        for sched in self.schedulers:
-            sched.step()
-        values = dict(zip(TERMS, sums.tolist(), strict=True))  # the epoch's one host read
-        return self.record_epoch(values, lr, time.perf_counter() - start)
+        return self.run_seeds_epoch()[0]
+
+    def permutation(self) -> torch.Tensor:
+        """This epoch's order of the n_train rows: shuffled by the seed's stream, or fixed contiguous
+        minibatches, as Margossian & Blei's code."""
+        if self.cfg.shuffle:
+            return torch.randperm(self.cfg.n_train, generator=self.generator, device=self.device)
+        return torch.arange(self.cfg.n_train, device=self.device)
 
     def record_epoch(self, values: dict[str, float], lr: float, seconds: float) -> dict[str, Any]:
         """Close an epoch whose optimization gave the mean ``values`` of the ELBO terms."""
@@ -116,7 +193,7 @@ class Trial:
         return metrics
 
     def _step(self, idx: torch.Tensor) -> torch.Tensor:
-        cfg = self.cfg
+        cfg, idx = self.cfg, idx[0]  # one seed: its rows (B,)
         x = self.x_train[idx]  # (B, D)
         rows = noise_rows(cfg.latent_terms, cfg.objective, idx.numel(), cfg.n_train,
                           self.family.q_type.closed_form_kl)
@@ -126,12 +203,8 @@ class Trial:
         terms = self._elbo(
             self.decoder, self.family, x, idx, cfg.n_train, cfg.sigma_x, noise, x_all, cfg.objective
         )
-        for opt in self.optimizers:
-            opt.zero_grad(set_to_none=True)
-        (-terms.get("objective", terms["elbo"])).backward()
-        for opt in self.optimizers:
-            opt.step()
-        return torch.stack([terms[k].detach() for k in TERMS])  # (4,), stays on device
+        self._update(terms.get("objective", terms["elbo"]))
+        return torch.stack([terms[k].detach() for k in TERMS])[None]  # (1, 4), stays on device
 
     def _evaluate(self) -> dict[str, Any]:
         """Plug-in MSEs on eval epochs, timed apart from optimization."""
@@ -160,14 +233,12 @@ class Trial:
         return infer(self.decoder, self.family, self.x_test, self.cfg.sigma_x, gen, **kwargs)
 
     # ---- state ------------------------------------------------------------------------------
-    def state_dict(self) -> dict[str, Any]:
+    def seed_state(self) -> dict[str, Any]:
+        """This seed's part of a loop's state: all but the optimizers and schedules."""
         return {
-            "version": STATE_VERSION,
             "config": self.cfg.to_dict(),
             "decoder": self.decoder.state_dict(),
             "family": self.family.state_dict(),
-            "optimizers": [o.state_dict() for o in self.optimizers],
-            "schedulers": [s.state_dict() for s in self.schedulers],
             "generator": self.generator.get_state(),
             "epoch": self.epoch,
             "history": self.history,
@@ -176,16 +247,12 @@ class Trial:
             "threshold": self.threshold,
         }
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def load_seed_state(self, state: dict[str, Any]) -> None:
         # through TrialConfig: a state saved before a setting existed reads as its default
         if TrialConfig.from_dict(state["config"]) != self.cfg:
             raise ValueError("saved state belongs to a different config")
         self.decoder.load_state_dict(state["decoder"])
         self.family.load_state_dict(state["family"])
-        for opt, s in zip(self.optimizers, state["optimizers"], strict=True):
-            opt.load_state_dict(s)
-        for sched, s in zip(self.schedulers, state["schedulers"], strict=True):
-            sched.load_state_dict(s)
         self.generator.set_state(state["generator"].cpu())
         self.epoch = state["epoch"]
         self.history = list(state["history"])
@@ -193,17 +260,24 @@ class Trial:
         self.eval_seconds = state["eval_seconds"]
         self.threshold = tuple(state["threshold"]) if state["threshold"] else None
 
-    def save(self, path: str | os.PathLike) -> None:
-        save_state(self.state_dict(), path)
-
     @classmethod
     def restore(cls, path: str | os.PathLike, data: Data, device: str | torch.device = "cpu") -> Trial:
         return cls.from_state(load_state(path, device), data, device)
 
     @classmethod
     def from_state(cls, state: dict[str, Any], data: Data, device: str | torch.device = "cpu") -> Trial:
-        trial = cls(TrialConfig.from_dict(state["config"]), data, device)
+        """The trial of a one-seed state, to continue it."""
+        if len(state["seeds"]) != 1:
+            raise ValueError(f"a state of {len(state['seeds'])} seeds is a SeedBatch's, not a Trial's")
+        trial = cls.from_seed_state(state["seeds"][0], data, device)
         trial.load_state_dict(state)
+        return trial
+
+    @classmethod
+    def from_seed_state(cls, seed: dict[str, Any], data: Data, device: str | torch.device = "cpu") -> Trial:
+        """One seed of a state (a trial's, or one of a batch's), its model and history: to evaluate."""
+        trial = cls(TrialConfig.from_dict(seed["config"]), data, device)
+        trial.load_seed_state(seed)
         return trial
 
 
@@ -223,9 +297,18 @@ def load_state(
         state = torch.load(path, map_location=device, weights_only=True)
     except Exception as e:  # a truncated or foreign file: say which, not a pickle traceback
         raise ValueError(f"cannot read trial state {name or path}: {type(e).__name__}: {e}") from None
-    if not isinstance(state, dict) or state.get("version") != STATE_VERSION:
-        raise ValueError(f"cannot read trial state {name or path}: not a version {STATE_VERSION} trial state")
-    return state
+    if not isinstance(state, dict) or state.get("version") not in (2, STATE_VERSION):
+        raise ValueError(f"cannot read trial state {name or path}: not a version 2 or {STATE_VERSION} state")
+    return _from_version_2(state) if state["version"] == 2 else state
+
+
+def _from_version_2(state: dict[str, Any]) -> dict[str, Any]:
+    """A version 2 state (a Trial's, or a SeedBatch's "seed_states") in the one format of version 3."""
+    loop = {"optimizers": state["optimizers"], "schedulers": state["schedulers"]}
+    seeds = state.get("seed_states", [state])
+    drop = {"version", "optimizers", "schedulers"}
+    seeds = [{k: v for k, v in s.items() if k not in drop} for s in seeds]
+    return {"version": STATE_VERSION, "seeds": seeds, **loop}
 
 
 @torch.no_grad()
@@ -254,7 +337,7 @@ def active_dims(means: torch.Tensor, threshold: float = 0.01) -> int:
     return int((means.var(0, unbiased=False) > threshold).sum().item())
 
 
-def _optimizers(modules: list[nn.Module], lr: float) -> list[torch.optim.Optimizer]:
+def optimizers(modules: list[nn.Module], lr: float) -> list[torch.optim.Optimizer]:
     """Adam for dense parameters; SparseAdam for sparse embedding tables (F-VI's rows)."""
     sparse = [
         m.weight for mod in modules for m in mod.modules()
@@ -269,7 +352,36 @@ def _optimizers(modules: list[nn.Module], lr: float) -> list[torch.optim.Optimiz
     return opts
 
 
-def _scheduler(opt: torch.optim.Optimizer, cfg: TrialConfig) -> torch.optim.lr_scheduler.LRScheduler:
+def dense_parameters(optimizers: list[torch.optim.Optimizer]) -> list[torch.Tensor]:
+    """The parameters of the dense optimizers: all but F-VI's sparse table."""
+    return [p for o in optimizers if not isinstance(o, torch.optim.SparseAdam)
+            for group in o.param_groups for p in group["params"]]
+
+
+def clip_gradients(
+    params: list[torch.Tensor], max_norm: float, per_seed: list[list[torch.Tensor]] | None = None
+) -> None:
+    """Scale the gradients of ``params`` so their joint norm is at most ``max_norm``, as
+    torch.nn.utils.clip_grad_norm_ does. ``per_seed`` (one list per seed of a vectorized batch):
+    each parameter's first dimension is a seed, each seed's own further parameters are listed,
+    and each seed's gradients are clipped on their own, as in a separate run."""
+    if per_seed is None:
+        torch.nn.utils.clip_grad_norm_(params, max_norm, foreach=True)
+        return
+    grads = [p.grad for p in params if p.grad is not None]
+    squares = torch.stack([g.flatten(1).square().sum(1) for g in grads]).sum(0)  # (S,)
+    own = [[p.grad for p in mine if p.grad is not None] for mine in per_seed]
+    if any(own):
+        squares = squares + torch.stack([sum(g.square().sum() for g in mine) for mine in own])
+    coef = (max_norm / (squares.sqrt() + 1e-6)).clamp(max=1.0)  # torch's own formula, per seed
+    for g in grads:
+        g.mul_(coef.view(-1, *[1] * (g.ndim - 1)))
+    for c, mine in zip(coef, own, strict=True):
+        for g in mine:
+            g.mul_(c)
+
+
+def scheduler(opt: torch.optim.Optimizer, cfg: TrialConfig) -> torch.optim.lr_scheduler.LRScheduler:
     """Margossian & Blei's three-phase decay (x0.1 at each third of the epochs), or constant."""
     thirds = [cfg.epochs // 3, 2 * cfg.epochs // 3] if cfg.lr_schedule == "step3" else []
     return torch.optim.lr_scheduler.MultiStepLR(opt, milestones=thirds, gamma=0.1)

@@ -60,6 +60,14 @@ def unit_interval(v: Any) -> str | None:
     return None if is_num(v) and 0 <= v <= 1 else "must be a number in [0, 1]"
 
 
+def optional(check: Check) -> Check:
+    """``check``, or unset (None)."""
+    def optional_check(v: Any) -> str | None:
+        why = None if v is None else check(v)
+        return why and f"{why}, or unset"
+    return optional_check
+
+
 def boolean(v: Any) -> str | None:
     return None if isinstance(v, bool) else "must be true or false"
 

@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import time
-from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -29,7 +27,7 @@ from torch.func import functional_call, stack_module_state, vmap
 from .config import TrialConfig
 from .data import Data
 from .elbo import TERMS, Noise, draw_noise, elbo_terms, noise_rows
-from .fit import STATE_VERSION, Trial, _optimizers, _scheduler, save_state
+from .fit import Loop, Trial, dense_parameters, optimizers, scheduler
 
 
 class _Objective(nn.Module):
@@ -57,7 +55,7 @@ class _Given:
         return self.q_type.from_local(**self.local)
 
 
-class SeedBatch:
+class SeedBatch(Loop):
     def __init__(self, cfgs: list[TrialConfig], data: Data, device: str | torch.device = "cpu"):
         first = cfgs[0]
         if len({c.seed for c in cfgs}) != len(cfgs) or any(
@@ -66,21 +64,24 @@ class SeedBatch:
             raise ValueError("SeedBatch takes configs that differ in their seeds only, each seed once")
         if first.train_subset != "first":
             raise ValueError("vectorized seeds share their images: train_subset 'random' draws them per seed")
-        if first.family_class.refines:  # autograd.grad inside vmap: torch.func would be needed
-            raise ValueError(f"vectorized seeds: {first.family!r} refines q by autograd; vmap can't batch it")
         self.cfg, self.device = first, torch.device(device)
         self.trials = [Trial(c, data, device) for c in cfgs]  # per-seed init, streams, histories
+        family = self.trials[0].family
+        if family.refines:  # autograd.grad inside vmap: torch.func would be needed
+            raise ValueError(f"vectorized seeds: {first.family!r} refines q by autograd; vmap can't batch it")
         self.x_train = self.trials[0].x_train
-        self.per_point = self.trials[0].family.per_datapoint
+        self.per_point = family.per_datapoint
         modules = [_Objective(t.decoder, t.family, first) for t in self.trials]
         if self.per_point:  # only the decoders are stacked; each seed's table stays its own
             modules = [_Objective(t.decoder, nn.Module(), first) for t in self.trials]
         self.params, _ = stack_module_state(modules)  # name -> (S, ...)
-        self.base = copy.deepcopy(_Objective(self.trials[0].decoder, self.trials[0].family, first)).to("meta")
+        self.base = copy.deepcopy(_Objective(self.trials[0].decoder, family, first)).to("meta")
         self.optimizers = [torch.optim.Adam(list(self.params.values()), lr=first.lr, fused=True)]
-        if self.per_point:
-            self.optimizers += [o for t in self.trials for o in _optimizers([t.family], first.lr)]
-        self.schedulers = [_scheduler(o, first) for o in self.optimizers]
+        # a per-datapoint family: each seed's own table, its own optimizer
+        self.own_optimizers = [optimizers([t.family], first.lr) if self.per_point else []
+                               for t in self.trials]
+        self.optimizers += [o for opts in self.own_optimizers for o in opts]
+        self.schedulers = [scheduler(o, first) for o in self.optimizers]
 
     @property
     def epoch(self) -> int:
@@ -91,62 +92,18 @@ class SeedBatch:
         """Per epoch, one metrics dict per seed."""
         return [list(rows) for rows in zip(*(t.history for t in self.trials), strict=True)]
 
-    def state_dict(self) -> dict[str, Any]:
-        """Each seed's own Trial state (parameters written back), plus the batch's optimizers."""
-        return {
-            "version": STATE_VERSION,
-            "seed_states": [t.state_dict() for t in self.trials],
-            "optimizers": [o.state_dict() for o in self.optimizers],
-            "schedulers": [s.state_dict() for s in self.schedulers],
-        }
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        for t, s in zip(self.trials, state["seed_states"], strict=True):
-            t.load_state_dict(s)
-        with torch.no_grad():  # the stacked parameters from the seeds' own
-            for name, p in self.params.items():
-                p.copy_(torch.stack([self._own(t)[name] for t in self.trials]))
-        for opt, s in zip(self.optimizers, state["optimizers"], strict=True):
-            opt.load_state_dict(s)
-        for sched, s in zip(self.schedulers, state["schedulers"], strict=True):
-            sched.load_state_dict(s)
-
-    def save(self, path) -> None:
-        save_state(self.state_dict(), path)
-
     @classmethod
     def from_state(cls, state: dict[str, Any], data: Data, device: str | torch.device = "cpu") -> SeedBatch:
-        cfgs = [TrialConfig.from_dict(s["config"]) for s in state["seed_states"]]
-        batch = cls(cfgs, data, device)
+        batch = cls([TrialConfig.from_dict(s["config"]) for s in state["seeds"]], data, device)
         batch.load_state_dict(state)
         return batch
 
-    def train(self, epochs: int | None = None) -> Iterator[list[dict[str, Any]]]:
-        until = self.cfg.epochs if epochs is None else epochs
-        while self.epoch < until:
-            yield self.run_epoch()
+    def train(self, epochs: int | None = None):
+        """Up to ``epochs`` total (default cfg.epochs), yielding each epoch's metrics, a dict per seed."""
+        return self.train_seeds(epochs)
 
     def run_epoch(self) -> list[dict[str, Any]]:
-        n, b = self.cfg.n_train, self.cfg.batch_size
-        lr = self.optimizers[0].param_groups[0]["lr"]
-        start = time.perf_counter()
-        perms = torch.stack(  # (S, N): each seed shuffles with its own stream, as alone
-            [torch.randperm(n, generator=t.generator, device=self.device) if self.cfg.shuffle
-             else torch.arange(n, device=self.device) for t in self.trials]
-        )
-        sums = torch.zeros(len(self.trials), len(TERMS), device=self.device)
-        for lo in range(0, n, b):
-            idx = perms[:, lo : lo + b]  # (S, B)
-            sums += self._step(idx) * (idx.shape[1] / n)
-        for sched in self.schedulers:
-            sched.step()
-        values = sums.tolist()  # the epoch's one host read
-        seconds = time.perf_counter() - start
-        self._write_back()
-        return [
-            t.record_epoch(dict(zip(TERMS, v, strict=True)), lr, seconds)
-            for t, v in zip(self.trials, values, strict=True)
-        ]
+        return self.run_seeds_epoch()
 
     def _step(self, idx: torch.Tensor) -> torch.Tensor:
         cfg = self.cfg
@@ -167,12 +124,12 @@ class SeedBatch:
 
         in_dims = (0, 0, 0, 0, 0, 0 if given is not None else None)
         terms = vmap(one_seed, in_dims=in_dims)(self.params, x, idx, eps_theta, eps_z, given)  # (S, 1 + 4)
-        for opt in self.optimizers:
-            opt.zero_grad(set_to_none=True)
-        (-terms[:, 0].sum()).backward()  # seeds share no parameter: each gets its own gradient
-        for opt in self.optimizers:
-            opt.step()
+        # seeds share no parameter: each gets its own gradient, and is clipped on its own
+        self._update(terms[:, 0].sum(), clip=[dense_parameters(opts) for opts in self.own_optimizers])
         return terms[:, 1:].detach()  # (S, 4)
+
+    def clip_parameters(self) -> list[torch.Tensor]:
+        return list(self.params.values())  # stacked; the seeds' own tables are clip's per-seed lists
 
     def _given(self, x, idx, x_all) -> dict[str, torch.Tensor]:
         """Each seed's own per-datapoint q for the step's rows (all N with latent_terms "all"), stacked."""
@@ -196,3 +153,9 @@ class SeedBatch:
         for s, t in enumerate(self.trials):
             for name, p in self._own(t).items():
                 p.copy_(self.params[name][s])
+
+    @torch.no_grad()
+    def _read_back(self) -> None:
+        """The stacked parameters from the seeds' own, after a load."""
+        for name, p in self.params.items():
+            p.copy_(torch.stack([self._own(t)[name] for t in self.trials]))

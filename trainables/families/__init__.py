@@ -14,11 +14,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from ..settings import problems, unknown_keys
 from .amortized import Amortized
-from .base import Family, NoOptions
+from .base import Family, NoOptions, spread_factor
 from .constant import Constant
 from .factorized import Factorized
+from .flow import CouplingFlow, Flow
 from .fullcov import FullCovariance
 from .sa_vae import SemiAmortized
 
@@ -36,7 +39,7 @@ def register(cls: type[Family]) -> type[Family]:
     return cls
 
 
-for _cls in (Amortized, Factorized, Constant, FullCovariance, SemiAmortized):
+for _cls in (Amortized, Factorized, Constant, FullCovariance, SemiAmortized, Flow):
     register(_cls)
 
 
@@ -90,12 +93,22 @@ def resolve_options(name: str, given: dict[str, Any]) -> tuple[dict[str, Any], l
     return dataclasses.asdict(opts), problems(opts, prefix="family_options.")
 
 
+def probe(cfg) -> Family:
+    """The family ``cfg`` asks for, with its options, built on the meta device (no memory, no data):
+    what it can do (``refines``, ...) is read off an instance, as the trial's own family reads."""
+    with torch.device("meta"):
+        return build(cfg, 1, 1)
+
+
 def build(cfg, n_data: int, data_dim: int) -> Family:
-    """The family ``cfg.family`` sized for n_data points of dimension data_dim."""
-    return get(cfg.family).from_config(cfg, n_data, data_dim)
+    """The family ``cfg.family`` sized for n_data points of dimension data_dim, its spread setting applied."""
+    family = get(cfg.family).from_config(cfg, n_data, data_dim)
+    family.spread_factor = spread_factor(cfg)
+    return family
 
 
 __all__ = [
-    "FAMILIES", "Amortized", "Constant", "Factorized", "Family", "FullCovariance", "NoOptions",
-    "SemiAmortized", "build", "get", "import_modules", "register", "resolve_options",
+    "FAMILIES", "Amortized", "Constant", "CouplingFlow", "Factorized", "Family", "Flow", "FullCovariance",
+    "NoOptions",
+    "SemiAmortized", "build", "get", "import_modules", "probe", "register", "resolve_options",
 ]

@@ -15,11 +15,8 @@ class Amortized(Family):
     has_width = True
     refinable = True
 
-    def __init__(
-        self, data_dim: int, width: int, latent_dim: int, slope: float = 0.2, logvar_factor: float = 1.0
-    ):
+    def __init__(self, data_dim: int, width: int, latent_dim: int, slope: float = 0.2):
         super().__init__()
-        self.logvar_factor_ = logvar_factor  # 2: the head outputs a log-sd (their code)
         # two hidden layers, as the seed says (one public re-implementation built one)
         self.body = nn.Sequential(
             nn.Linear(data_dim, width),
@@ -28,7 +25,7 @@ class Amortized(Family):
             nn.LeakyReLU(slope),
         )
         self.mean_head = nn.Linear(width, latent_dim)
-        self.logvar_head = nn.Linear(width, latent_dim)
+        self.logvar_head = nn.Linear(width, latent_dim)  # the raw spread (log-sd with spread_param log_sd)
 
     @classmethod
     def variant(cls, width: int | None) -> str:
@@ -38,11 +35,10 @@ class Amortized(Family):
 
     @classmethod
     def from_config(cls, cfg, n_data: int, data_dim: int) -> Amortized:
-        return cls(data_dim, cfg.width, cfg.latent_dim, cfg.slope, cls.logvar_factor(cfg))
+        return cls(data_dim, cfg.width, cfg.latent_dim, cfg.slope)
 
     def forward(
         self, x: torch.Tensor, idx: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.body(x)  # (B, k)
-        logvar = self.logvar_head(h)  # (B, d)
-        return self.mean_head(h), logvar if self.logvar_factor_ == 1.0 else self.logvar_factor_ * logvar
+        return self.mean_head(h), self.logvar_head(h)  # (B, d) each

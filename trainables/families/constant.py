@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from ..settings import setting
-from .base import Family
+from .base import Family, spread_factor
 
 
 @dataclass(frozen=True)
@@ -25,23 +25,21 @@ class Constant(Family):
     name, label, order = "constant", "constant", 1000
     Options = ConstantOptions
 
-    def __init__(self, latent_dim: int, init: str = "prior", logvar_factor: float = 1.0):
+    def __init__(self, latent_dim: int, init: str = "prior", spread_factor: float = 1.0):
         super().__init__()
-        self.logvar_factor_ = logvar_factor  # 2: ``logvar`` holds a log-sd (their code)
         self.mean = nn.Parameter(torch.zeros(latent_dim))
-        self.logvar = nn.Parameter(torch.zeros(latent_dim))
+        self.spread = nn.Parameter(torch.zeros(latent_dim))  # raw: log-variance / spread_factor
         if init == "random":  # draws from the caller's (seeded) global RNG
             with torch.no_grad():
                 self.mean.normal_()
-                self.logvar.copy_(2 / logvar_factor * torch.randn(latent_dim))  # log-sd ~ N(0, 1)
+                self.spread.copy_(2 / spread_factor * torch.randn(latent_dim))  # log-sd ~ N(0, 1)
 
     @classmethod
     def from_config(cls, cfg, n_data: int, data_dim: int) -> Constant:
-        return cls(cfg.latent_dim, cfg.family_options["init"], cls.logvar_factor(cfg))
+        return cls(cfg.latent_dim, cfg.family_options["init"], spread_factor(cfg))
 
     def forward(
         self, x: torch.Tensor | None, idx: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         n = x.shape[0] if x is not None else idx.shape[0]
-        logvar = self.logvar if self.logvar_factor_ == 1.0 else self.logvar_factor_ * self.logvar
-        return self.mean.expand(n, -1), logvar.expand(n, -1)  # (B, d) each
+        return self.mean.expand(n, -1), self.spread.expand(n, -1)  # (B, d) each

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from ..settings import setting
-from .base import Family
+from .base import Family, spread_factor
 
 
 @dataclass(frozen=True)
@@ -39,36 +39,32 @@ class Factorized(Family):
 
     def __init__(
         self, n_data: int, latent_dim: int, init: str = "prior", sparse: bool = True,
-        logvar_factor: float = 1.0,
+        spread_factor: float = 1.0,
     ):
         super().__init__()
-        self.logvar_factor_ = logvar_factor  # 2: the table holds log-sds (their code)
-        self.table = nn.Embedding(n_data, 2 * latent_dim, sparse=sparse)
+        self.table = nn.Embedding(n_data, 2 * latent_dim, sparse=sparse)  # row n: mean_n, raw spread_n
         nn.init.zeros_(self.table.weight)  # every q_n at the prior N(0, I)
         if init == "random":  # draws from the caller's (seeded) global RNG
             with torch.no_grad():
                 self.mean.normal_()
                 log_sd = torch.randn(n_data, latent_dim) - 1  # log-sd ~ N(-1, 1)
-                self.table.weight[:, latent_dim:] = 2 / logvar_factor * log_sd
+                self.table.weight[:, latent_dim:] = 2 / spread_factor * log_sd
 
     @property
     def mean(self) -> torch.Tensor:
         return self.table.weight[:, : self.table.embedding_dim // 2]  # (N, d) view
 
     @property
-    def logvar(self) -> torch.Tensor:
-        """(N, d): a view of the table when it holds log-variances (the default)."""
-        raw = self.table.weight[:, self.table.embedding_dim // 2 :]
-        return raw if self.logvar_factor_ == 1.0 else self.logvar_factor_ * raw
+    def spread(self) -> torch.Tensor:
+        """(N, d) view: the raw spreads, log-variance / spread_factor."""
+        return self.table.weight[:, self.table.embedding_dim // 2 :]
 
     @classmethod
     def from_config(cls, cfg, n_data: int, data_dim: int) -> Factorized:
         opts = cfg.family_options
-        return cls(n_data, cfg.latent_dim, opts["init"], opts["optimizer"] == "sparse",
-                   cls.logvar_factor(cfg))
+        return cls(n_data, cfg.latent_dim, opts["init"], opts["optimizer"] == "sparse", spread_factor(cfg))
 
     def forward(
         self, x: torch.Tensor | None, idx: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        mean, logvar = self.table(idx).chunk(2, dim=-1)  # (B, d) each
-        return mean, logvar if self.logvar_factor_ == 1.0 else self.logvar_factor_ * logvar
+        return self.table(idx).chunk(2, dim=-1)  # mean, raw spread: (B, d) each

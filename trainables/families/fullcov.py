@@ -33,7 +33,10 @@ class FullCovariance(Amortized):
     def from_config(cls, cfg, n_data: int, data_dim: int) -> FullCovariance:
         return cls(data_dim, cfg.width, cfg.latent_dim, cfg.slope)
 
-    def q(self, x: torch.Tensor, idx: torch.Tensor | None = None) -> FullCovGaussian:
+    def forward(self, x: torch.Tensor, idx: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
         h = self.body(x)  # (B, k)
-        return FullCovGaussian(self.mean_head(h), 0.5 * self.logvar_head(h), self.lower_head(h))
+        return self.mean_head(h), self.logvar_head(h), self.lower_head(h)
 
+    def make_q(self, mean, logvar, lower) -> FullCovGaussian:
+        """L's diagonal squared is exp(logvar): its log is half the log-variance."""
+        return FullCovGaussian(mean, 0.5 * logvar, lower)

@@ -19,9 +19,11 @@ from .q import where
 class SemiAmortizedOptions:
     steps: int = setting(5, "K: refinement steps per image in every training step (0: plain A-VI)",
                          check=non_negative_int)
-    step_size: float = setting(
-        0.1, "gradient-ascent step on each image's mean and log-variance, its gradient's norm clipped to 1",
-        check=positive_number)
+    step_size: float = setting(0.1, "gradient-ascent step on each image's mean and log-variance",
+                               check=positive_number)
+    max_grad_norm: float = setting(
+        5.0, "each step's gradient of an image's ELBO, for its mean and for its log-variance, clipped to "
+        "this norm (Kim et al.'s svi_max_grad_norm, 5, which clips the minibatch's)", check=positive_number)
 
 
 class SemiAmortized(Amortized):
@@ -33,10 +35,16 @@ class SemiAmortized(Amortized):
 
     @classmethod
     def from_config(cls, cfg, n_data: int, data_dim: int) -> SemiAmortized:
-        family = cls(data_dim, cfg.width, cfg.latent_dim, cfg.slope, cls.logvar_factor(cfg))
-        family.steps, family.step_size = cfg.family_options["steps"], cfg.family_options["step_size"]
+        family = cls(data_dim, cfg.width, cfg.latent_dim, cfg.slope)
+        opts = cfg.family_options
+        family.steps, family.step_size = opts["steps"], opts["step_size"]
+        family.max_grad_norm = opts["max_grad_norm"]
         family.refines = family.steps > 0  # K = 0: no refinement draws, the amortized family exactly
         return family
+
+    def _clip(self, g: torch.Tensor) -> torch.Tensor:
+        """Per image (row), the factor that brings its gradient's norm down to max_grad_norm, or 1."""
+        return (self.max_grad_norm / g.norm(dim=-1, keepdim=True)).clamp(max=1.0).detach()
 
     def refine(self, q, x, decoder, thetas, eps, sigma_x: float):
         """K steps on each image's ELBO with these draws of theta (S, P) and z's noise eps (S, B, d)
@@ -67,7 +75,7 @@ class SemiAmortized(Amortized):
                 params = current.local()
                 grads = torch.autograd.grad(elbo.sum(), list(params.values()), create_graph=through)
                 current = type(q).from_local(**{
-                    k: p + self.step_size * g / g.norm(dim=-1, keepdim=True).clamp_min(1.0).detach()
+                    k: p + self.step_size * g * self._clip(g)
                     for (k, p), g in zip(params.items(), grads, strict=True)
                 })
         return best if through else type(q).from_local(**{k: v.detach() for k, v in best.local().items()})
