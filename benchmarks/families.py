@@ -13,6 +13,11 @@ and sets F-VI's variants side by side at the demo's settings (quick.yaml), e.g.
 
 A run is FAMILY[:WIDTH][:KEY=VALUE,...]: any TrialConfig setting, or the family's own option.
 Prints final negative ELBO per datapoint, train and test MSE, KL(q(z)) per image, and seconds.
+With --grad-norms (runs with grad_clip set), also each run's training-gradient norm per datapoint
+before clipping, over all its steps: the figure docs/studies.md quotes for the families study,
+
+    python benchmarks/families.py --sigma-x 0.1 --epochs 200 --grad-norms \
+        --runs sa_vae:64:lr=0.003,grad_clip=5,steps=3,step_size=0.1
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from trainables import Trial, TrialConfig, load  # noqa: E402
+from trainables import Trial, TrialConfig, fit, load  # noqa: E402
 from trainables.config import field_names  # noqa: E402
 
 RUNS = ["constant", "amortized:1", "amortized:64", "amortized:256", "factorized"]
@@ -58,7 +63,12 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--runs", nargs="+", default=RUNS, metavar="FAMILY[:WIDTH][:K=V,...]")
+    p.add_argument("--grad-norms", action="store_true",
+                   help="also print the gradient norm per datapoint before clipping (runs with grad_clip)")
     args = p.parse_args()
+    norms: list[float] = []
+    if args.grad_norms:
+        record(norms, args.n_train)
     torch.set_num_threads(args.threads)
     data = load("fashion_mnist", args.n_train, args.n_test)
     print(f"fashion_mnist N={args.n_train} B={args.batch_size} epochs={args.epochs} "
@@ -74,11 +84,31 @@ def main() -> None:
             eval_every=args.epochs, family_options=options,
         )
         cfg = dataclasses.replace(cfg, **{k: v for k, v in settings.items() if k in field_names()})
+        if args.grad_norms and cfg.grad_clip is None:
+            raise SystemExit(f"families: error: --grad-norms: run {text!r} has no grad_clip; add one")
         start = time.perf_counter()
+        norms.clear()
         m = list(Trial(cfg, data).train())[-1]
         test = "-" if m["test_mse"] is None else f"{m['test_mse']:.4f}"
         print(f"{text:<58}{m['neg_elbo_per_datapoint']:>10.1f}{m['train_mse']:>11.4f}{test:>10}"
               f"{m['kl_z_per_datapoint']:>8.1f}{time.perf_counter() - start:>9.1f}", flush=True)
+        if args.grad_norms:
+            q = torch.tensor(norms).quantile(torch.tensor([0.1, 0.5, 0.9])).tolist()
+            print(f"  gradient norm per datapoint before clipping, {len(norms)} steps: 10% {q[0]:.1f}, "
+                  f"median {q[1]:.1f}, 90% {q[2]:.1f}; clipped to {cfg.grad_clip}", flush=True)
+
+
+def record(norms: list[float], n_train: int) -> None:
+    """Wrap the engine's clipping so each step's norm (per datapoint: the objective is a sum over
+    N) is appended to ``norms`` before it is clipped."""
+    clip = fit.clip_gradients
+
+    def recording(params, max_norm, per_seed=None):
+        grads = [p.grad for p in params if p.grad is not None]
+        norms.append(float(torch.nn.utils.get_total_norm(grads)) / n_train)
+        return clip(params, max_norm, per_seed)
+
+    fit.clip_gradients = recording
 
 
 if __name__ == "__main__":

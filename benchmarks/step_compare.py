@@ -2,6 +2,7 @@
 
     python benchmarks/step_compare.py 905c54d                  # 5 rounds, 5 epochs, all threads
     python benchmarks/step_compare.py HEAD~3 --rounds 9 --threads 1
+    python benchmarks/step_compare.py HEAD~3 --families constant amortized:64   # only these
 
 Checks the other commit out into a temporary git worktree. Each round times every family the two
 trees' `benchmarks/step.py` share (its FAMILIES, at the paper's sizes), each in a fresh process
@@ -61,6 +62,8 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--epochs", type=int, default=5, help="timed epochs per family and run")
     p.add_argument("--threads", type=int, default=os.cpu_count(), help="torch threads")
+    p.add_argument("--families", nargs="+", metavar="FAMILY[:WIDTH]",
+                   help="only these of the shared list (default: all of them)")
     args = p.parse_args()
 
     def rev(r: str) -> str:
@@ -78,6 +81,12 @@ def main() -> None:
         try:
             both = [tuple(f) for f in json.loads(python("-c", LIST, str(other)))]
             common = [tuple(f) for f in json.loads(python("-c", LIST, str(ROOT))) if tuple(f) in both]
+            if args.families:
+                names = {":".join(str(x) for x in c if x is not None): c for c in common}  # "amortized:64"
+                if unknown := [f for f in args.families if f not in names]:
+                    raise SystemExit(f"step_compare: error: --families {' '.join(unknown)}: not among "
+                                     f"the two trees' shared list: {' '.join(names)}")
+                common = [names[f] for f in args.families]
             times: dict[tuple, dict[str, list[float]]] = {f: {"this": [], "other": []} for f in common}
             for r in range(args.rounds):
                 for i, (family, width) in enumerate(common):

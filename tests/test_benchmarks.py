@@ -54,3 +54,11 @@ def test_step_compare_refuses_an_unknown_revision():
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 1
     assert "step_compare: error: 'no-such-revision' is not a revision of this repository" in out.stderr
+
+
+def test_step_compare_names_the_families_it_can_compare():
+    out = subprocess.run([sys.executable, "benchmarks/step_compare.py", "HEAD", "--families", "amortized:64",
+                          "planar"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 1
+    assert "step_compare: error: --families planar: not among the two trees' shared list: amortized:1 " \
+           "amortized:64" in out.stderr
