@@ -26,6 +26,8 @@ def build_parser() -> argparse.ArgumentParser:
     f = sub.add_parser("figures", help="figures (PNG, PDF), gap_table.csv/.md and report.md")
     f.add_argument("results", help="experiment directory or parquet from `sweep export`")
     f.add_argument("-o", "--output", required=True, help="output directory (a path or a URI such as s3://bucket/figures)")
+    f.add_argument("--all", action="store_true", help="every cell and seed in the per-cell figures "
+                   "(default: past 12 cells or 10 seeds, the first ones, as each figure's title says)")
     return p
 
 
@@ -44,11 +46,11 @@ def main(argv: list[str] | None = None) -> int:
     from .report import write_report
 
     if not storage.is_uri(args.output):
-        paths = write_report(table, args.output, measured, refine)
+        paths = write_report(table, args.output, measured, refine, limit=not args.all)
         print(f"report: {paths['report']}\ngap table: {paths['gap_md']}")
         return 0
     with tempfile.TemporaryDirectory() as tmp:  # drawn here, then copied to the bucket
-        write_report(table, tmp, measured, refine)
+        write_report(table, tmp, measured, refine, limit=not args.all)
         fs, path = storage.resolve(args.output)
         try:
             pafs.copy_files(tmp, path, destination_filesystem=fs)

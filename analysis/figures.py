@@ -25,7 +25,12 @@ import seaborn as sns  # noqa: E402
 from .load import cells, sweep_axes, variant_order  # noqa: E402
 from .tables import final_rows, gap_table, is_partial  # noqa: E402
 
-SPREAD = ("pi", 100)  # band: from the lowest to the highest seed
+# Past these, a per-cell figure draws the first cells (in the axes' order) and the first seeds, and
+# its title says so: a grid of 100 cells x 20 seeds is 2,000 panels, minutes to draw and no reader's
+# figure. `analysis figures --all` (all_figures(limit=False)) draws every one.
+MAX_CELLS = 12
+MAX_SEEDS = 10
+SPREAD = ("pi", 100)  # bars: from the lowest to the highest seed
 SEQUENTIAL = ("viridis_r", "flare", "crest", "magma_r", "Blues")  # one per encoder family
 BASELINES = [(0.5, 0.5, 0.5), *sns.color_palette("tab10")[4:]]  # families without a width
 LINES = ("black", "tab:purple", "tab:orange", "tab:green")  # gap_vs_width: one per encoder family
@@ -56,6 +61,8 @@ def title(ds_table: pd.DataFrame, what: str) -> str:
     partial = ""
     if is_partial(ds_table):
         partial = f" [partial: {int(ds_table.epoch.max())}/{first.epochs} epochs so far]"
+    if shown := ds_table.attrs.get("cells_shown"):  # set by all_figures when it drew a part
+        partial += f"\n{shown}; every one: python -m analysis figures --all"
     return f"{first.dataset}: {what}\n{', '.join(settings)}{partial}"
 
 
@@ -71,16 +78,35 @@ def _save(fig: plt.Figure, out: Path, stem: str) -> list[Path]:
     return paths
 
 
+def _mean_and_spread(ax: plt.Axes, data: pd.DataFrame, y: str, pal: dict[str, tuple]) -> None:
+    """A line per variant (palette order): the mean of ``y`` over its rows at each epoch (the seeds),
+    and a band from the lowest to the highest at the epochs with several; what seaborn's
+    lineplot(errorbar=("pi", 100)) draws, aggregated once rather than per variant and epoch."""
+    code, names = pd.factorize(data["variant"])  # grouped by integer codes: no strings per group
+    stats = data[y].groupby([code, data["epoch"].to_numpy()], sort=True).agg(["mean", "min", "max", "size"])
+    stats.index.names = ["variant", "epoch"]
+    for variant in [v for v in pal if v in names]:
+        s = stats.loc[names.get_loc(variant)]
+        ax.plot(s.index, s["mean"], color=pal[variant], label=variant)
+        several = s["size"] > 1
+        if several.any():
+            ax.fill_between(s.index, s["min"].where(several), s["max"].where(several), color=pal[variant],
+                            alpha=0.2)
+
+
 def _per_cell(
     ds_table: pd.DataFrame, ncols: int, size: tuple[float, float], draw: Callable, what: str,
     out: Path, stem: str, sharey: bool | str = False,
 ) -> list[Path]:
     """One row of ``ncols`` panels per cell of the sweep's axes; draw(cell_table, axes_row, palette)."""
     pal, labels = palette(ds_table), cells(ds_table)
+    rows = dict.fromkeys(labels, slice(None))  # one cell: all of the table
+    if len(labels) > 1:
+        rows = ds_table.groupby("cell", sort=False).indices
     fig, axes = plt.subplots(len(labels), ncols, figsize=(size[0] * ncols, size[1] * len(labels)),
                              squeeze=False, sharey=sharey)
     for row, label in zip(axes, labels, strict=True):
-        draw(ds_table[ds_table.cell == label], row, pal)
+        draw(ds_table.iloc[rows[label]], row, pal)
         if label:
             row[0].annotate(label, (0, 1.02), xycoords="axes fraction", fontsize=9, weight="bold")
     fig.suptitle(title(ds_table, what), y=1.0 + 0.06 / len(labels))
@@ -90,11 +116,10 @@ def _per_cell(
 
 def curve(ds_table: pd.DataFrame, metric: str, ylabel: str, out: Path, stem: str) -> list[Path]:
     def draw(cell: pd.DataFrame, row, pal) -> None:
-        data, ax = cell.dropna(subset=[metric]), row[0]
+        data, ax = cell.loc[cell[metric].notna(), ["variant", "epoch", metric]], row[0]
         if data.empty:
             return
-        sns.lineplot(data=data, x="epoch", y=metric, hue="variant", palette=pal, errorbar=SPREAD, ax=ax,
-                     hue_order=[v for v in pal if v in set(data.variant)])
+        _mean_and_spread(ax, data, metric, pal)
         ax.set_xscale("log")
         if (data[metric] > 0).all():
             ax.set_yscale("log")
@@ -107,20 +132,22 @@ def curve(ds_table: pd.DataFrame, metric: str, ylabel: str, out: Path, stem: str
 def seeds(ds_table: pd.DataFrame, out: Path, stem: str) -> list[Path]:
     """One panel per seed: the negative ELBO curves, so the reader sees the seeds agree."""
     all_seeds = sorted(ds_table.seed.unique())
+    what = "negative ELBO, one panel per seed"
+    if (most := ds_table.attrs.get("max_seeds")) and len(all_seeds) > most:
+        what += f" (the first {most} of {len(all_seeds)} seeds; every one: --all)"
+        all_seeds = all_seeds[:most]
 
     def draw(cell: pd.DataFrame, row, pal) -> None:
         for ax, seed in zip(row, all_seeds, strict=True):
-            one = cell[cell.seed == seed]
-            sns.lineplot(data=one, x="epoch", y="neg_elbo_per_datapoint", hue="variant", palette=pal,
-                         hue_order=[v for v in pal if v in set(one.variant)], ax=ax, legend=ax is row[-1])
+            one = cell.loc[cell.seed == seed, ["variant", "epoch", "neg_elbo_per_datapoint"]].dropna()
+            _mean_and_spread(ax, one, "neg_elbo_per_datapoint", pal)  # one trial per variant: its curve
             ax.set(xscale="log", yscale="log", title=f"seed {seed}", xlabel="epoch",
                    ylabel="-ELBO per datapoint (nats)" if ax is row[0] else "")
             ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # shared log y: no stray labels
-        if row[-1].get_legend():
-            sns.move_legend(row[-1], "upper left", bbox_to_anchor=(1, 1), fontsize=8, title=None)
+        if row[-1].get_lines():
+            row[-1].legend(loc="upper left", bbox_to_anchor=(1, 1), fontsize=8)
 
-    return _per_cell(ds_table, len(all_seeds), (3.3, 3), draw, "negative ELBO, one panel per seed",
-                     out, stem, sharey="row")
+    return _per_cell(ds_table, len(all_seeds), (3.3, 3), draw, what, out, stem, sharey="row")
 
 
 def gap_vs_width(ds_table: pd.DataFrame, out: Path, stem: str) -> list[Path]:
@@ -296,13 +323,19 @@ def _cell_of(frame: pd.DataFrame, axes: list[str]) -> list[str]:
     """The cell label of each row of another table (gaps, refinement, gap table)."""
     if not axes:
         return [""] * len(frame)
-    return [", ".join(f"{a}={r[a]}" for a in axes) for _, r in frame.iterrows()]
+    key = frame[axes]
+    combos = key.drop_duplicates()  # each column's own scalars: "n_train=100", never "100.0"
+    labels = [", ".join(f"{a}={v}" for a, v in zip(axes, values, strict=True))
+              for values in combos.itertuples(index=False, name=None)]
+    return list(key.merge(combos.assign(_label=labels), on=axes, how="left")["_label"])
 
 
 def all_figures(
-    table: pd.DataFrame, out: Path, gaps: pd.DataFrame | None = None, refine: pd.DataFrame | None = None
+    table: pd.DataFrame, out: Path, gaps: pd.DataFrame | None = None, refine: pd.DataFrame | None = None,
+    limit: bool = True,
 ) -> dict[str, dict[str, list[Path]]]:
-    """Every figure for every dataset; returns {dataset: {figure name: [png, pdf]}}."""
+    """Every figure for every dataset; returns {dataset: {figure name: [png, pdf]}}. With ``limit``,
+    the per-cell figures draw the first MAX_CELLS cells and the seeds figure MAX_SEEDS seeds."""
     from .reference import comparable
 
     out.mkdir(parents=True, exist_ok=True)
@@ -310,6 +343,7 @@ def all_figures(
     for ds, d in table.groupby("dataset", sort=True):
         d = d.sort_values(["trial_id", "epoch"])
         d = d.assign(cell=_cell_of(d, sweep_axes(d)))
+        whole, d = d, _first_cells(d) if limit else d
         made[ds] = {
             "neg_elbo": curve(d, "neg_elbo_per_datapoint", "-ELBO per datapoint (nats)", out,
                               f"{ds}_neg_elbo"),
@@ -322,11 +356,24 @@ def all_figures(
         }
         ds_gaps = gaps[gaps.dataset == ds] if gaps is not None else None
         for axis in [a for a in sweep_axes(d) if pd.api.types.is_numeric_dtype(d[a])]:
-            made[ds][f"gap_vs_{axis}"] = gap_vs_axis(d, axis, ds_gaps, out, f"{ds}_gap_vs_{axis}")
-        if comparable(d):
-            made[ds]["reference"] = against_reference(d, out, f"{ds}_reference")
+            made[ds][f"gap_vs_{axis}"] = gap_vs_axis(whole, axis, ds_gaps, out, f"{ds}_gap_vs_{axis}")
+        if comparable(whole):
+            made[ds]["reference"] = against_reference(whole, out, f"{ds}_reference")
         if ds_gaps is not None and len(ds_gaps):
             made[ds]["gap_split"] = gap_split(d, ds_gaps, out, f"{ds}_gap_split")
         if refine is not None and (refine.dataset == ds).any():
             made[ds]["refine"] = refine_curves(d, refine[refine.dataset == ds], out, f"{ds}_refine")
     return made
+
+
+def _first_cells(d: pd.DataFrame) -> pd.DataFrame:
+    """``d`` cut to its first MAX_CELLS cells, its attrs saying so (see ``title``) and capping the
+    seeds figure at MAX_SEEDS."""
+    labels = cells(d)
+    if len(labels) > MAX_CELLS:
+        d = d[d.cell.isin(labels[:MAX_CELLS])]
+    d = d.copy(deep=False)
+    d.attrs = {"max_seeds": MAX_SEEDS}
+    if len(labels) > MAX_CELLS:
+        d.attrs["cells_shown"] = f"the first {MAX_CELLS} of {len(labels)} cells"
+    return d

@@ -39,8 +39,8 @@ def load_results(path: str | Path) -> pd.DataFrame:
 
     where = storage.kind(path)
     if where == FileType.Directory:
-        from sweep.results import tidy  # reads the experiment through Ray Tune's own reader
-        from sweep.runner import SweepError, load_trials
+        from sweep.experiment import SweepError, load_trials
+        from sweep.results import tidy
 
         try:
             table = tidy(load_trials(str(path)))
@@ -73,6 +73,8 @@ def sweep_axes(table: pd.DataFrame) -> list[str]:
 
     fixed = ("dataset", "family", "width", "seed", "eval_every", "family_options")
     candidates = [c for c in field_names() if c not in fixed and c in table]
+    if "trial_id" in table:  # the config columns hold one value per trial: read one row of each
+        table = table[~table.trial_id.duplicated()]
     per_variant = table.groupby(["dataset", "variant"])
     return [c for c in candidates if (per_variant[c].nunique(dropna=False) > 1).any()]
 
@@ -80,18 +82,20 @@ def sweep_axes(table: pd.DataFrame) -> list[str]:
 def cells(table: pd.DataFrame) -> list[str]:
     """The "cell" labels of a table (its axis values, "" without axes), in the axes' order."""
     axes = sweep_axes(table)
-    return list(dict.fromkeys(table.sort_values(axes).cell)) if axes else list(dict.fromkeys(table.cell))
+    if not axes:
+        return list(table.cell.unique())  # in order of appearance
+    return list(dict.fromkeys(table[[*axes, "cell"]].drop_duplicates().sort_values(axes, kind="stable").cell))
 
 
 def variant_order(table: pd.DataFrame) -> list[str]:
     """The variants in their families' declared order (encoders narrow to wide, then baselines)."""
-    return list(table.sort_values("variant_order").drop_duplicates("variant")["variant"])
+    return list(table.drop_duplicates("variant").sort_values("variant_order", kind="stable")["variant"])
 
 
 def with_variant(table: pd.DataFrame) -> pd.DataFrame:
     """The table with its family columns (sweep export writes them; here they are filled in from
     the family registry where missing, e.g. for a hand-made table)."""
-    table = table.copy()
+    table = table.copy(deep=False)  # copy-on-write: the caller's table stays as it was
     missing = [c for c in FAMILY_COLUMNS if c not in table]
     if missing:
         from trainables import families
@@ -103,8 +107,10 @@ def with_variant(table: pd.DataFrame) -> pd.DataFrame:
                     "has_width": cls.has_width, "has_test_time_q": cls.has_test_time_q,
                     "per_datapoint": cls.per_datapoint}
 
-        rows = pd.DataFrame([declared(f, w) for f, w in zip(table.family, table.width, strict=True)],
-                            index=table.index)
+        pairs = table[["family", "width"]].drop_duplicates()  # once per variant, not per row
+        kinds = pd.DataFrame([declared(f, w) for f, w in zip(pairs.family, pairs.width, strict=True)])
+        rows = table[["family", "width"]].merge(pd.concat([pairs.reset_index(drop=True), kinds], axis=1),
+                                                on=["family", "width"], how="left").set_axis(table.index)
         for c in missing:
             table[c] = rows[c]
     return table
@@ -116,8 +122,8 @@ def load_gaps(path: str | Path) -> tuple[pd.DataFrame | None, pd.DataFrame | Non
     from sweep import storage
 
     if storage.is_dir(path):
+        from sweep.experiment import load_trials
         from sweep.results import gap_tables
-        from sweep.runner import load_trials
 
         frames = gap_tables(load_trials(str(path)))
     else:

@@ -28,10 +28,12 @@ CAPTIONS = {
 
 
 def write_report(
-    table: pd.DataFrame, out: Path, measured: pd.DataFrame | None = None, refine: pd.DataFrame | None = None
+    table: pd.DataFrame, out: Path, measured: pd.DataFrame | None = None, refine: pd.DataFrame | None = None,
+    limit: bool = True,
 ) -> dict[str, Path]:
+    """OUT's figures (``limit``: see all_figures), tables and report.md."""
     out = Path(out)
-    made = all_figures(table, out, measured, refine)
+    made = all_figures(table, out, measured, refine, limit)
     gaps = gap_table(table, measured)
     _atomic_text(out / "gap_table.csv", gaps.to_csv(index=False))
     md = to_markdown(gaps)

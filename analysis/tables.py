@@ -9,7 +9,7 @@ import pandas as pd
 
 from trainables.metrics import latents_unused
 
-from .load import sweep_axes, variant_order
+from .load import sweep_axes
 
 
 def common_final_epoch(ds_table: pd.DataFrame) -> int:
@@ -20,8 +20,8 @@ def common_final_epoch(ds_table: pd.DataFrame) -> int:
 def final_rows(ds_table: pd.DataFrame) -> pd.DataFrame:
     """Each trial's row at the common final epoch (its latest report at or before it)."""
     e = common_final_epoch(ds_table)
-    upto = ds_table[ds_table.epoch <= e]
-    return upto.loc[upto.groupby("trial_id")["epoch"].idxmax()]
+    upto = ds_table.loc[ds_table.epoch <= e, ["trial_id", "epoch"]]
+    return ds_table.loc[upto.groupby("trial_id")["epoch"].idxmax()]
 
 
 def is_partial(table: pd.DataFrame) -> bool:
@@ -34,84 +34,95 @@ def gap_table(table: pd.DataFrame, gaps: pd.DataFrame | None = None) -> pd.DataF
     """Per dataset, cell of the sweep's axes and variant. With ``gaps`` (sweep evaluate), also the
     measured approximation and amortization gaps, nats per datapoint, mean over seeds, train and
     test. F-VI's runs pair with the variant's by seed within the same dataset and axis values."""
-    rows = []
-    axes = sweep_axes(table)
-    for key, ds_table in table.groupby(["dataset", *axes], sort=True):
-        ds, where = key[0], dict(zip(axes, key[1:], strict=True))
-        fin = final_rows(ds_table)
-        # the gap in ELBO: ELBO(F-VI) - ELBO(variant) = neg_elbo(variant) - neg_elbo(F-VI), per seed;
-        # F-VI: the per-datapoint family (the first, if a spec has several)
-        per_point = [v for v in variant_order(fin) if fin.loc[fin.variant == v, "per_datapoint"].all()]
-        ref = fin[fin.variant == per_point[0]] if per_point else fin.iloc[:0]
-        fvi = ref.set_index("seed")["neg_elbo_per_datapoint"]
-        fvi_reach = _reach(ref)
-        for variant in variant_order(fin):
-            v = fin[fin.variant == variant].set_index("seed")
-            gap = (
-                v["neg_elbo_per_datapoint"] - fvi.reindex(v.index)
-                if len(fvi)
-                else v["neg_elbo_per_datapoint"] * np.nan
-            )
-            reach = _reach(v)
-            rows.append(
-                {
-                    "dataset": ds,
-                    **where,
-                    "variant": variant,
-                    "family": v["family"].iloc[0],
-                    "width": v["width"].iloc[0],
-                    "has_width": v["has_width"].iloc[0],
-                    "seeds": len(v),
-                    "epoch": int(v["epoch"].max()),
-                    "neg_elbo_pt_mean": v["neg_elbo_per_datapoint"].mean(),
-                    "neg_elbo_pt_sd": v["neg_elbo_per_datapoint"].std(ddof=1),
-                    "gap_nats_mean": gap.mean(),
-                    "gap_nats_sd": gap.std(ddof=1),
-                    "train_mse_mean": v["train_mse"].mean(),
-                    "test_mse_mean": v["test_mse"].mean(),
-                    "reached": f"{reach['n']}/{len(v)}",
-                    "epochs_to_threshold": reach["epochs"],
-                    "seconds_to_threshold": reach["seconds"],
-                    "speedup_iterations": fvi_reach["epochs"] / reach["epochs"],
-                    "speedup_seconds": fvi_reach["seconds"] / reach["seconds"],
-                    "infer_seconds_mean": v["infer_seconds"].mean(),
-                    **_collapse(v),
-                    **_measured(gaps, {"dataset": ds, **where}, variant),
-                }
-            )
-    return pd.DataFrame(rows)
+    keys = ["dataset", *sweep_axes(table)]
+    fin = _block_final_rows(table, keys)
+    if fin.empty:
+        return pd.DataFrame()
+    # one row per block (dataset and axis values) and variant, blocks sorted, variants in their order
+    fin = fin.assign(block=fin.groupby(keys, sort=True).ngroup().to_numpy(),
+                     reach_s=fin.seconds_to_threshold.where(fin.epochs_to_threshold.notna()))
+    by = fin.groupby(["block", "variant"], sort=False)
+    firsts = fin.drop_duplicates(["block", "variant"])  # as by's groups: in order of first appearance
+    out = firsts[["block", *keys, "variant", "family", "width", "has_width"]].assign(
+        order=by["variant_order"].min().to_numpy(), per_point=by["per_datapoint"].all().to_numpy())
+    out = out.sort_values(["block", "order"], kind="stable").set_index(["block", "variant"])
+    collapse = [c for c in ("kl_z_per_datapoint", "active_dims", "mean_image_mse") if c in fin]
+    stats = by.agg(seeds=("variant", "size"), epoch=("epoch", "max"),
+                   neg_elbo_pt_mean=("neg_elbo_per_datapoint", "mean"),
+                   neg_elbo_pt_sd=("neg_elbo_per_datapoint", "std"),
+                   reached=("epochs_to_threshold", "count"),
+                   epochs_to_threshold=("epochs_to_threshold", "median"),
+                   seconds_to_threshold=("reach_s", "median"), train_mse_mean=("train_mse", "mean"),
+                   test_mse_mean=("test_mse", "mean"), infer_seconds_mean=("infer_seconds", "mean"),
+                   **{c: (c, "mean") for c in collapse})
+    out = out.join(stats)
+    # the gap in ELBO: ELBO(F-VI) - ELBO(variant) = neg_elbo(variant) - neg_elbo(F-VI), per seed;
+    # F-VI: the per-datapoint family (the first, if a spec has several)
+    ref = out[out.per_point].reset_index().drop_duplicates("block").set_index("block")
+    fvi = fin.merge(ref[["variant"]].reset_index(), on=["block", "variant"])[["block", "seed",
+                                                                            "neg_elbo_per_datapoint"]]
+    paired = fin[["block", "variant", "seed", "neg_elbo_per_datapoint"]].merge(
+        fvi, on=["block", "seed"], how="left", suffixes=("", "_fvi"))
+    gap = (paired.neg_elbo_per_datapoint - paired.neg_elbo_per_datapoint_fvi).groupby(
+        [paired.block, paired.variant]).agg(["mean", "std"])
+    block = out.index.get_level_values("block")
+    fvi_reach = ref.reindex(block)
+    rows = pd.DataFrame({k: out[k] for k in keys} | {
+        "variant": out.index.get_level_values("variant"),
+        "family": out.family,
+        "width": list(out.width),  # as one value per row: int64, or object with a missing width
+        "has_width": out.has_width,
+        "seeds": out.seeds,
+        "epoch": out["epoch"].astype(int),
+        "neg_elbo_pt_mean": out.neg_elbo_pt_mean,
+        "neg_elbo_pt_sd": out.neg_elbo_pt_sd,
+        "gap_nats_mean": gap["mean"].reindex(out.index),
+        "gap_nats_sd": gap["std"].reindex(out.index),
+        "train_mse_mean": out.train_mse_mean,
+        "test_mse_mean": out.test_mse_mean,
+        "reached": [f"{n}/{s}" for n, s in zip(out.reached, out.seeds, strict=True)],
+        "epochs_to_threshold": out.epochs_to_threshold,
+        "seconds_to_threshold": out.seconds_to_threshold,
+        "speedup_iterations": fvi_reach.epochs_to_threshold.to_numpy() / out.epochs_to_threshold,
+        "speedup_seconds": fvi_reach.seconds_to_threshold.to_numpy() / out.seconds_to_threshold,
+        "infer_seconds_mean": out.infer_seconds_mean,
+        **_collapse(out),
+    }).reset_index(drop=True)
+    return rows if gaps is None else rows.join(_measured(gaps, rows, keys))
 
 
-def _collapse(v: pd.DataFrame) -> dict:
+def _block_final_rows(table: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """Each trial's row at its block's common final epoch (final_rows of each block of ``keys``)."""
+    if (missing := table[keys].isna().any(axis=1)).any():  # as groupby: no block for missing keys
+        table = table[~missing]
+    last = table.groupby([*keys, "trial_id"])["epoch"].transform("max")  # each row's trial's last epoch
+    common = last.groupby([table[k] for k in keys]).transform("min")
+    upto = table.loc[table.epoch <= common, [*keys, "trial_id", "epoch"]]
+    return table.loc[upto.groupby([*keys, "trial_id"])["epoch"].idxmax()]
+
+
+def _collapse(out: pd.DataFrame) -> dict:
     """KL(q(z)) per image and active dimensions, mean over seeds, and the plain-words flag when the
     variant's latents are unused (its mean train MSE at the mean-image level, or none active)."""
-    out = {c: v[c].mean() if c in v else np.nan for c in ("kl_z_per_datapoint", "active_dims")}
-    floor = v["mean_image_mse"].mean() if "mean_image_mse" in v else None
-    out["note"] = latents_unused(v["train_mse"].mean(), floor, out["active_dims"]) or ""
-    return out
+    cols = {c: out[c] if c in out else np.nan for c in ("kl_z_per_datapoint", "active_dims")}
+    floor = out["mean_image_mse"] if "mean_image_mse" in out else [None] * len(out)
+    active = out["active_dims"] if "active_dims" in out else [np.nan] * len(out)
+    cols["note"] = [latents_unused(m, f, a) or "" for m, f, a in zip(out.train_mse_mean, floor, active,
+                                                                    strict=True)]
+    return cols
 
 
-def _measured(gaps: pd.DataFrame | None, where: dict, variant: str) -> dict[str, float]:
-    """The measured gaps (sweep evaluate), mean over seeds, train and test; none without them."""
-    if gaps is None:
-        return {}
+def _measured(gaps: pd.DataFrame, rows: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """The measured gaps (sweep evaluate), mean over seeds, train and test, per row of the gap
+    table; NaN where none were measured."""
+    means = gaps.groupby([*keys, "variant", "split"])[["approximation_gap", "amortization_gap"]].mean()
     out = {}
-    here = gaps[(gaps.variant == variant) & np.logical_and.reduce([gaps[k] == v for k, v in where.items()])]
     for split in ("train", "test"):
-        g = here[here.split == split]
-        out[f"approx_gap_{split}"] = g["approximation_gap"].mean()
-        out[f"amort_gap_{split}"] = g["amortization_gap"].mean()
-    return out
-
-
-def _reach(v: pd.DataFrame) -> dict:
-    """Median epochs and seconds to the MSE threshold over the seeds that reached it (NaN: never)."""
-    hit = v.dropna(subset=["epochs_to_threshold"])
-    return {
-        "n": len(hit),
-        "epochs": hit["epochs_to_threshold"].median(),
-        "seconds": hit["seconds_to_threshold"].median(),
-    }
+        m = means[means.index.get_level_values("split") == split].droplevel("split").reset_index()
+        m = rows[[*keys, "variant"]].merge(m, on=[*keys, "variant"], how="left")
+        out[f"approx_gap_{split}"] = m["approximation_gap"].to_numpy()
+        out[f"amort_gap_{split}"] = m["amortization_gap"].to_numpy()
+    return pd.DataFrame(out, index=rows.index)
 
 
 def to_markdown(gaps: pd.DataFrame) -> str:

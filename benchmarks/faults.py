@@ -167,8 +167,8 @@ def kill_driver(proc: subprocess.Popen, exp: Path) -> None:
 
 def export(exp: Path) -> pd.DataFrame:
     """The experiment's tidy table, as `sweep export` writes it (read here, in this process)."""
+    from sweep.experiment import load_trials
     from sweep.results import tidy
-    from sweep.runner import load_trials
 
     return tidy(load_trials(str(exp)))
 

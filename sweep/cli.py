@@ -23,6 +23,7 @@ import pandas as pd
 from trainables.config import ConfigError
 from trainables.oneline import OneLineParser, UsageError
 
+from .progress import MANY
 from .spec import SpecError
 from .specfile import load_spec
 
@@ -49,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("experiment")
     st.add_argument("--watch", action="store_true", help="refresh every few seconds until every trial ended")
     st.add_argument("--every", type=float, default=5.0, help="seconds between refreshes (default 5)")
+    st.add_argument("--all", action="store_true",
+                    help=f"a row per trial however many (past {MANY}: a row per variant, then the "
+                         "trials running, failed or flagged)")
     ex = sub.add_parser("export", help="the tidy table, one row per (trial, epoch), as parquet")
     ex.add_argument("experiment")
     ex.add_argument("-o", "--output", required=True, help="output .parquet path")
@@ -66,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
     except UsageError as e:
         return _fail(e)
-    from .runner import SweepError  # Ray loads only past argument parsing (--help answers without it)
+    from .experiment import SweepError  # no Ray: status and export never load it
 
     try:
         return COMMANDS[args.command](args)
@@ -103,16 +107,16 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from .progress import summary
+    from .experiment import SweepError, load_trials
+    from .progress import by_variant, summary
     from .results import progress_lines, status_table
-    from .runner import SweepError, load_trials
 
     if args.every <= 0:
         raise UsageError(f"--every {args.every} must be a positive number of seconds")
     tty = sys.stdout.isatty()
     while True:
         try:
-            trials = load_trials(args.experiment)
+            trials = load_trials(args.experiment, reports="unevaluated", gaps=False)
         except SweepError:
             if not args.watch:
                 raise
@@ -122,10 +126,20 @@ def cmd_status(args: argparse.Namespace) -> int:
         if trials is None:
             print(f"{args.experiment}: waiting for the sweep to write its state", flush=True)
         else:
-            table = status_table(trials)
-            with pd.option_context("display.width", 250, "display.max_colwidth", 80):
-                print(table.to_string(index=False, na_rep="-", float_format=lambda v: f"{v:.4g}"))
-            print(summary(progress_lines(trials)), flush=True)
+            table, lines = status_table(trials), progress_lines(trials)
+            if len(table) > MANY and not args.all:  # a row per variant, then the trials to look at
+                print("\n".join(by_variant(lines, list(trials[0]["config"]["cell"]["axes"]))))
+                table = table[(table.state != "TERMINATED") | (table.note != "")]
+                if len(table):
+                    print(f"\n{len(table)} trials running, waiting, failed or flagged"
+                          + (f"; the first {MANY}:" if len(table) > MANY else ":"))
+                table = table.head(MANY)
+            if len(table):
+                with pd.option_context("display.width", 250, "display.max_colwidth", 80):
+                    print(table.to_string(index=False, na_rep="-", float_format=lambda v: f"{v:.4g}"))
+            print(summary(lines) + ("" if args.all or len(lines) <= MANY else
+                                    f"; a row per trial: python -m sweep status {args.experiment} --all"),
+                  flush=True)
         ended = trials is not None and all(t["status"] in ("TERMINATED", "ERROR") for t in trials)
         if not args.watch or ended:
             return 0
@@ -134,8 +148,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from . import storage
+    from .experiment import load_trials
     from .results import tidy, write_gap_tables, write_parquet
-    from .runner import load_trials
 
     if problem := storage.credential_problem(args.output):  # None for a local path
         raise UsageError(f"-o {args.output}: {problem}")
@@ -162,8 +176,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     for key, value in settings.items():
         if value <= 0:
             raise UsageError(f"--{key.replace('_', '-')} {value} must be a positive integer")
+    from .experiment import load_trials
     from .results import gap_summary
-    from .runner import load_trials
 
     n = evaluate_experiment(args.experiment, settings, args.address)
     print(gap_summary(load_trials(args.experiment)))

@@ -56,10 +56,12 @@ def free_ports(n: int) -> list[int]:
 class S3Server:
     """`weed server -s3` in its own process group, data under ``root``; stop() ends only it."""
 
-    def __init__(self, root: str | os.PathLike, access_key: str = "gap-tester"):
+    def __init__(self, root: str | os.PathLike, access_key: str = "gap-tester", metrics: bool = False):
         self.root = Path(root)
         self.access_key, self.secret_key = access_key, secrets.token_hex(16)
-        self.ports = dict(zip(PORTS, free_ports(len(PORTS)), strict=True))
+        # metrics: weed's Prometheus counters on a port of their own, for requests() (benchmarks)
+        self.ports = dict(zip((*PORTS, "metricsPort") if metrics else PORTS,
+                              free_ports(len(PORTS) + metrics), strict=True))
         self.endpoint = f"http://127.0.0.1:{self.ports['s3.port']}"
         self.credentials = self.root / "credentials"  # AWS's own format, as ~/.aws/credentials
         self.process: subprocess.Popen | None = None
@@ -113,6 +115,22 @@ class S3Server:
                     log = self.root / "weed.log"
                     raise TimeoutError(f"S3 server not ready in {timeout:.0f} s; see {log}") from None
                 time.sleep(0.3)
+
+    def requests(self) -> dict[str, int]:
+        """The S3 requests this server has answered so far, by action (GET, PUT, HEAD, LIST, ...;
+        SeaweedFS_s3_request_total, summed over buckets and status codes); needs metrics=True."""
+        import urllib.request
+
+        if "metricsPort" not in self.ports:
+            raise RuntimeError("S3Server(metrics=True) counts requests; this one was started without")
+        url = f"http://127.0.0.1:{self.ports['metricsPort']}/metrics"
+        counts: dict[str, int] = {}
+        for line in urllib.request.urlopen(url, timeout=10).read().decode().splitlines():
+            if line.startswith("SeaweedFS_s3_request_total{"):
+                labels, value = line[len("SeaweedFS_s3_request_total{"):].rsplit("} ", 1)
+                kind = dict(kv.split("=", 1) for kv in labels.split(",")).get("type", '"?"').strip('"')
+                counts[kind] = counts.get(kind, 0) + int(float(value))
+        return counts
 
     def filesystem(self, allow_bucket_creation: bool = False) -> pafs.S3FileSystem:
         return pafs.S3FileSystem(access_key=self.access_key, secret_key=self.secret_key,

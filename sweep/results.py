@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import io
+import json
 import os
 from pathlib import PurePath
 from typing import Any
@@ -18,22 +20,51 @@ from . import storage
 from .progress import Line
 from .tuneconfig import split_config
 
+Rows = list[dict[str, Any]]  # a trial's reports, oldest first (sweep.runner.load_trials)
 
-def per_seed(t: dict[str, Any]) -> list[tuple[str, TrialConfig, pd.DataFrame | None, dict[str, Any]]]:
-    """(trial id, config, reported frame, last result) per seed: one for a plain trial; for a
-    vectorized trial one per seed, its "seed<S>/" columns unprefixed, its id suffixed "-s<S>"."""
-    cfg, opts = split_config(t["config"])
+
+def per_seed(t: dict[str, Any]) -> list[tuple[str, TrialConfig, Rows | None, dict[str, Any]]]:
+    """(trial id, config, reports, last result) per seed: one for a plain trial; for a vectorized
+    trial one per seed, its "seed<S>/" keys unprefixed, its id suffixed "-s<S>". Kept in the
+    record: the status table and the progress lines both ask (a config is validated once)."""
+    if "per_seed" in t:
+        return t["per_seed"]
+    t["per_seed"] = out = _per_seed(t)
+    return out
+
+
+_SPLIT: dict[str, tuple[TrialConfig, dict[str, Any]]] = {}  # split_config by config but its seed
+
+
+def _split(config: dict[str, Any]) -> tuple[TrialConfig, dict[str, Any]]:
+    """split_config, validated once per cell: the trials of a cell differ in their seed alone, and
+    validating 10,000 configs took most of `status` at 10,000 trials. The seed is set on a copy
+    of the cell's config (an int from the spec's seed list, validated when the sweep began)."""
+    seedless = {k: v for k, v in config.items() if k != "seed"}
+    key = json.dumps(seedless, sort_keys=True, default=repr)
+    if key not in _SPLIT:
+        _SPLIT[key] = split_config({**seedless, "seed": 0} if "seed" in config else seedless)
+    cfg, opts = _SPLIT[key]
+    if "seed" in config:
+        cfg = copy.copy(cfg)
+        object.__setattr__(cfg, "seed", config["seed"])  # frozen: a copy, set as its __init__ would
+    return cfg, opts
+
+
+def _per_seed(t: dict[str, Any]) -> list[tuple[str, TrialConfig, Rows | None, dict[str, Any]]]:
+    cfg, opts = _split(t["config"])
     if not opts["seeds"]:
-        return [(t["trial_id"], cfg, t["frame"], t["last_result"])]
+        return [(t["trial_id"], cfg, t["rows"], t["last_result"])]
     out = []
     for seed in opts["seeds"]:
         prefix = f"seed{seed}/"
-        frame = t["frame"]
-        if frame is not None:
-            frame = frame[[c for c in frame.columns if c.startswith(prefix)]]
-            frame = frame.rename(columns=lambda c, p=prefix: c.removeprefix(p))
-        last = {k[len(prefix) :]: v for k, v in t["last_result"].items() if k.startswith(prefix)}
-        out.append((f"{t['trial_id']}-s{seed}", dataclasses.replace(cfg, seed=seed), frame, last))
+
+        def own(row: dict[str, Any], p: str = prefix) -> dict[str, Any]:
+            return {k[len(p):]: v for k, v in row.items() if k.startswith(p)}
+
+        rows = None if t["rows"] is None else [own(r) for r in t["rows"]]
+        seed_cfg = dataclasses.replace(cfg, seed=seed)
+        out.append((f"{t['trial_id']}-s{seed}", seed_cfg, rows, own(t["last_result"])))
     return out
 
 
@@ -41,8 +72,8 @@ def status_table(trials: list[dict[str, Any]]) -> pd.DataFrame:
     """One row per trial (per seed of a vectorized one): its cell, state, progress, last metrics,
     and a note: its error, or 'latents unused: ...' when its latents carry nothing."""
     rows = []
-    for trial, (trial_id, cfg, frame, last) in ((t, p) for t in trials for p in per_seed(t)):
-        evaluated = _last_evaluated(frame, last)
+    for trial, (trial_id, cfg, reports, last) in ((t, p) for t in trials for p in per_seed(t)):
+        evaluated = _last_evaluated(reports, last)
         note = trial["error"] or latents_unused(
             evaluated.get("train_mse"), evaluated.get("mean_image_mse"), evaluated.get("active_dims")
         )
@@ -72,11 +103,11 @@ def status_table(trials: list[dict[str, Any]]) -> pd.DataFrame:
 def progress_lines(trials: list[dict[str, Any]]) -> list[Line]:
     """The trials as the progress display's lines (epochs, seconds), read from the files."""
     out = []
-    for trial, (_, cfg, frame, last) in ((t, p) for t in trials for p in per_seed(t)):
+    for trial, (_, cfg, reports, last) in ((t, p) for t in trials for p in per_seed(t)):
         seconds = trial["last_result"].get("time_total_s", 0.0)
         out.append(Line(cfg.dataset, cfg.family, cfg.width, trial["config"]["cell"]["axes"], str(cfg.seed),
                         trial["status"], last.get("epoch", 0), cfg.epochs,
-                        last.get("neg_elbo_per_datapoint"), _last_evaluated(frame, last).get("train_mse"),
+                        last.get("neg_elbo_per_datapoint"), _last_evaluated(reports, last).get("train_mse"),
                         seconds))
     return out
 
@@ -104,12 +135,11 @@ def gap_summary(trials: list[dict[str, Any]]) -> str:
     return table.to_string(index=False)
 
 
-def _last_evaluated(frame: pd.DataFrame | None, last: dict[str, Any]) -> dict[str, Any]:
+def _last_evaluated(rows: Rows | None, last: dict[str, Any]) -> dict[str, Any]:
     """The newest report that carries the MSEs (reports between evaluations have none)."""
-    if last.get("train_mse") is not None or frame is None or "train_mse" not in frame:
+    if last.get("train_mse") is not None or not rows:
         return last
-    done = frame.dropna(subset=["train_mse"])
-    return done.iloc[-1].to_dict() if len(done) else last
+    return next((r for r in reversed(rows) if r.get("train_mse") is not None), last)
 
 
 def config_columns(cfg: TrialConfig) -> dict[str, Any]:
@@ -135,18 +165,21 @@ def tidy(trials: list[dict[str, Any]]) -> pd.DataFrame:
     A trial restored from a checkpoint re-reports the epochs after that checkpoint; the last
     report of each epoch is kept, so each epoch appears once.
     """
-    parts, keys = [], []
-    for trial, (trial_id, cfg, frame, _) in ((t, p) for t in trials for p in per_seed(t)):
-        if frame is None or frame.empty or "epoch" not in frame:
+    reports, counts, keys, present = [], [], [], {"epoch"}
+    for trial, (trial_id, cfg, rows, _) in ((t, p) for t in trials for p in per_seed(t)):
+        rows = [r for r in rows or () if r.get("epoch") is not None]
+        if not rows:
             continue
-        parts.append(frame[[c for c in REPORTED if c in frame]])
+        reports += rows
+        counts.append(len(rows))
+        present |= rows[0].keys() | rows[-1].keys()  # a trial's reports share their keys
         keys.append({"trial_id": trial_id, "status": trial["status"], **config_columns(cfg)})
-    if not parts:
+    if not reports:
         return pd.DataFrame(columns=["trial_id", "status", *REPORTED])
-    # whole-table operations, not one per trial: the work grows with the rows, not trials x columns
-    metrics = pd.concat(parts, ignore_index=True).apply(pd.to_numeric, errors="coerce")
-    order = np.repeat(np.arange(len(parts)), [len(p) for p in parts])  # each row's trial, in order
-    metrics.insert(0, "_trial", order)
+    # one table of every report at once, not a frame per trial: the work grows with the rows
+    metrics = pd.DataFrame.from_records(reports, columns=[c for c in REPORTED if c in present])
+    metrics = metrics.apply(pd.to_numeric, errors="coerce")
+    metrics.insert(0, "_trial", np.repeat(np.arange(len(counts)), counts))  # each row's trial, in order
     metrics = metrics.drop_duplicates(["_trial", "epoch"], keep="last").sort_values(["_trial", "epoch"],
                                                                                     kind="stable")
     per_row = pd.DataFrame(keys).iloc[metrics["_trial"].to_numpy()].reset_index(drop=True)

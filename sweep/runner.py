@@ -6,7 +6,6 @@ With the trainable, the only module that imports Ray, so an API churn touches tw
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import shutil
@@ -22,25 +21,16 @@ from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search.optuna import OptunaSearch
 
 from . import storage
+from .experiment import GAP_FILE, SPEC_COPY, SPEC_FILE, SweepError, load_trials, read_spec  # noqa: F401
 from .progress import Line, Progress
-from .spec import SweepSpec, parse_spec
+from .spec import SweepSpec
 from .trainable import RAY_LOGGERS, RAY_LOGS_ENV, task_device, train_trial
 from .tune_internals import drop_missing_checkpoints, restored_run_config
 from .tuneconfig import cell_slug, split_config
 
-SPEC_FILE = "sweep-spec.json"
-# A second copy where Tune never writes: on restore Tune stages every top-level .json/.pkl file of the
-# experiment and copies each back over its original at every save, in place, so SPEC_FILE is empty
-# for moments during a resume, and a resume killed in one of them left it empty for good.
-SPEC_COPY = ".sweep/sweep-spec.json"
-GAP_FILE = "gap.json"
 LR_SEARCH_DIR = "lr_search"
 METRIC = "neg_elbo_per_datapoint"
 AUTH_LOGGER = "ray._private.authentication.authentication_token_setup"
-
-
-class SweepError(RuntimeError):
-    """A sweep cannot start or resume as asked; the message says why and what to do."""
 
 
 def _auth_enabled_notice(record: logging.LogRecord) -> bool:
@@ -55,6 +45,11 @@ SECRET_IN_ENV = (
     "node's cloud role keeps it out of those logs."
 )
 QUIET_ENV = {"RAY_AIR_NEW_OUTPUT": "0", "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0"}
+# Tune adds a TensorBoard writer per trial (an event file and a flushing thread in the driver) to
+# the JSON and CSV loggers unless told not to; nothing here reads TensorBoard files, and at
+# thousands of trials the writers cost the driver more than the rest of its bookkeeping. The sweep
+# names its loggers itself (``_loggers``).
+TUNE_ENV = {"TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1"}
 
 
 @contextlib.contextmanager
@@ -73,7 +68,8 @@ def ray_session(address: str | None = None, verbose: bool = False) -> Iterator[N
     # For this command only: Tune's new output engine prints its banner and paths even at verbose=0
     # (the legacy one, which the sweep's display replaces, prints nothing there), and Tune warns each
     # time checkpoints land within 5 s of each other, as short trials' do: a note for Tune, not the user.
-    saved = {k: os.environ.get(k) for k in QUIET_ENV}
+    saved = {k: os.environ.get(k) for k in (*QUIET_ENV, *TUNE_ENV)}
+    os.environ.update(TUNE_ENV)
     if not verbose:
         os.environ.update(QUIET_ENV)
     started = not ray.is_initialized()
@@ -145,9 +141,16 @@ def _run_config(spec: SweepSpec, name: str, storage: str, callbacks: list | None
         failure_config=tune.FailureConfig(max_failures=spec.max_failures),
         # two kept: a damaged latest checkpoint still leaves the one before it
         checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
-        callbacks=callbacks,
+        callbacks=[*_loggers(), *(callbacks or [])],
         verbose=2 if verbose else 0,  # quiet: the sweep's own display (SweepDisplay) instead of Tune's
     )
+
+
+def _loggers() -> list:
+    """Each trial's result.json (what status, export and the analysis read) and progress.csv."""
+    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
+
+    return [JsonLoggerCallback(), CSVLoggerCallback()]
 
 
 class SweepDisplay(tune.Callback):
@@ -266,7 +269,7 @@ def _complete(spec: SweepSpec, exp: str, verbose: bool = False) -> list[str]:
         # replace its callbacks (no public setter in Ray 2.60: the internal tuner's config object)
         restored = restored_run_config(tuner)
         if restored is not None:
-            restored.callbacks, restored.verbose = callbacks, 2 if verbose else 0
+            restored.callbacks, restored.verbose = [*_loggers(), *callbacks], 2 if verbose else 0
     else:  # a first run, or one stopped before Tune wrote its state: the grid from the start
         cells = spec.cells()
         for c in cells if best_lr else ():
@@ -354,21 +357,6 @@ def forget_missing_checkpoints(exp: str) -> int:
     return dropped
 
 
-def read_spec(exp: str) -> SweepSpec:
-    """The spec an experiment was launched with; a clear error if ``exp`` is no experiment."""
-    if not storage.is_dir(exp):
-        raise SweepError(f"{exp} is not a directory")
-    for name in (SPEC_FILE, SPEC_COPY):  # the copy: when Tune left SPEC_FILE empty (see SPEC_COPY)
-        try:
-            raw = storage.read_json(storage.join(exp, name))
-            break
-        except (FileNotFoundError, OSError, json.JSONDecodeError):
-            continue
-    else:
-        raise SweepError(f"{exp} is not a sweep experiment (no readable {SPEC_FILE})") from None
-    return parse_spec(raw, source=f"{exp}/{SPEC_FILE}")
-
-
 def lr_search(spec: SweepSpec, exp: str, verbose: bool = False) -> dict[str, float]:
     """Optuna over the learning rate, per cell (dataset, family, width, axes), a short budget, ASHA
     stopping; each cell's best lr recorded in lr_search/best_lr.json as soon as it is known."""
@@ -409,41 +397,3 @@ def lr_search(spec: SweepSpec, exp: str, verbose: bool = False) -> dict[str, flo
               f"(Optuna, {stage.samples} trials of {stage.epochs} epochs)", flush=True)
         storage.write_json(record, best)  # cell by cell: a resume searches only the cells not done
     return best
-
-
-def load_trials(exp: str) -> list[dict[str, Any]]:
-    """Every trial of an experiment, read from its files (no cluster needed)."""
-    read_spec(exp)
-    try:
-        analysis = tune.ExperimentAnalysis(storage.norm(exp))
-    except Exception as e:  # half-written or foreign: Ray's own message, on one line
-        raise SweepError(f"{exp}: cannot read the experiment state: {' '.join(str(e).split())}") from None
-    frames = analysis.trial_dataframes
-    out = []
-    for t in analysis.trials:
-        # where the trial is now, under the experiment as given: Tune's t.path is a path inside
-        # the filesystem (no s3:// scheme), and the one of the place the experiment was written
-        path = storage.join(exp, Path(t.path).name)
-        out.append({
-            "trial_id": t.trial_id,
-            "status": t.status,
-            "path": path,
-            "gap": storage.read_optional_json(storage.join(path, GAP_FILE)),
-            "config": t.config,
-            "num_failures": t.num_failures,
-            "last_result": t.last_result or {},
-            "error": _error_line(path, t.run_metadata.error_filename),
-            "frame": frames.get(t.trial_id),
-        })
-    return out
-
-
-def _error_line(trial_path: str, error_file: str | None) -> str | None:
-    if not error_file:
-        return None
-    try:
-        text = storage.read_bytes(storage.join(trial_path, error_file)).decode(errors="replace")
-        lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    except OSError:
-        return "error (error file unreadable)"
-    return lines[-1] if lines else "error"

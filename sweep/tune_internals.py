@@ -1,18 +1,20 @@
 """Every place the sweep reaches into Ray Tune's private state, in one small module.
 
-Two things have no public API in Ray 2.60: repairing a restored experiment's references to
-checkpoints the storage lost (`resume`), and replacing a restored Tuner's callbacks (the display).
-Both lean on names Tune may rename in any release, so pyproject.toml caps Ray at the versions the
-tests ran, and `shape_problems()` (run by tests/test_tune_internals.py) names what moved, with the
-Ray version, before a user's resume meets it.
+Three things have no public API in Ray 2.60: repairing a restored experiment's references to
+checkpoints the storage lost (`resume`), replacing a restored Tuner's callbacks (the display), and
+reading the trials of an experiment-state snapshot fast (`status`, `export`: Tune's own
+ExperimentAnalysis unpickles each trial's storage and checkpoint objects, tens of milliseconds a
+trial, minutes at 10,000 trials, where the few plain JSON fields the sweep needs take well under a
+millisecond). All lean on names Tune may rename in any release, so pyproject.toml caps Ray at the
+versions the tests ran, and `shape_problems()` (run by tests/test_tune_internals.py) names what
+moved, with the Ray version, before a user's resume or status meets it.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
-
-import ray
 
 TESTED = "2.60"  # the Ray minor version these touches were written against (pyproject's cap)
 
@@ -35,6 +37,45 @@ def drop_missing_checkpoints(trial_state: str, exists: Callable[[str], bool]) ->
     manager._checkpoint_results = kept
     meta.invalidate_cache()
     return meta.get_json_state(), dropped
+
+
+METADATA_FIELDS = ("num_failures", "last_result", "error_filename")
+_DECODER = json.JSONDecoder()
+
+
+def _fields(text: str, keys: tuple[str, ...]) -> dict[str, Any]:
+    """Top-level ``keys`` of the JSON object ``text``, each value decoded where it stands: a trial's
+    run metadata is mostly Tune's per-metric statistics and pickled checkpoint records, five times
+    the rest, and none of that is read here. A quoted key and its colon occur in JSON text only as a
+    key (inside a string the quotes are escaped), and Tune writes these first, before any nested
+    object; where one is missing, the whole object is decoded (and a KeyError names it)."""
+    out = {}
+    for key in keys:
+        at = text.find(f'"{key}": ')
+        if at < 0:
+            whole = json.loads(text)
+            return {k: whole[k] for k in keys}
+        out[key] = _DECODER.raw_decode(text, at + len(key) + 4)[0]
+    return out
+
+
+def trial_records(snapshot: bytes | str) -> list[dict[str, Any]]:
+    """The trials of an experiment-state snapshot (experiment_state-*.json), each as the plain
+    fields the sweep reads: trial_id, status, config, dirname (the trial's directory, under the
+    experiment's), num_failures, last_result and error_filename. Plain JSON, nothing unpickled; a
+    config Tune had to pickle (a value JSON cannot hold) is decoded as Tune decodes it."""
+    out = []
+    for state_json, metadata_json in json.loads(snapshot)["trial_data"]:
+        state, meta = json.loads(state_json), _fields(metadata_json, METADATA_FIELDS)
+        config = state["config"]
+        if isinstance(config, dict) and config.get("_type") == "CLOUDPICKLE_FALLBACK":
+            from ray.tune.utils.serialization import _loads_with_cloudpickle  # Tune's own state
+
+            config = _loads_with_cloudpickle(json.dumps(config))
+        out.append({"trial_id": state["trial_id"], "status": state["status"], "config": config,
+                    "dirname": state["relative_logdir"], "num_failures": meta["num_failures"],
+                    "last_result": meta["last_result"] or {}, "error_filename": meta["error_filename"]})
+    return out
 
 
 def restored_run_config(tuner: Any) -> Any | None:
@@ -64,4 +105,18 @@ def shape_problems() -> list[str]:
         drop_missing_checkpoints(meta.get_json_state(), lambda path: True)
     except Exception as e:  # any break in the round trip is the news
         out.append(f"the trial-state round trip ({type(e).__name__}: {e})")
+    try:  # a trial as Tune snapshots it, read back as trial_records reads it
+        from ray.tune.experiment import Trial
+
+        trial = Trial("train_trial", config={"seed": 3}, trial_id="t0", stub=True)
+        trial.run_metadata.last_result = {"epoch": 2}
+        record = trial_records(json.dumps({"trial_data": [trial.get_json_state()]}))[0]
+        want = {"trial_id": "t0", "status": Trial.PENDING, "config": {"seed": 3},
+                "num_failures": 0, "last_result": {"epoch": 2}, "error_filename": None}
+        if {k: record[k] for k in want} != want or not isinstance(record["dirname"], str | None):
+            out.append(f"a trial's snapshot fields as trial_records reads them (got {record})")
+    except Exception as e:
+        out.append(f"a trial's snapshot fields as trial_records reads them ({type(e).__name__}: {e})")
+    import ray  # here, not at the top: status and export import this module without Ray
+
     return [f"Ray {ray.__version__} (the sweep was tested on {TESTED}) lacks {what}" for what in out]

@@ -279,3 +279,66 @@ def test_collapse_is_flagged_in_plain_words():
     # train MSE 0.02 (k=16 reached the threshold at once) is far below the floor 0.05: used
     assert g.loc["k=16", "note"] == ""
     assert "latents unused" in to_markdown(gap_table(t))
+
+
+def test_curves_are_the_mean_over_seeds_in_a_band_from_the_lowest_to_the_highest():
+    import matplotlib.colors
+    import matplotlib.pyplot as plt
+
+    from analysis.figures import _mean_and_spread, palette
+
+    t = synthetic()  # -ELBO per datapoint: final + 10 x (3 - epoch), per variant and seed
+    fig, ax = plt.subplots()
+    _mean_and_spread(ax, t, "neg_elbo_per_datapoint", palette(t))
+    lines = {ln.get_label(): ln for ln in ax.get_lines()}
+    assert list(lines) == ["k=4", "k=16", "factorized", "constant"]  # the palette's (variants') order
+    assert list(lines["k=4"].get_xdata()) == [1, 2, 3]
+    assert list(lines["k=4"].get_ydata()) == [132.0, 122.0, 112.0]  # seeds 0 and 1: 110 and 114 at the end
+    band = ax.collections[0].get_paths()[0].vertices  # k=4's: at each epoch, its seeds' lowest and highest
+    assert {x: sorted(set(band[band[:, 0] == x, 1])) for x in (1, 2, 3)} == {
+        1: [130.0, 134.0], 2: [120.0, 124.0], 3: [110.0, 114.0]}
+    colour = matplotlib.colors.to_rgb(lines["k=4"].get_color())
+    assert np.allclose(ax.collections[0].get_facecolor()[0], (*colour, 0.2))  # its line's colour, faint
+    assert len(ax.collections) == 4  # a band for every variant: each has two seeds
+    plt.close(fig)
+
+
+def test_cell_labels_keep_each_axis_as_written():
+    from analysis.figures import _cell_of
+
+    numeric = pd.DataFrame({"n_train": [100, 200, 100], "sigma_x": [0.3, 0.5, 0.3]})  # no text column
+    assert _cell_of(numeric, ["n_train", "sigma_x"]) == [
+        "n_train=100, sigma_x=0.3", "n_train=200, sigma_x=0.5", "n_train=100, sigma_x=0.3"]
+    with_text = numeric.assign(dataset="mnist")
+    assert _cell_of(with_text, ["n_train"]) == ["n_train=100", "n_train=200", "n_train=100"]
+    assert _cell_of(numeric, []) == ["", "", ""]
+
+
+def test_many_cells_draw_the_first_ones_and_say_so(tmp_path):
+    """Past MAX_CELLS cells (or MAX_SEEDS seeds) a per-cell figure draws the first ones, in the axes'
+    order, and its title names what it left out; --all draws every one."""
+    from analysis.figures import MAX_CELLS, MAX_SEEDS, _cell_of, _first_cells, seeds, title
+    from analysis.load import cells
+
+    lrs = [round(1e-3 * (i + 1), 4) for i in range(MAX_CELLS + 2)]
+    t = with_variant(pd.concat([synthetic().assign(lr=lr, trial_id=lambda d, i=i: d.trial_id + f"-{i}")
+                                for i, lr in enumerate(reversed(lrs))], ignore_index=True))
+    t = t.assign(cell=_cell_of(t, ["lr"]))
+    shown = _first_cells(t)
+    assert cells(shown) == [f"lr={lr}" for lr in lrs[:MAX_CELLS]]  # the axis' order, not the table's
+    assert "the first 12 of 14 cells; every one: python -m analysis figures --all" in title(shown, "x")
+    assert "cells" not in title(t, "x")
+    assert _first_cells(t[t.lr == lrs[0]]).attrs == {"max_seeds": MAX_SEEDS}  # one cell: nothing left out
+
+    many = pd.concat([t[t.lr == lrs[0]].assign(seed=s, trial_id=lambda d, s=s: d.trial_id + f"-{s}")
+                      for s in range(MAX_SEEDS + 3)], ignore_index=True)
+    import matplotlib.pyplot as plt
+
+    drawn = []
+    real = plt.subplots
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(plt, "subplots", lambda *a, **kw: drawn.append(a) or real(*a, **kw))
+        seeds(_first_cells(many), tmp_path, "capped")
+        seeds(many, tmp_path, "all")
+    assert drawn == [(1, MAX_SEEDS), (1, MAX_SEEDS + 3)]  # one row of panels: 10 seeds, then all 13
+    assert (tmp_path / "capped.png").exists() and (tmp_path / "all.png").exists()

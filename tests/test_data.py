@@ -41,6 +41,40 @@ def test_idx_loader_reads_real_format(tmp_path, name, folder):
     assert data.source.startswith("data_root")
 
 
+def test_a_process_parses_a_dataset_once_and_again_when_its_files_change(tmp_path, monkeypatch):
+    """A Ray worker reused across trials parses the files once; a file replaced on disk is read anew."""
+    import os
+
+    import trainables.data as data_module
+
+    parsed = []
+    real = data_module._tv_class
+
+    def counting(name):
+        cls = real(name)
+        return lambda **kw: parsed.append(kw["train"]) or cls(**kw)
+
+    monkeypatch.setattr(data_module, "_tv_class", counting)
+    imgs = write_mnist_like(tmp_path, "MNIST")
+    first = load("mnist", 6, 4, data_root=tmp_path)
+    again = load("mnist", 3, 5, data_root=tmp_path, subset="random", seed=1)  # other sizes, same files
+    assert parsed == [True, False]  # each split parsed once
+    assert torch.equal(again.x_train, first.x_train.new_tensor(
+        imgs["train"][torch.randperm(7, generator=torch.Generator().manual_seed(1))[:3].numpy()]
+        .reshape(3, -1).astype(np.float32) / 255))
+    first.x_train.zero_()  # a trial's tensors are its own: the parsed images stay as they were
+    assert torch.equal(load("mnist", 6, 4, data_root=tmp_path).x_train,
+                       torch.from_numpy(imgs["train"][:6].reshape(6, -1).astype(np.float32) / 255))
+    assert parsed == [True, False]
+    newer = write_mnist_like(tmp_path, "MNIST", seed=1)  # the same sizes, other images
+    for f in (tmp_path / "MNIST" / "raw").iterdir():
+        os.utime(f, ns=(f.stat().st_atime_ns, f.stat().st_mtime_ns + 10**9))  # as if written a second later
+    changed = load("mnist", 6, 4, data_root=tmp_path)
+    assert parsed == [True, False, True, False]
+    want = torch.from_numpy(newer["train"][:6].reshape(6, -1).astype(np.float32) / 255)
+    assert torch.equal(changed.x_train, want)
+
+
 def test_truncated_idx_is_a_clear_error(tmp_path):
     write_mnist_like(tmp_path, "MNIST")
     f = tmp_path / "MNIST" / "raw" / "train-images-idx3-ubyte"

@@ -37,6 +37,33 @@ def test_smoke_sweep_all_trials_terminate(smoke_experiment, capsys):
     assert len(constant) == 2 and all("latents unused" in ln for ln in constant)  # the collapse flag
 
 
+def test_status_of_many_trials_is_a_row_per_variant_and_the_trials_to_look_at(smoke_experiment, capsys,
+                                                                              monkeypatch):
+    """Past MANY trials (here 3, for the smoke sweep's 8): a row per variant with its trials by
+    state, then only the trials running, failed or flagged (latents unused: both constant trials
+    among them), the first MANY of them; --all gives every trial its row again."""
+    import sweep.cli
+
+    _, exp = smoke_experiment
+    assert main(["status", str(exp), "--all"]) == 0
+    every = capsys.readouterr().out.strip().splitlines()
+    assert len(every) == 1 + 8 + 1
+    flagged = [ln for ln in every[1:-1] if "latents unused" in ln]
+    assert sum(" constant " in ln for ln in flagged) == 2
+    monkeypatch.setattr(sweep.cli, "MANY", 3)
+    assert main(["status", str(exp)]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert out[0].split()[:5] == ["dataset", "family", "width", "trials", "states"]
+    variants = out[1:5]  # k=2, k=8, constant, factorized: two seeds each, both finished
+    assert [v.split()[1:3] for v in variants] == [["amortized", "2"], ["amortized", "8"], ["constant", "-"],
+                                                ["factorized", "-"]]
+    assert all(v.split()[3:6] == ["2", "2", "TERMINATED"] for v in variants)
+    more = "; the first 3:" if len(flagged) > 3 else ":"
+    assert out[6] == f"{len(flagged)} trials running, waiting, failed or flagged{more}"
+    assert [ln.split() for ln in out[8:-1]] == [ln.split() for ln in flagged[:3]]  # their rows, as --all
+    assert out[-1].endswith(f"a row per trial: python -m sweep status {exp} --all")
+
+
 def test_export_is_tidy_with_configs(smoke_experiment, tmp_path, capsys):
     _, exp = smoke_experiment
     assert main(["export", str(exp), "-o", str(tmp_path / "r.parquet")]) == 0

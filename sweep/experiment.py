@@ -1,0 +1,126 @@
+"""An experiment's files, read without Ray: the spec it was launched with, Tune's newest
+experiment-state snapshot and each trial's reports, gap split and error. What `status`, `export`
+and the analysis read; importing it loads no Ray, so they start in the time Python and torch take.
+"""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from . import storage
+from .spec import SweepSpec, parse_spec
+from .tune_internals import trial_records
+
+SPEC_FILE = "sweep-spec.json"
+# A second copy where Tune never writes: on restore Tune stages every top-level .json/.pkl file of the
+# experiment and copies each back over its original at every save, in place, so SPEC_FILE is empty
+# for moments during a resume, and a resume killed in one of them left it empty for good.
+SPEC_COPY = ".sweep/sweep-spec.json"
+GAP_FILE = "gap.json"
+
+
+class SweepError(RuntimeError):
+    """A sweep cannot start or resume as asked; the message says why and what to do."""
+
+
+def read_spec(exp: str) -> SweepSpec:
+    """The spec an experiment was launched with; a clear error if ``exp`` is no experiment."""
+    if not storage.is_dir(exp):
+        raise SweepError(f"{exp} is not a directory")
+    for name in (SPEC_FILE, SPEC_COPY):  # the copy: when Tune left SPEC_FILE empty (see SPEC_COPY)
+        try:
+            raw = storage.read_json(storage.join(exp, name))
+            break
+        except (FileNotFoundError, OSError, json.JSONDecodeError):
+            continue
+    else:
+        raise SweepError(f"{exp} is not a sweep experiment (no readable {SPEC_FILE})") from None
+    return parse_spec(raw, source=f"{exp}/{SPEC_FILE}")
+
+
+READERS = 32  # files read at once: a bucket answers each request in milliseconds, one after another
+
+
+def load_trials(exp: str, reports: str = "all", gaps: bool = True) -> list[dict[str, Any]]:
+    """Every trial of an experiment, read from its files (no cluster needed): its id, state, path,
+    config, failures, last result, error line, gap.json ("gap"; None without ``gaps``) and "rows",
+    its reports (result.json). ``reports`` "all", or "unevaluated" (what `status` needs): only the
+    trials whose last result carries no train MSE (running, or between evaluations) have their
+    reports read; a finished sweep's status then reads Tune's snapshot and nothing else."""
+    if reports not in ("all", "unevaluated"):
+        raise ValueError(f"reports={reports!r} is not one of all, unevaluated")
+    read_spec(exp)
+    snapshots = sorted(n for n in storage.children(exp)
+                       if n.startswith("experiment_state-") and n.endswith(".json"))
+    if not snapshots:
+        raise SweepError(f"{exp}: cannot read the experiment state: no experiment_state-*.json yet "
+                         "(the sweep stopped before Ray Tune wrote one; `resume` starts it)")
+    try:  # the newest (their names are timestamps)
+        records = trial_records(storage.read_bytes(storage.join(exp, snapshots[-1])))
+    except Exception as e:  # half-written or foreign: its own message, on one line
+        raise SweepError(f"{exp}: cannot read the experiment state {snapshots[-1]}: "
+                         f"{' '.join(str(e).split())}") from None
+
+    fs, root = storage.resolve(exp)  # once: each trial's files are paths under it
+    base = storage.norm(exp)  # as the user gave it (a URI keeps its scheme and query), made absolute
+    uri = storage.is_uri(base)
+
+    def read(path: str) -> bytes | None:
+        try:
+            with fs.open_input_stream(path) as f:
+                return f.read()
+        except (FileNotFoundError, OSError):  # missing (a bucket says so as an OSError)
+            return None
+
+    def wants_reports(r: dict[str, Any]) -> bool:  # (newer than the snapshot's while a sweep runs)
+        return reports == "all" or not any(k.endswith("train_mse") and v is not None
+                                           for k, v in r["last_result"].items())
+
+    def files(r: dict[str, Any]) -> dict[str, Any]:
+        where = f"{root}/{r['dirname']}"
+        gap = read(f"{where}/{GAP_FILE}") if gaps else None
+        try:
+            gap = json.loads(gap) if gap else None
+        except json.JSONDecodeError:
+            gap = None  # half-written: as missing (`evaluate` writes it again)
+        error = r["error_filename"] and read(f"{where}/{r['error_filename']}")
+        rows = _reports(read(f"{where}/result.json")) if wants_reports(r) else None
+        path = storage.join(base, r["dirname"]) if uri else f"{base}/{r['dirname']}"  # no resolve() each
+        return {"trial_id": r["trial_id"], "status": r["status"], "path": path, "config": r["config"],
+                "num_failures": r["num_failures"], "last_result": r["last_result"],
+                "error": _error_line(r["error_filename"], error), "gap": gap, "rows": rows}
+
+    # thousands of small files: read side by side (pyarrow's reads let go of the GIL); a trial
+    # with nothing to read (a finished one, for `status`) costs no task
+    some = [r for r in records if gaps or r["error_filename"] or wants_reports(r)]
+    with ThreadPoolExecutor(READERS) as pool:
+        done = dict(zip(map(id, some), pool.map(files, some), strict=True))
+    return [done[id(r)] if id(r) in done else files(r) for r in records]
+
+
+def _reports(text: bytes | None) -> list[dict[str, Any]] | None:
+    """A trial's reports, in order, from its result.json (a line each; Tune's config dropped). A
+    line cut short (a report being written) is left out."""
+    if text is None:
+        return None
+    rows = []
+    for line in text.decode(errors="replace").splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        row.pop("config", None)
+        rows.append(row)
+    return rows
+
+
+def _error_line(error_file: str | None, text: bytes | None) -> str | None:
+    """The last line of a failed trial's error file."""
+    if not error_file:
+        return None
+    if text is None:
+        return "error (error file unreadable)"
+    lines = [ln.strip() for ln in text.decode(errors="replace").splitlines() if ln.strip()]
+    return lines[-1] if lines else "error"
