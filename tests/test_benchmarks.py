@@ -81,8 +81,9 @@ def test_scale_benchmark_at_its_smallest(ray_address, tmp_path):
     for r in got["sweeps"]:
         assert r["wall_s"] > 0 and r["driver_peak_mb"] > 50 and r["snapshot_kb"] > 0
         assert all(r[k] > 0 for k in ("status_s", "export_s", "figures_s", "notebook_load_s", "display_s"))
-        # each trial's result.json read once by status and once by export, from the bucket
-        assert r["s3_status_requests"]["GET"] >= r["trials"] and r["s3_export_requests"]["GET"] >= r["trials"]
+        # export reads each trial's result.json from the bucket; status of a finished sweep reads
+        # the spec and Tune's snapshot, no trial's file
+        assert r["s3_export_requests"]["GET"] >= r["trials"] > r["s3_status_requests"]["GET"]
         assert r["s3_export_requests"].get("PUT", 0) + r["s3_export_requests"].get("POST", 0) >= 1
     assert set(got["sweep_slopes"]) >= {"wall_s", "status_s", "export_s"}
     assert [(r["trials"], r["epochs"], r["rows"]) for r in got["reads"]] == [(12, 30, 360)]
