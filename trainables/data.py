@@ -120,9 +120,9 @@ def _raise_missing(why: str) -> Callable[[bool], object]:
 
 
 # Splits already parsed in this process, newest last: a Ray worker reused for trial after trial
-# (reuse_actors) parses a dataset once, not per trial (torchvision's IDX parser takes about half a
-# second for MNIST's 60,000 images, more than a tiny trial's training). Keyed by the files' paths,
-# sizes and modification times, so a file replaced on disk is read again.
+# (reuse_actors) parses a dataset once, not per trial (torchvision's IDX parser took half of each
+# worker's time in a sweep of 1,000 tiny trials: docs/engineering.md, "Thousands of trials"). Keyed
+# by the files' paths, sizes and modification times, so a file replaced on disk is read again.
 _PARSED: OrderedDict[tuple, torch.Tensor] = OrderedDict()
 _PARSED_MAX = 4  # two datasets' two splits: MNIST's training images are 47 MB, CIFAR-10's 150 MB
 
