@@ -20,7 +20,7 @@ from . import storage
 from .progress import Line
 from .tuneconfig import split_config
 
-Rows = list[dict[str, Any]]  # a trial's reports, oldest first (sweep.runner.load_trials)
+Rows = list[dict[str, Any]]  # a trial's reports, oldest first (sweep.experiment.load_trials)
 
 
 def per_seed(t: dict[str, Any]) -> list[tuple[str, TrialConfig, Rows | None, dict[str, Any]]]:
