@@ -40,6 +40,13 @@ def read_spec(exp: str) -> SweepSpec:
     return parse_spec(raw, source=f"{exp}/{SPEC_FILE}")
 
 
+def experiment_states(exp: str) -> list[str]:
+    """Tune's experiment-state snapshots in an experiment directory, oldest first: their names are
+    timestamps, so by name, as Tune's own restore picks the newest."""
+    return [storage.join(exp, n) for n in sorted(storage.children(exp))
+            if n.startswith("experiment_state-") and n.endswith(".json")]
+
+
 READERS = 32  # files read at once: a bucket answers each request in milliseconds, one after another
 
 
@@ -52,15 +59,14 @@ def load_trials(exp: str, reports: str = "all", gaps: bool = True) -> list[dict[
     if reports not in ("all", "unevaluated"):
         raise ValueError(f"reports={reports!r} is not one of all, unevaluated")
     read_spec(exp)
-    snapshots = sorted(n for n in storage.children(exp)
-                       if n.startswith("experiment_state-") and n.endswith(".json"))
+    snapshots = experiment_states(exp)
     if not snapshots:
         raise SweepError(f"{exp}: cannot read the experiment state: no experiment_state-*.json yet "
                          "(the sweep stopped before Ray Tune wrote one; `resume` starts it)")
     try:  # the newest (their names are timestamps)
-        records = trial_records(storage.read_bytes(storage.join(exp, snapshots[-1])))
+        records = trial_records(storage.read_bytes(snapshots[-1]))
     except Exception as e:  # half-written or foreign: its own message, on one line
-        raise SweepError(f"{exp}: cannot read the experiment state {snapshots[-1]}: "
+        raise SweepError(f"{exp}: cannot read the experiment state {storage.name(snapshots[-1])}: "
                          f"{' '.join(str(e).split())}") from None
 
     fs, root = storage.resolve(exp)  # once: each trial's files are paths under it

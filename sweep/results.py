@@ -23,17 +23,8 @@ from .tuneconfig import split_config
 Rows = list[dict[str, Any]]  # a trial's reports, oldest first (sweep.experiment.load_trials)
 
 
-def per_seed(t: dict[str, Any]) -> list[tuple[str, TrialConfig, Rows | None, dict[str, Any]]]:
-    """(trial id, config, reports, last result) per seed: one for a plain trial; for a vectorized
-    trial one per seed, its "seed<S>/" keys unprefixed, its id suffixed "-s<S>". Kept in the
-    record: the status table and the progress lines both ask (a config is validated once)."""
-    if "per_seed" in t:
-        return t["per_seed"]
-    t["per_seed"] = out = _per_seed(t)
-    return out
-
-
 _SPLIT: dict[str, tuple[TrialConfig, dict[str, Any]]] = {}  # split_config by config but its seed
+_SPLIT_CELLS = 4096  # cells kept: a notebook reading many sweeps does not grow it without end
 
 
 def _split(config: dict[str, Any]) -> tuple[TrialConfig, dict[str, Any]]:
@@ -43,6 +34,8 @@ def _split(config: dict[str, Any]) -> tuple[TrialConfig, dict[str, Any]]:
     seedless = {k: v for k, v in config.items() if k != "seed"}
     key = json.dumps(seedless, sort_keys=True, default=repr)
     if key not in _SPLIT:
+        if len(_SPLIT) >= _SPLIT_CELLS:
+            _SPLIT.clear()
         _SPLIT[key] = split_config({**seedless, "seed": 0} if "seed" in config else seedless)
     cfg, opts = _SPLIT[key]
     if "seed" in config:
@@ -51,7 +44,9 @@ def _split(config: dict[str, Any]) -> tuple[TrialConfig, dict[str, Any]]:
     return cfg, opts
 
 
-def _per_seed(t: dict[str, Any]) -> list[tuple[str, TrialConfig, Rows | None, dict[str, Any]]]:
+def per_seed(t: dict[str, Any]) -> list[tuple[str, TrialConfig, Rows | None, dict[str, Any]]]:
+    """(trial id, config, reports, last result) per seed: one for a plain trial; for a vectorized
+    trial one per seed, its "seed<S>/" keys unprefixed, its id suffixed "-s<S>"."""
     cfg, opts = _split(t["config"])
     if not opts["seeds"]:
         return [(t["trial_id"], cfg, t["rows"], t["last_result"])]

@@ -21,7 +21,15 @@ from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search.optuna import OptunaSearch
 
 from . import storage
-from .experiment import GAP_FILE, SPEC_COPY, SPEC_FILE, SweepError, load_trials, read_spec  # noqa: F401
+from .experiment import (  # noqa: F401
+    GAP_FILE,
+    SPEC_COPY,
+    SPEC_FILE,
+    SweepError,
+    experiment_states,
+    load_trials,
+    read_spec,
+)
 from .progress import Line, Progress
 from .spec import SweepSpec
 from .trainable import RAY_LOGGERS, RAY_LOGS_ENV, task_device, train_trial
@@ -248,13 +256,7 @@ def resume_sweep(exp: str, address: str | None = None, verbose: bool = False) ->
 def _tune_began(exp: str) -> bool:
     """Tune wrote its experiment state. Its tuner.pkl alone (a driver killed between the two) is
     not enough: restored from it, Tune rebuilds the grid without the sweep's param space."""
-    return bool(_experiment_states(exp)) and tune.Tuner.can_restore(storage.norm(exp))
-
-
-def _experiment_states(exp: str) -> list[str]:
-    """Tune's experiment-state snapshots in an experiment directory, oldest first."""
-    return [storage.join(exp, n) for n in storage.children(exp)
-            if n.startswith("experiment_state-") and n.endswith(".json")]
+    return bool(experiment_states(exp)) and tune.Tuner.can_restore(storage.norm(exp))
 
 
 def _complete(spec: SweepSpec, exp: str, verbose: bool = False) -> list[str]:
@@ -340,7 +342,7 @@ def forget_missing_checkpoints(exp: str) -> int:
     directory) keeps the trial and its results; with no valid name left, Tune starts it without
     a checkpoint and the trainable resumes from the newest readable one in its own directory.
     """
-    states = _experiment_states(exp)
+    states = experiment_states(exp)
     if not states:
         return 0
     state = storage.read_json(states[-1])

@@ -64,6 +64,41 @@ def test_status_of_many_trials_is_a_row_per_variant_and_the_trials_to_look_at(sm
     assert out[-1].endswith(f"a row per trial: python -m sweep status {exp} --all")
 
 
+def test_status_of_many_running_trials_lists_the_unfinished(smoke_copy, capsys, monkeypatch):
+    """A sweep still running, as its newest snapshot says (two trials RUNNING at epoch 2, one in
+    ERROR, one PENDING): past MANY trials the variant rows count them by state, and the trials to
+    look at are those four and the flagged ones, nothing else; the finished, unflagged trials are
+    left out."""
+    import sweep.cli
+    from sweep.experiment import experiment_states
+
+    newest = experiment_states(str(smoke_copy))[-1]
+    state = json.loads(Path(newest).read_text())
+    ids = []
+    for i, (status, epoch) in enumerate([("RUNNING", 2), ("RUNNING", 2), ("ERROR", 3), ("PENDING", 0)]):
+        trial, meta = json.loads(state["trial_data"][i][0]), json.loads(state["trial_data"][i][1])
+        trial["status"] = status
+        meta["last_result"] = {**meta["last_result"], "epoch": epoch}
+        state["trial_data"][i] = [json.dumps(trial), json.dumps(meta)]
+        ids.append(trial["trial_id"])
+    Path(newest).write_text(json.dumps(state))
+
+    assert main(["status", str(smoke_copy), "--all"]) == 0
+    every = capsys.readouterr().out.strip().splitlines()
+    to_look_at = [ln for ln in every[1:-1] if ln.split()[0] in ids or "latents unused" in ln]
+    monkeypatch.setattr(sweep.cli, "MANY", 3)
+    assert main(["status", str(smoke_copy)]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    counts = [ln for ln in out[1:] if ln.startswith("fashion_mnist")][: 4]
+    states = " ".join(counts)
+    assert states.count("RUNNING") == 2 and "1 ERROR" in states and "1 PENDING" in states
+    header = next(i for i, ln in enumerate(out) if "trials running, waiting, failed or flagged" in ln)
+    assert out[header].startswith(f"{len(to_look_at)} trials")
+    shown = [ln.split()[0] for ln in out[header + 2:-1]]
+    assert shown == [ln.split()[0] for ln in to_look_at[:3]]  # the first MANY, in the --all order
+    assert len(to_look_at) > 3 and set(ids) <= {ln.split()[0] for ln in to_look_at}
+
+
 def test_export_is_tidy_with_configs(smoke_experiment, tmp_path, capsys):
     _, exp = smoke_experiment
     assert main(["export", str(exp), "-o", str(tmp_path / "r.parquet")]) == 0
