@@ -172,7 +172,7 @@ class SweepDisplay(tune.Callback):
         self._epochs: dict[str, int] = {}  # each trial's configured epochs, read from its config once
         self._seen = 0  # trials the display has a line for: Tune appends new ones to its list
 
-    def _update(self, trial: Any, result: dict | None = None) -> None:
+    def _update(self, trial: Any, result: dict | None = None, state: str | None = None) -> None:
         c, last = trial.config, (result if result is not None else trial.last_result) or {}
         cell, key = c["cell"], trial.trial_id
         mses = [v for k, v in last.items() if k.endswith("train_mse") and v is not None]
@@ -183,7 +183,7 @@ class SweepDisplay(tune.Callback):
         seeds = c.get("seeds") or [c.get("seed")]
         self.progress.update(key, Line(
             cell["dataset"], cell["family"], cell["width"], cell["axes"], ",".join(map(str, seeds)),
-            trial.status, last.get("epoch", 0), self._epochs[key],
+            state or trial.status, last.get("epoch", 0), self._epochs[key],
             last.get("neg_elbo_per_datapoint"), self._mse.get(key), last.get("time_total_s", 0.0),
         ))
 
@@ -202,7 +202,10 @@ class SweepDisplay(tune.Callback):
         self._update(trial, result)  # Tune calls this before it sets the trial's last_result
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self._update(trial)
+        self._update(trial, state="TERMINATED")  # Tune calls this before it sets the status
+
+    def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._update(trial)  # back to PENDING, to restart from its checkpoint
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._update(trial)

@@ -2,8 +2,12 @@
 errors inside `evaluate` as one line."""
 
 import re
+from pathlib import Path
 
 from sweep.cli import main
+from sweep.progress import summary
+
+SMOKE = Path(__file__).resolve().parents[1] / "sweep" / "specs" / "smoke.yaml"
 
 
 def test_run_prints_every_trial_in_full_and_no_checkpoint_lines(smoke_run):
@@ -21,6 +25,37 @@ def test_run_prints_every_trial_in_full_and_no_checkpoint_lines(smoke_run):
     assert lines[-1] == "8 trials: 8 TERMINATED"
     display = [ln for ln in lines if ln.startswith(("fashion_mnist ", "dataset ")) or " trials: " in ln]
     assert max(len(ln) for ln in display) <= 120  # the display fits a 120-column terminal
+
+
+def test_the_display_counts_a_trial_finished_when_tune_says_so(ray_address, tmp_path):
+    """A real Tune run of two trials with the sweep's display: as each trial completes, its line
+    is TERMINATED at its last epoch (Tune's on_trial_complete comes before it sets the status, so a
+    display reading the status there kept it RUNNING to the end), and the summary counts it."""
+    from ray import tune
+
+    from sweep.runner import SweepDisplay
+    from sweep.specfile import load_spec
+
+    spec = load_spec(SMOKE)
+    display = SweepDisplay(list(spec.grid))
+
+    seen = {}
+
+    class Seen(tune.Callback):  # after the display: what it holds when a trial completes
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            seen[trial.trial_id] = (display.progress.lines[trial.trial_id].state,
+                                    display.progress.lines[trial.trial_id].epoch)
+
+    def two_epochs(config):
+        for epoch in (1, 2):
+            tune.report({"epoch": epoch, "neg_elbo_per_datapoint": 10.0 / epoch})
+
+    cells = spec.cells()[:2]
+    tune.Tuner(two_epochs, param_space={**spec.tune_base(), "cell": tune.grid_search(cells), "seed": 0},
+               run_config=tune.RunConfig(storage_path=str(tmp_path), callbacks=[display, Seen()],
+                                         verbose=0)).fit()
+    assert list(seen.values()) == [("TERMINATED", 2)] * 2
+    assert summary(list(display.progress.lines.values())).startswith("2 trials: 2 TERMINATED")
 
 
 def test_status_watch_on_an_ended_sweep_and_its_summary(smoke_experiment, capsys):
