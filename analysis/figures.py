@@ -23,7 +23,7 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from .load import cells, sweep_axes, variant_order  # noqa: E402
-from .tables import final_rows, gap_table, is_partial  # noqa: E402
+from .tables import final_rows, is_partial, seed_table  # noqa: E402
 
 # Past these, a per-cell figure draws the first cells (in the axes' order) and the first seeds, and
 # its title says so: a grid of 100 cells x 20 seeds is 2,000 panels, minutes to draw and no reader's
@@ -261,16 +261,18 @@ def refine_curves(ds_table: pd.DataFrame, refine: pd.DataFrame, out: Path, stem:
 
 def gap_vs_axis(ds_table: pd.DataFrame, axis: str, gaps: pd.DataFrame | None, out: Path,
                 stem: str) -> list[Path]:
-    """The gap against a numeric axis, a line per encoder width: against F-VI (ELBO difference, nats
-    per datapoint) and, where `evaluate` ran, the measured amortization gap on test images; one
-    column per value of the other axes."""
-    table = gap_table(ds_table, gaps)
+    """The gap against a numeric axis, a line per encoder width, error bars the standard error over
+    seeds: against F-VI (ELBO difference, nats per datapoint) and, where `evaluate` ran, the measured
+    amortization gap on training and on test images; one column per value of the other axes. A
+    panel whose values are all positive and span more than 20x has a log y axis."""
+    table = seed_table(ds_table, gaps)
     table = table[table.has_width.astype(bool)]
     others = [a for a in sweep_axes(ds_table) if a != axis]
     table = table.assign(others=_cell_of(table, others))
-    measured = "amort_gap_test" in table and table.amort_gap_test.notna().any()
-    panels = [("gap_nats_mean", "gap vs F-VI (nats per datapoint)")]
-    panels += [("amort_gap_test", "amortization gap, test images (nats)")] if measured else []
+    panels = [("gap_vs_fvi", "gap vs F-VI (nats per datapoint)")]
+    measured = (("amort_gap_train", "amortization gap, training images (nats)"),
+                ("amort_gap_test", "amortization gap, test images (nats)"))
+    panels += [(col, label) for col, label in measured if col in table and table[col].notna().any()]
     columns = list(dict.fromkeys(table.others))
     fig, axes = plt.subplots(len(panels), len(columns), figsize=(6 * len(columns), 4.2 * len(panels)),
                              squeeze=False)
@@ -280,13 +282,16 @@ def gap_vs_axis(ds_table: pd.DataFrame, axis: str, gaps: pd.DataFrame | None, ou
         for i, (col, label) in enumerate(panels):
             ax = axes[i][j]
             sns.lineplot(data=sub, x=axis, y=col, hue="variant", palette=pal, marker="o", ax=ax,
-                         hue_order=[v for v in pal if v in set(sub.variant)])
+                         errorbar="se", err_style="bars", hue_order=[v for v in pal if v in set(sub.variant)])
             ax.set(xlabel=axis, ylabel=label, title=other or None)
             if (sub[axis] > 0).all():  # a log axis labelled at the swept values, as written
                 values = sorted(set(sub[axis]))
                 ax.set_xscale("log")
                 ax.set_xticks(values, [f"{v:g}" for v in values])
                 ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+            y = sub[col].dropna()
+            if len(y) and (y > 0).all() and y.max() > 20 * y.min():
+                ax.set_yscale("log")
             ax.legend(fontsize=8, title=None)
     fig.suptitle(title(ds_table, f"the gap against {axis}"), y=1.02)
     fig.tight_layout()

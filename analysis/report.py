@@ -1,4 +1,5 @@
-"""OUTDIR: figures, gap_table.csv/.md, and a one-page report.md that embeds them."""
+"""OUTDIR: figures, gap_table.csv/.md (gap_by_AXIS_table.csv/.md for each numeric axis of the
+sweep), and a one-page report.md that embeds them."""
 
 from __future__ import annotations
 
@@ -8,7 +9,16 @@ from pathlib import Path
 import pandas as pd
 
 from .figures import all_figures
-from .tables import gap_table, is_partial, refine_markdown, refine_table, to_markdown
+from .load import sweep_axes
+from .tables import (
+    axis_markdown,
+    axis_table,
+    gap_table,
+    is_partial,
+    refine_markdown,
+    refine_table,
+    to_markdown,
+)
 
 CAPTIONS = {
     "neg_elbo": "Negative ELBO per datapoint (nats): A-VI widths, F-VI and constant; mean over seeds, "
@@ -20,8 +30,9 @@ CAPTIONS = {
     "compute": "Epochs and seconds to the MSE threshold ('never' marked), and test-time inference seconds.",
     "gap_split": "The gap of each trained model split (sweep evaluate): log p(x) - L[q*] and L[q*] - L[q].",
     "refine": "Semi-amortized inference: the encoder's q after K gradient steps per image, and the seconds.",
-    "gap_vs_axis": "The gap against {axis}, a line per encoder width: against F-VI (ELBO difference) and, "
-    "where `sweep evaluate` ran, the measured amortization gap on test images.",
+    "gap_vs_axis": "The gap against {axis}, a line per encoder width, error bars the SE over seeds: against "
+    "F-VI (ELBO difference) and, where `sweep evaluate` ran, the measured amortization gap on training "
+    "and test images.",
     "reference": "Train MSE against Margossian & Blei's ten published runs (band: their min-max; dashed: "
     "their median; dotted: the mean-image MSE, where the latents are unused).",
 }
@@ -53,6 +64,14 @@ def write_report(
         "",
     ]
     lines += _reference_section(table, out)
+    for axis in [a for a in sweep_axes(table) if pd.api.types.is_numeric_dtype(table[a])]:
+        at = axis_table(table, measured, axis)
+        if at.empty:
+            continue
+        _atomic_text(out / f"gap_by_{axis}_table.csv", at.to_csv(index=False))
+        _atomic_text(out / f"gap_by_{axis}_table.md", axis_markdown(at, axis))
+        lines += [f"The gap against {axis}, a column per value (gap_by_{axis}_table.md):", "",
+                  axis_markdown(at, axis), ""]
     if measured is not None and refine is not None:
         steps = refine_table(measured, refine)
         _atomic_text(out / "refine_table.csv", steps.to_csv(index=False))

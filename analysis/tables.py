@@ -221,3 +221,88 @@ def refine_markdown(table: pd.DataFrame) -> str:
     return show.rename(
         columns={"steps": "K", "elbo": "test ELBO/pt", "gap_closed": "amort. gap closed"}
     ).to_markdown(index=False)
+
+
+# What a table against one axis shows (axis_table), in this order: label, and whether it is in nats
+# per image measured by `sweep evaluate` (the others come from the training reports).
+AXIS_QUANTITIES = {
+    "neg_elbo": "-ELBO per image (nats)",
+    "gap_vs_fvi": "ELBO(F-VI) - ELBO, nats per image, paired by seed",
+    "amort_gap_train": "amortization gap, training images (nats)",
+    "amort_gap_test": "amortization gap, test images (nats)",
+    "approx_gap_train": "approximation gap, training images (nats)",
+    "approx_gap_test": "approximation gap, test images (nats)",
+}
+
+
+def seed_table(table: pd.DataFrame, gaps: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One row per dataset, cell of the sweep's axes, variant and seed, at the block's common final
+    epoch: its -ELBO per image, its gap to F-VI's run of the same seed (ELBO(F-VI) - ELBO; F-VI is
+    the per-datapoint family, the first if a spec has several) and, with ``gaps`` (sweep
+    evaluate), its measured amortization and approximation gaps on training and test images."""
+    keys = ["dataset", *sweep_axes(table)]
+    fin = _block_final_rows(table, keys)
+    if fin.empty:
+        return pd.DataFrame()
+    out = fin[[*keys, "variant", "variant_order", "has_width", "per_datapoint", "seed", "epoch",
+               "neg_elbo_per_datapoint"]].rename(columns={"neg_elbo_per_datapoint": "neg_elbo"})
+    ref = out[out.per_datapoint.astype(bool)].sort_values("variant_order", kind="stable")
+    ref = ref[ref.variant == ref.groupby(keys, sort=False).variant.transform("first")]
+    out = out.merge(ref[[*keys, "seed", "neg_elbo"]].rename(columns={"neg_elbo": "fvi"}),
+                    on=[*keys, "seed"], how="left")
+    out["gap_vs_fvi"] = out.pop("neg_elbo") - out.fvi
+    out.insert(out.columns.get_loc("gap_vs_fvi"), "neg_elbo", out.gap_vs_fvi + out.pop("fvi"))
+    if gaps is not None and len(gaps):
+        short = {"amortization_gap": "amort_gap", "approximation_gap": "approx_gap"}
+        wide = gaps.pivot_table(index=[*keys, "variant", "seed"], columns="split", values=list(short),
+                                aggfunc="mean")
+        wide.columns = [f"{short[what]}_{split}" for what, split in wide.columns]
+        out = out.merge(wide.reset_index(), on=[*keys, "variant", "seed"], how="left")
+    return out.sort_values([*keys, "variant_order", "seed"], kind="stable").reset_index(drop=True)
+
+
+def axis_table(table: pd.DataFrame, gaps: pd.DataFrame | None, axis: str) -> pd.DataFrame:
+    """The gap against one axis, as the question reads: per dataset, cell of the other axes and
+    quantity (AXIS_QUANTITIES, those measured), a row per variant and a column per value of
+    ``axis``; each cell the mean over seeds, its standard error over seeds and their number."""
+    seeds = seed_table(table, gaps)
+    if seeds.empty:
+        return pd.DataFrame()
+    others = [a for a in sweep_axes(table) if a != axis]
+    shown = [q for q in AXIS_QUANTITIES if q in seeds and seeds[q].notna().any()]
+    long = seeds.melt(id_vars=["dataset", *others, axis, "variant", "variant_order", "seed"],
+                      value_vars=shown, var_name="quantity").dropna(subset=["value"])
+    by = long.groupby(["dataset", *others, "quantity", "variant", axis], sort=False, dropna=False)
+    stats = by.agg(order=("variant_order", "first"), mean=("value", "mean"), sd=("value", "std"),
+                   seeds=("value", "size")).reset_index()
+    stats["se"] = stats.sd / np.sqrt(stats.seeds)
+    stats["quantity_order"] = stats.quantity.map(list(AXIS_QUANTITIES).index)
+    return (stats.sort_values(["dataset", *others, "quantity_order", "order", axis], kind="stable")
+            .drop(columns=["order", "quantity_order", "sd"]).reset_index(drop=True))
+
+
+def axis_markdown(at: pd.DataFrame, axis: str) -> str:
+    """axis_table for people: a table per dataset, cell of the other axes and quantity, 'mean ± SE
+    (over seeds)' in each cell, '-' where nothing was measured."""
+    if at.empty:
+        return ""
+    fixed = ("dataset", "quantity", "variant", axis, "mean", "se", "seeds")
+    others = [c for c in at.columns if c not in fixed]
+    parts = []
+    for key, block in at.groupby(["dataset", *others, "quantity"], sort=False, dropna=False):
+        where = ", ".join([key[0], *(f"{a}={v}" for a, v in zip(others, key[1:-1], strict=True))])
+        seeds = sorted(set(block.seeds))
+        n = f"{seeds[0]} seeds" if len(seeds) == 1 else f"{seeds[0]}-{seeds[-1]} seeds"
+        cells = block.assign(text=[_pm_se(m, s) for m, s in zip(block["mean"], block.se, strict=True)])
+        wide = cells.pivot(index="variant", columns=axis, values="text")
+        wide = wide.reindex(index=list(dict.fromkeys(block.variant)), columns=sorted(set(block[axis])))
+        wide.columns = [f"{axis}={v:g}" if isinstance(v, float) else f"{axis}={v}" for v in wide.columns]
+        parts += [f"**{AXIS_QUANTITIES[key[-1]]}**: {where}; mean ± SE over {n}", "",
+                  wide.fillna("-").reset_index().to_markdown(index=False), ""]
+    return "\n".join(parts).rstrip() + "\n"
+
+
+def _pm_se(m: float, se: float) -> str:
+    """'mean ± SE', two decimals under 10 nats and one above (an SE of one seed: the mean alone)."""
+    digits = 2 if abs(m) < 10 else 1
+    return f"{m:.{digits}f}" + ("" if pd.isna(se) else f" ± {se:.{digits}f}")

@@ -87,6 +87,51 @@ def test_gap_table_reproduces_known_values():
     assert "12.0 ± 4.2" in md
 
 
+def test_the_gap_against_an_axis_is_a_column_per_value_with_its_se(tmp_path):
+    """sigma_x as a grid axis, 0.1 and 0.3: at 0.3 every encoder's -ELBO is 20 nats higher, and the
+    measured amortization gap is 10 * seed + 1 on training images (+ 100 at 0.3). Each cell of the
+    table against sigma_x is the mean over the two seeds and its standard error over them; the
+    report writes it, and the figure against the axis has a training-images panel."""
+    from analysis.report import write_report
+    from analysis.tables import axis_markdown, axis_table, seed_table
+
+    low = synthetic()
+    high = synthetic().assign(sigma_x=0.3, trial_id=lambda t: t.trial_id + "b")
+    high["neg_elbo_per_datapoint"] += np.where(high.family == "amortized", 20.0, 0.0)
+    table = pd.concat([low, high], ignore_index=True)
+    gaps = with_variant(pd.DataFrame([
+        {"dataset": "fashion_mnist", "sigma_x": sigma, "family": fam, "width": w, "seed": seed,
+         "split": split, "approximation_gap": 5.0,
+         "amortization_gap": 10.0 * seed + (split == "test") + 1.0 + 100.0 * (sigma == 0.3)}
+        for sigma, (fam, w), seed, split in itertools.product((0.1, 0.3), VARIANTS, (0, 1), ("train", "test"))
+    ]).astype({"width": "Int64"}))
+
+    seeds = seed_table(table, gaps).set_index(["sigma_x", "variant", "seed"]).sort_index()
+    assert list(seeds.loc[(0.1, "k=4"), "gap_vs_fvi"]) == [9.0, 15.0]
+    assert seeds.loc[(0.3, "k=4", 0), "gap_vs_fvi"] == 29.0  # F-VI unchanged at 0.3, the encoder 20 worse
+    assert seeds.loc[(0.3, "k=16", 1), "amort_gap_train"] == 111.0
+    assert seeds.loc[(0.3, "k=16", 1), "amort_gap_test"] == 112.0
+
+    at = axis_table(table, gaps, "sigma_x").set_index(["quantity", "variant", "sigma_x"])
+    cell = at.loc[("gap_vs_fvi", "k=4", 0.3)]
+    assert cell["mean"] == 32.0 and cell.seeds == 2
+    assert cell.se == pytest.approx(np.std([29.0, 35.0], ddof=1) / np.sqrt(2))  # 3.0
+    assert at.loc[("amort_gap_train", "k=16", 0.1), "mean"] == 6.0
+    assert at.loc[("amort_gap_train", "k=16", 0.1), "se"] == pytest.approx(5.0)
+    assert at.loc[("approx_gap_test", "constant", 0.3), "se"] == 0.0
+    md = axis_markdown(axis_table(table, gaps, "sigma_x"), "sigma_x")
+    assert "| variant    | sigma_x=0.1   | sigma_x=0.3   |" in md
+    block = md.split("**ELBO(F-VI) - ELBO")[1].split("\n**")[0]
+    assert re.search(r"\| k=4 +\| 12\.0 ± 3\.0 +\| 32\.0 ± 3\.0 +\|", block)
+    assert "mean ± SE over 2 seeds" in block
+    assert md.index("k=4") < md.index("k=16") < md.index("factorized") < md.index("constant")  # their order
+
+    write_report(table, tmp_path / "out", gaps)
+    assert "| k=16 " in (tmp_path / "out" / "gap_by_sigma_x_table.md").read_text()
+    assert "The gap against sigma_x" in (tmp_path / "out" / "report.md").read_text()
+    assert (tmp_path / "out" / "fashion_mnist_gap_vs_sigma_x.png").exists()
+
+
 def test_speedup_is_factorized_over_amortized():
     t = synthetic()
     t.loc[t.family == "factorized", "epochs_to_threshold"] = 3.0
