@@ -61,6 +61,15 @@ CASES = {
         "not readable YAML",
     ),
     "run: no such spec": (lambda t: ["sweep", "run", str(t / "none.yaml")], "no such file"),
+    "run: --set without a value": (
+        lambda t: ["sweep", "run", _spec(t), "--set", "train.epochs"], "expected KEY=VALUE"
+    ),
+    "run: --set an unknown key": (
+        lambda t: ["sweep", "run", _spec(t), "--set", "train.epoch=3"], "unknown setting(s) ['epoch']"
+    ),
+    "run: --set into a value": (
+        lambda t: ["sweep", "run", _spec(t), "--set", "name.x=1"], "name is 'smoke', not a mapping of keys"
+    ),
     "run: storage unwritable": (lambda t: ["sweep", "run", _spec(t, storage="/proc/x")], "not writable"),
     # sweep resume / status / export
     "resume: not an experiment": (lambda t: ["sweep", "resume", str(t)], "is not a sweep experiment"),

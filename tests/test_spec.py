@@ -193,3 +193,20 @@ def test_vectorized_seeds_take_a_family_by_what_its_options_make_it():
         {**base, "family_options": {"sa_vae": {"steps": 0}}}).cells())
     with pytest.raises(SpecError, match="vectorize_seeds with sa_vae: its refinement cannot be batched"):
         parse_spec({**base, "family_options": {"sa_vae": {"steps": 3}}})
+
+
+def test_settings_from_the_command_line_override_the_file(tmp_path):
+    """`sweep run SPEC --set KEY=VALUE`: dotted keys reach nested settings, values are YAML, a key
+    the file lacks is added (evaluate.points makes evaluate a mapping), later ones win, the
+    result is validated like a file, and the file is left as it was."""
+    path = tmp_path / "spec.yaml"
+    path.write_text((ROOT / "sweep" / "specs" / "smoke.yaml").read_text())
+    before = path.read_text()
+    spec = load_spec(path, settings=["train.epochs=7", "seeds=[3, 4, 5]", "resources.gpu=0.25",
+                                     "evaluate.points=9", "train.epochs=8"])
+    assert spec.train["epochs"] == 8 and spec.seeds == (3, 4, 5) and spec.resources.gpu == 0.25
+    assert spec.evaluate["points"] == 9
+    assert spec.num_trials == len(spec.cells()) * 3
+    assert path.read_text() == before
+    with pytest.raises(SpecError, match=r"--set seeds=\[0.5\].*seeds=\[0.5\]"):
+        load_spec(path, settings=["seeds=[0.5]"])
