@@ -205,9 +205,17 @@ def test_optuna_stage_picks_a_learning_rate_per_cell(ray_address, fashion_availa
 
 
 def test_spec_files_shipped_validate():
-    for name in ("smoke", "quick", "paper", "mb2024", "gap_vs_n", "families"):
+    shipped = sorted(p.stem for p in (ROOT / "sweep" / "specs").glob("*.yaml"))
+    assert {"smoke", "quick", "paper", "mb2024", "gap_vs_n", "gap_vs_sigma", "families"} <= set(shipped)
+    for name in shipped:
         spec = load_spec(ROOT / "sweep" / "specs" / f"{name}.yaml")
         assert spec.num_trials > 0
+    sigma = load_spec(ROOT / "sweep" / "specs" / "gap_vs_sigma.yaml")  # at the paper's scale, 3 x 6 x 2
+    assert sigma.num_trials == 36 and sigma.grid == {"sigma_x": [0.1, 0.3, 0.7071]}
+    assert (sigma.train["n_train"], sigma.train["batch_size"], sigma.train["epochs"]) == (10_000, 1000, 500)
+    gpu = load_spec(ROOT / "sweep" / "specs" / "gap_vs_sigma.yaml",  # its GPU version, as its comment says
+                    settings=["train.epochs=5000", "seeds=[0,1,2,3,4]", "resources.gpu=0.25"])
+    assert gpu.num_trials == 90 and gpu.resources.gpu == 0.25
     paper = load_spec(ROOT / "sweep" / "specs" / "paper.yaml")
     assert paper.datasets == ("mnist", "fashion_mnist", "cifar10")
     assert paper.widths == (1, 4, 16, 32, 64, 128, 256) and len(paper.seeds) == 5
