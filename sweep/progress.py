@@ -91,8 +91,14 @@ def by_variant(lines: list[Line], axes: list[str]) -> list[str]:
     for ln in lines:
         groups.setdefault((ln.dataset, ln.family, ln.width, *map(str, ln.axes.values())), []).append(ln)
     head = ["dataset", "family", "width", *axes, "trials", "states", "-ELBO/pt", "train MSE"]
+    from trainables.families import FAMILIES  # their declared order (encoders first), as the analysis
+
+    def order(kv: tuple) -> tuple:
+        (dataset, family, width, *axes), _ = kv
+        return dataset, getattr(FAMILIES.get(family), "order", 100), family, width or 0, axes
+
     rows = [head]
-    for key, members in sorted(groups.items(), key=lambda kv: (kv[0][:2], kv[0][2] or 0, kv[0][3:])):
+    for key, members in sorted(groups.items(), key=order):
         states = Counter(m.state for m in members)
         elbo = _mean([m.neg_elbo for m in members if m.neg_elbo is not None])
         mse = _mean([m.train_mse for m in members if m.train_mse is not None])

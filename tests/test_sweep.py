@@ -54,9 +54,9 @@ def test_status_of_many_trials_is_a_row_per_variant_and_the_trials_to_look_at(sm
     assert main(["status", str(exp)]) == 0
     out = capsys.readouterr().out.strip().splitlines()
     assert out[0].split()[:5] == ["dataset", "family", "width", "trials", "states"]
-    variants = out[1:5]  # k=2, k=8, constant, factorized: two seeds each, both finished
-    assert [v.split()[1:3] for v in variants] == [["amortized", "2"], ["amortized", "8"], ["constant", "-"],
-                                                ["factorized", "-"]]
+    variants = out[1:5]  # k=2, k=8, F-VI, constant (the families' own order): two seeds each, finished
+    assert [v.split()[1:3] for v in variants] == [["amortized", "2"], ["amortized", "8"], ["factorized", "-"],
+                                                ["constant", "-"]]
     assert all(v.split()[3:6] == ["2", "2", "TERMINATED"] for v in variants)
     more = "; the first 3:" if len(flagged) > 3 else ":"
     assert out[6] == f"{len(flagged)} trials running, waiting, failed or flagged{more}"
