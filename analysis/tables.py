@@ -250,8 +250,7 @@ def seed_table(table: pd.DataFrame, gaps: pd.DataFrame | None = None) -> pd.Data
     ref = ref[ref.variant == ref.groupby(keys, sort=False).variant.transform("first")]
     out = out.merge(ref[[*keys, "seed", "neg_elbo"]].rename(columns={"neg_elbo": "fvi"}),
                     on=[*keys, "seed"], how="left")
-    out["gap_vs_fvi"] = out.pop("neg_elbo") - out.fvi
-    out.insert(out.columns.get_loc("gap_vs_fvi"), "neg_elbo", out.gap_vs_fvi + out.pop("fvi"))
+    out["gap_vs_fvi"] = out.neg_elbo - out.pop("fvi")
     if gaps is not None and len(gaps):
         short = {"amortization_gap": "amort_gap", "approximation_gap": "approx_gap"}
         wide = gaps.pivot_table(index=[*keys, "variant", "seed"], columns="split", values=list(short),

@@ -94,8 +94,8 @@ def by_variant(lines: list[Line], axes: list[str]) -> list[str]:
     from trainables.families import FAMILIES  # their declared order (encoders first), as the analysis
 
     def order(kv: tuple) -> tuple:
-        (dataset, family, width, *axes), _ = kv
-        return dataset, getattr(FAMILIES.get(family), "order", 100), family, width or 0, axes
+        (dataset, family, width, *values), _ = kv
+        return dataset, getattr(FAMILIES.get(family), "order", 100), family, width or 0, values
 
     rows = [head]
     for key, members in sorted(groups.items(), key=order):
