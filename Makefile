@@ -63,7 +63,7 @@ readme-figures:
 
 # A shipped study end to end, its figures and tables copied into docs/STUDY/:
 # make study STUDY=gap_vs_n   (about 22 minutes on 2 CPU cores; families about 2 hours; gap_vs_sigma,
-# at the paper's scale, about 90 minutes)
+# at the paper's scale, 73 minutes)
 STUDY ?= gap_vs_n
 study: venv data
 	$(BIN)/python -m sweep run sweep/specs/$(STUDY).yaml --storage results --name $(STUDY)-$(STAMP)
