@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 FASHION_MNIST_DEB := /usr/share/datasets/fashion-mnist
 
-.PHONY: test test-all lint data venv clean demo readme-figures study paper-figures cluster-demo
+.PHONY: test test-all lint data system venv clean demo readme-figures study paper-figures cluster-demo slurm-demo
 
 # `make demo`: the quick study end to end, into results/DEMO_NAME and results/DEMO_NAME-report.
 STAMP := $(shell date +%Y%m%d-%H%M%S)
@@ -17,14 +17,27 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	touch $@
 
-# Real Fashion-MNIST for offline machines: Debian's package, when apt is usable and it is missing.
-data:
-	@if [ -e $(FASHION_MNIST_DEB)/train-images-idx3-ubyte.gz ]; then :; \
+# Debian packages, installed where apt is usable (root, or sudo without a password) and one is
+# missing: `data` real Fashion-MNIST for offline machines; `system` that and a real Slurm (slurm-wlm,
+# munge) for the tests and `make slurm-demo`.
+DATA_PACKAGES := dataset-fashion-mnist
+SYSTEM_PACKAGES := $(DATA_PACKAGES) slurm-wlm munge
+define apt_install
+	@missing=$$(for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done 2>/dev/null); \
+	if [ -z "$$missing" ] || ! command -v dpkg >/dev/null; then :; \
 	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then \
-		sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist; \
-	else echo "note: $(FASHION_MNIST_DEB) missing and apt unusable; Fashion-MNIST will be downloaded"; fi
+		sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	else echo "note: apt unusable, not installed: $$missing (without dataset-fashion-mnist, Fashion-MNIST \
+	is downloaded; without slurm-wlm and munge, the Slurm tests skip)"; fi
+endef
+
+data:
+	$(call apt_install,$(DATA_PACKAGES))
+
+system:
+	$(call apt_install,$(SYSTEM_PACKAGES))
 
 lint: venv
 	$(BIN)/ruff check .
@@ -32,10 +45,10 @@ lint: venv
 # `make test`: everything but the tests marked `slow` (under 8 minutes on 2 cores, install included);
 # `make test-all`: the whole suite, `slow` included (the full fault matrix, the multi-node cluster
 # scenarios, a cold compile). CI runs both.
-test: venv data lint
+test: venv system lint
 	$(BIN)/python -m pytest -q -m "not slow"
 
-test-all: venv data lint
+test-all: venv system lint
 	$(BIN)/python -m pytest -q
 
 demo: venv data
@@ -50,6 +63,11 @@ demo: venv data
 # workers), the quick spec submitted as a Ray job, status and the gap table read from the bucket.
 cluster-demo: venv data
 	$(BIN)/python benchmarks/cluster_demo.py
+
+# The Slurm path on this machine: a real Slurm (munged, slurmctld, three slurmd nodes), the smoke spec
+# submitted with sbatch (cluster/slurm/sweep.sbatch), status and export read from outside the job.
+slurm-demo: venv system
+	$(BIN)/python benchmarks/slurm_demo.py
 
 # The demo's figures and gap table (README.md; the other figures in docs/studies.md): a fresh demo and
 # its measured gaps, copied into docs/demo/; scripts/sync_readme.py refills the table in README.md.

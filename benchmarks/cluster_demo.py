@@ -1,11 +1,11 @@
-"""The cluster workflow of docs/guide.md, "On a cluster", end to end on this one machine
+"""The `ray start` workflow of docs/guide.md, "Where to run it", end to end on this one machine
 (`make cluster-demo`).
 
     python benchmarks/cluster_demo.py                      # quick.yaml: about 10 min on 2 cores
     python benchmarks/cluster_demo.py --spec sweep/specs/smoke.yaml
 
-Starts a real S3 server (SeaweedFS, sweep/localcloud.py) and a real multi-node Ray cluster
-(`ray start --head --num-cpus 0` and worker nodes, token authentication on; sweep/localcluster.py),
+Starts a real S3 server (SeaweedFS, testbed/s3.py) and a real multi-node Ray cluster
+(`ray start --head --num-cpus 0` and worker nodes, token authentication on; testbed/cluster.py),
 submits the sweep as a Ray job (`ray job submit --working-dir .`) with its results on the bucket,
 follows its progress, then, from outside the cluster, prints `sweep status` and the gap table read
 from the bucket. Tears down only what it started (by process), and prints the wall time.
@@ -24,8 +24,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from sweep.localcloud import S3Server  # noqa: E402
-from sweep.localcluster import LocalCluster, ray_binary  # noqa: E402
+from testbed.cluster import LocalCluster, ray_binary  # noqa: E402
+from testbed.s3 import S3Server  # noqa: E402
 
 
 def step(title: str) -> None:

@@ -167,7 +167,7 @@ def readers(exp: Path) -> dict:
 
 def on_bucket(exp: Path, s3, work: Path) -> dict:
     """`sweep status` and `sweep export` of the experiment ``exp`` copied into the S3 server ``s3``
-    (sweep.localcloud.S3Server, counting requests): seconds and the requests each made."""
+    (testbed.s3.S3Server, counting requests): seconds and the requests each made."""
     import pyarrow.fs as pafs
 
     bucket = f"gap/{exp.name}"
@@ -304,7 +304,7 @@ def main() -> None:
             with contextlib.ExitStack() as stack:
                 s3 = None
                 if args.s3:
-                    from sweep.localcloud import S3Server
+                    from testbed.s3 import S3Server
 
                     s3 = stack.enter_context(S3Server(work / "s3", metrics=True))
                     s3.create_bucket("gap")

@@ -5,13 +5,15 @@ python scripts/sync_readme.py --check    # exit 1 if a page is out of date (the 
 
 A block is the text between `<!-- NAME:start -->` and `<!-- NAME:end -->`. Every page is searched for
 every known NAME (spec-reference: from the code, in docs/reference.md; gap-table: docs/demo/gap_table.md,
-in README.md), so a block may move between pages; a known block that no page holds is an error.
+in README.md; slurm-demo-wall: docs/cluster/slurm_demo.json, in docs/guide.md), so a block may move
+between pages; a known block that no page holds is an error.
 Blocks of other names (paper-check, faults: tables pasted from a benchmark's output) are left alone.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import sys
 from pathlib import Path
@@ -23,9 +25,13 @@ from sweep.docs import reference_markdown  # noqa: E402
 
 
 def blocks() -> dict[str, str]:
+    slurm = json.loads((ROOT / "docs" / "cluster" / "slurm_demo.json").read_text())
     return {
         "spec-reference": reference_markdown(),
         "gap-table": (ROOT / "docs" / "demo" / "gap_table.md").read_text().strip(),
+        # `make slurm-demo`'s timing (benchmarks/slurm_demo.py --out, copied to docs/cluster/)
+        "slurm-demo-wall": f"{slurm['wall_s']:.0f} s wall ({slurm['job_s']:.0f} s from sbatch to the "
+                           f"job's end, {slurm['nodes']} nodes, `{slurm['spec']}`)",
     }
 
 
@@ -35,13 +41,14 @@ def pages() -> list[Path]:
 
 
 def synced(text: str, bodies: dict[str, str]) -> tuple[str, set[str]]:
-    """The text with every block of a known name refilled, and the names it holds."""
+    """The text with every block of a known name refilled, and the names it holds. A block whose
+    start marker ends its line holds lines; one within a line holds words."""
     found = set()
     for name, body in bodies.items():
-        pattern = re.compile(rf"(<!-- {name}:start -->\n).*?(<!-- {name}:end -->)", re.S)
+        pattern = re.compile(rf"(<!-- {name}:start -->(\n?)).*?(<!-- {name}:end -->)", re.S)
         if pattern.search(text):
             found.add(name)
-            text = pattern.sub(lambda m, body=body: m.group(1) + body + "\n" + m.group(2), text)
+            text = pattern.sub(lambda m, body=body: m.group(1) + body + m.group(2) + m.group(3), text)
     return text, found
 
 

@@ -44,6 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="settings",
                      help="override one key of the spec, dotted, the value as YAML (repeatable): "
                      "--set train.epochs=5000 --set 'seeds=[0,1,2,3,4]' --set resources.gpu=0.25")
+    run.add_argument("--resume-existing", action="store_true",
+                     help="if the experiment exists, resume it instead of refusing (a requeued batch job "
+                     "runs the same command again); it must have been launched with this same spec")
     run.add_argument("--verbose", action="store_true", help="Ray Tune's own output instead of the sweep's")
     res = sub.add_parser("resume", help="finish what a stopped sweep left (unfinished, errored trials)")
     res.add_argument("experiment", help="EXPERIMENT_DIR printed by `run`")
@@ -100,7 +103,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     spec = load_spec(args.spec, launch=True, settings=args.settings, name=args.name, storage=args.storage)
     print(f"{spec.name}: {spec.num_trials} trials -> {spec.storage}/{spec.name}", flush=True)
-    return _summary(*run_sweep(spec, args.address, args.verbose))
+    return _summary(*run_sweep(spec, args.address, args.verbose, args.resume_existing))
 
 
 def cmd_resume(args: argparse.Namespace) -> int:

@@ -47,6 +47,13 @@ def experiment_states(exp: str) -> list[str]:
             if n.startswith("experiment_state-") and n.endswith(".json")]
 
 
+def saved_states(path: str) -> list[str]:
+    """Each trial's state in the newest experiment-state snapshot Tune wrote under ``path`` (a sweep,
+    or one cell of its Optuna stage); [] before Tune wrote one."""
+    snapshots = experiment_states(path)
+    return [r["status"] for r in trial_records(storage.read_bytes(snapshots[-1]))] if snapshots else []
+
+
 READERS = 32  # files read at once: a bucket answers each request in milliseconds, one after another
 
 

@@ -118,6 +118,7 @@ class Progress:
     tty: bool | None = None
     every: float | None = None  # seconds between prints: 1 on a terminal, 30 otherwise
     lines: dict[str, Line] = field(default_factory=dict)
+    note: str | None = None  # a line under the summary while it holds (what waiting trials wait for)
 
     def __post_init__(self) -> None:
         if self.tty is None:
@@ -139,7 +140,7 @@ class Progress:
         lines = list(self.lines.values())
         if self.tty:
             limit = max(5, shutil.get_terminal_size((120, 40)).lines - 4)
-            text = [*table(lines, self.axes, limit), summary(lines)]
+            text = [*table(lines, self.axes, limit), summary(lines), *([self.note] if self.note else [])]
             erase = f"\x1b[{self._drawn}F\x1b[J" if self._drawn else ""
             self.out.write(erase + "\n".join(text) + "\n")
             self._drawn = len(text)
@@ -149,7 +150,7 @@ class Progress:
                        if self._printed.get(k) != now and now != ("PENDING", 0)}
             if changed:
                 self.out.write("\n".join(table(list(changed.values()), self.axes, MANY)) + "\n")
-            self.out.write(summary(lines) + "\n")
+            self.out.write(summary(lines) + "\n" + (self.note + "\n" if self.note else ""))
             self._printed.update({k: (ln.state, ln.epoch) for k, ln in changed.items()})
         self.out.flush()
 

@@ -10,6 +10,7 @@ import logging
 import os
 import shutil
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search.optuna import OptunaSearch
 
-from . import storage
+from . import capacity, storage
 from .experiment import (  # noqa: F401
     GAP_FILE,
     SPEC_COPY,
@@ -29,16 +30,25 @@ from .experiment import (  # noqa: F401
     experiment_states,
     load_trials,
     read_spec,
+    saved_states,
 )
 from .progress import Line, Progress
 from .spec import SweepSpec
 from .trainable import RAY_LOGGERS, RAY_LOGS_ENV, task_device, train_trial
-from .tune_internals import drop_missing_checkpoints, restored_run_config
+from .tune_internals import (
+    autoscaler_status,
+    drop_missing_checkpoints,
+    mute_autoscaler_events,
+    restored_run_config,
+)
 from .tuneconfig import cell_slug, split_config
 
 LR_SEARCH_DIR = "lr_search"
 METRIC = "neg_elbo_per_datapoint"
 AUTH_LOGGER = "ray._private.authentication.authentication_token_setup"
+# Tune's "No trial is running ... You asked for 1 CPUs and 0.5 GPUs" every 60 s: the display's
+# waiting note says what the trials wait for instead
+WAIT_LOGGER = "ray.tune.execution.insufficient_resources_manager"
 
 
 def _auth_enabled_notice(record: logging.LogRecord) -> bool:
@@ -61,15 +71,17 @@ TUNE_ENV = {"TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1"}
 
 
 @contextlib.contextmanager
-def ray_session(address: str | None = None, verbose: bool = False) -> Iterator[None]:
+def ray_session(address: str | None = None, verbose: bool = False) -> Iterator[bool]:
     """Ray for one command: the cluster at ``address`` ("auto", host:port, or RAY_ADDRESS) when one is
     named; else a fresh local instance sized to this machine, owned by the command and shut down
     when it ends. Never one found lying around: plain ``ray.init()`` joins the last cluster that
     `ray start` recorded, another user's or a killed run's. In a process that already runs Ray
-    (a test, a notebook), that one."""
+    (a test, a notebook), that one. Yields whether Ray is this machine alone (the local instance
+    started here), where what the machine lacks can never come."""
     quiet = logging.WARNING if not verbose else logging.INFO
     for name in RAY_LOGGERS:  # the driver's side; the trainable quiets its worker (RAY_LOGS_ENV)
         logging.getLogger(name).setLevel(quiet)
+    logging.getLogger(WAIT_LOGGER).setLevel(logging.ERROR if not verbose else logging.WARNING)
     auth = logging.getLogger(AUTH_LOGGER)
     if not verbose and _auth_enabled_notice not in auth.filters:
         auth.addFilter(_auth_enabled_notice)
@@ -83,11 +95,14 @@ def ray_session(address: str | None = None, verbose: bool = False) -> Iterator[N
     started = not ray.is_initialized()
     if started and "AWS_SECRET_ACCESS_KEY" in os.environ:
         print(SECRET_IN_ENV, file=sys.stderr, flush=True)
+    target = address or os.environ.get("RAY_ADDRESS") or "local"
     if started:
         env = {RAY_LOGS_ENV: "1"} if verbose else {}
-        ray.init(address=address or os.environ.get("RAY_ADDRESS") or "local", runtime_env={"env_vars": env})
+        ray.init(address=target, runtime_env={"env_vars": env})
+    if not verbose:
+        mute_autoscaler_events()  # the display's waiting note says it once, in words of the spec
     try:
-        yield
+        yield started and target == "local"
     finally:
         if started:
             ray.shutdown()
@@ -106,12 +121,8 @@ def _claim(exp: str, spec: dict[str, Any]) -> None:
     """Create the experiment directory with its spec inside, refusing one that exists (another
     run's results). Locally the directory appears whole (made aside, then renamed): a launch killed
     at any point leaves either nothing, to launch again, or an experiment that `resume` finishes."""
+    _refuse_existing(exp)
     fs, path = storage.resolve(exp)
-    if fs.get_file_info(path).type != pafs.FileType.NotFound:
-        raise SweepError(
-            f"experiment {exp} already exists; continue it with `python -m sweep resume {exp}` "
-            "or start a new one with --name"
-        )
     if not isinstance(fs, pafs.LocalFileSystem):
         storage.write_json(storage.join(exp, SPEC_COPY), spec)
         storage.write_json(storage.join(exp, SPEC_FILE), spec)
@@ -128,6 +139,12 @@ def _claim(exp: str, spec: dict[str, Any]) -> None:
     except OSError:
         shutil.rmtree(aside, ignore_errors=True)
         raise SweepError(f"experiment {exp} was just created by another launch; use --name") from None
+
+
+def _refuse_existing(exp: str) -> None:
+    if storage.exists(exp):
+        raise SweepError(f"experiment {exp} already exists; continue it with `python -m sweep resume {exp}` "
+                         "or start a new one with --name")
 
 
 def trial_dirname(trial: Any) -> str:
@@ -166,8 +183,13 @@ class SweepDisplay(tune.Callback):
     progress_reporter: Tune's new output engine (the default since Ray 2.5) ignores custom
     reporters unless RAY_AIR_NEW_OUTPUT=0, while callbacks run under either engine."""
 
-    def __init__(self, axes: list[str]):
+    WAIT_S = 20.0  # no trial running this long, some waiting: say what they wait for (then every 30 s)
+
+    def __init__(self, axes: list[str], asked: dict[str, float] | None = None):
         self.progress = Progress(axes)
+        self.asked = asked or {}  # one trial's resources, as Ray names them
+        self._idle_since: float | None = None  # when the sweep last had no trial running
+        self._noted = 0.0
         self._mse: dict[str, float] = {}  # the last train MSE each trial reported
         self._epochs: dict[str, int] = {}  # each trial's configured epochs, read from its config once
         self._seen = 0  # trials the display has a line for: Tune appends new ones to its list
@@ -193,7 +215,24 @@ class SweepDisplay(tune.Callback):
         for trial in trials[self._seen :]:  # new ones, PENDING
             self._update(trial)
         self._seen = len(trials)
+        self._note_waiting(trials)
         self.progress.show()
+
+    def _note_waiting(self, trials: list) -> None:
+        """While every trial waits, what no node offers (and whether an autoscaler is bringing it),
+        in place of Ray's warnings every 30 to 60 s; cleared as soon as a trial runs."""
+        states = {t.status for t in trials}
+        waiting = "PENDING" in states and "RUNNING" not in states
+        now = time.monotonic()
+        if not waiting:
+            self._idle_since, self.progress.note = None, None
+            return
+        self._idle_since = self._idle_since or now
+        if now - self._idle_since < self.WAIT_S or now - self._noted < 30:
+            return
+        self._noted = now
+        nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
+        self.progress.note = capacity.waiting_note(self.asked, nodes, autoscaler_status())
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._update(trial)
@@ -218,7 +257,8 @@ class SweepDisplay(tune.Callback):
 
 def _callbacks(spec: SweepSpec, exp: str, verbose: bool) -> list:
     """The display (unless Ray's own output was asked for) and the trackers the spec names."""
-    out: list = [] if verbose else [SweepDisplay(list(spec.grid))]
+    asked = capacity.request(spec.resources.cpu, spec.resources.gpu)
+    out: list = [] if verbose else [SweepDisplay(list(spec.grid), asked)]
     if spec.tracking and "mlflow" in spec.tracking:
         from ray.air.integrations.mlflow import MLflowLoggerCallback
 
@@ -239,12 +279,39 @@ def default_tracking_uri(exp: str) -> str:
     return f"sqlite:///{where / 'mlflow.db'}"
 
 
-def run_sweep(spec: SweepSpec, address: str | None = None, verbose: bool = False) -> tuple[str, list[str]]:
-    """Run the whole sweep (Optuna stage, grid, evaluation); returns (experiment dir, trial states)."""
+def refuse_unplaceable(spec: SweepSpec, verb: str = "run") -> None:
+    """On a local Ray, a trial that asks for more than this machine has would wait forever: refuse
+    it in one line that names the setting and the fix (on a cluster, nodes may join: the display
+    says what the trials wait for instead)."""
+    asked = capacity.request(spec.resources.cpu, spec.resources.gpu)
+    if why := capacity.local_refusal(asked, ray.cluster_resources(), verb):
+        raise SweepError(why)
+
+
+def run_sweep(spec: SweepSpec, address: str | None = None, verbose: bool = False,
+              resume_existing: bool = False) -> tuple[str, list[str]]:
+    """Run the whole sweep (Optuna stage, grid, evaluation); returns (experiment dir, trial states).
+    With ``resume_existing``, an experiment of this name launched with this same spec is resumed
+    (a requeued batch job runs the same command again) instead of refused."""
     exp = experiment_dir(spec)
-    _claim(exp, spec.to_dict())
-    with ray_session(address, verbose):
+    if resume_existing and storage.exists(exp):
+        _same_spec(exp, spec)
+        return resume_sweep(exp, address, verbose)
+    _refuse_existing(exp)  # before Ray starts: the common mistake, answered at once
+    with ray_session(address, verbose) as local:
+        if local:
+            refuse_unplaceable(spec)
+        _claim(exp, spec.to_dict())
         return exp, _complete(spec, exp, verbose)
+
+
+def _same_spec(exp: str, spec: SweepSpec) -> None:
+    """Refuse to resume ``exp`` under a spec other than the one it was launched with."""
+    saved = read_spec(exp).to_dict()
+    differ = sorted(k for k in {*saved, *spec.to_dict()} if saved.get(k) != spec.to_dict().get(k))
+    if differ:
+        raise SweepError(f"experiment {exp} exists with another spec ({', '.join(differ)} differ); "
+                         "resume it as it is with `python -m sweep resume`, or give this one a new --name")
 
 
 def resume_sweep(exp: str, address: str | None = None, verbose: bool = False) -> tuple[str, list[str]]:
@@ -252,7 +319,9 @@ def resume_sweep(exp: str, address: str | None = None, verbose: bool = False) ->
     errored trials (each from the newest readable checkpoint in its directory; finished ones stay
     as they are), the grid itself if Tune never began it, and the missing gap files."""
     spec = read_spec(exp)
-    with ray_session(address, verbose):
+    with ray_session(address, verbose) as local:
+        if local:
+            refuse_unplaceable(spec, "resume")
         return exp, _complete(spec, exp, verbose)
 
 
@@ -288,10 +357,21 @@ def _complete(spec: SweepSpec, exp: str, verbose: bool = False) -> list[str]:
             tune_config=tune.TuneConfig(reuse_actors=True, trial_dirname_creator=trial_dirname),
             run_config=_run_config(spec, spec.name, spec.storage, callbacks, verbose),
         )
-    states = [("ERROR" if r.error else "TERMINATED") for r in tuner.fit()]
-    if spec.evaluate is not None and "TERMINATED" in states:
+    tuner.fit()
+    # Read back from the state Tune saved last: a stop signal (SIGINT, SIGUSR1) ends Tune's loop
+    # early and its results then call every trial terminated, while the saved state, which `resume`
+    # continues, keeps the ones it cut short RUNNING or PENDING
+    states = saved_states(exp)
+    if stopped_early(states):
+        print(f"stopped early, its state saved: python -m sweep resume {exp}", flush=True)
+    elif spec.evaluate is not None and "TERMINATED" in states:
         evaluate_experiment(exp)
     return states
+
+
+def stopped_early(states: list[str]) -> bool:
+    """Some trial neither finished nor failed: a stop signal cut the sweep short."""
+    return bool(set(states) - {"TERMINATED", "ERROR"})
 
 
 def evaluate_experiment(exp: str, settings: dict[str, Any] | None = None, address: str | None = None) -> int:
@@ -304,7 +384,9 @@ def evaluate_experiment(exp: str, settings: dict[str, Any] | None = None, addres
         raise SweepError(f"{exp} has no finished trial to evaluate")
     todo = [t for t in finished if not t["gap"] or t["gap"].get("settings") != settings]
     failed = []
-    with ray_session(address):
+    with ray_session(address) as local:
+        if local:
+            refuse_unplaceable(spec, "evaluate")
         task = ray.remote(_evaluate_trial).options(num_cpus=spec.resources.cpu, num_gpus=spec.resources.gpu)
         refs = [(t, task.remote(t["path"], t["config"], settings)) for t in todo]
         for t, ref in refs:  # each to its end, so one failure leaves the others' gap.json written
@@ -397,6 +479,9 @@ def lr_search(spec: SweepSpec, exp: str, verbose: bool = False) -> dict[str, flo
             run_config=_run_config(spec, cell_slug(cell), storage.join(exp, LR_SEARCH_DIR), verbose=verbose),
         )
         result = tuner.fit().get_best_result(metric=METRIC, mode="min", scope="last")
+        if stopped_early(saved_states(storage.join(exp, LR_SEARCH_DIR, cell_slug(cell)))):
+            raise SweepError(f"stopped during the learning-rate search of {cell_slug(cell)}, the cells "
+                             f"before it recorded: python -m sweep resume {exp}")
         best[cell_slug(cell)] = float(result.config["cell"]["settings"]["lr"])
         print(f"learning rate for {cell_slug(cell)}: {best[cell_slug(cell)]:.3g} "
               f"(Optuna, {stage.samples} trials of {stage.epochs} epochs)", flush=True)

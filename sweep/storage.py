@@ -8,7 +8,8 @@ filesystem path: Ray Tune reports a trial's path without its scheme ("bucket/exp
 folder named "s3:" is what rebuilding a URI from such a path makes.
 
 The endpoint and credentials come from the standard AWS (or Google) environment variables,
-which pyarrow reads: AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION. None of
+which pyarrow reads: AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION; for gs://
+GOOGLE_APPLICATION_CREDENTIALS (and CLOUD_STORAGE_EMULATOR_ENDPOINT for an emulator). None of
 them is ever written with the results; a URI that carries a secret is refused (`credential_problem`).
 """
 
@@ -143,16 +144,25 @@ def credential_problem(location: str) -> str | None:
         k.lower() in ("secret_key", "session_token", "access_key") for k, _, _ in
         (q.partition("=") for q in parts.query.split("&") if q)
     )
-    if secret:
-        return ("carries credentials; give them through AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
-                "(or the cloud's own login), never in the URI: it is saved with the results")
-    return None
+    if not secret:
+        return None
+    where = ("GOOGLE_APPLICATION_CREDENTIALS (a key file)" if scheme(location) in ("gs", "gcs")
+             else "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
+    return (f"carries credentials; give them through {where} (or the cloud's own login), never in "
+            "the URI: it is saved with the results")
+
+
+# How long a gs:// probe retries. Google's client retries for 15 minutes by default, and where a machine
+# has no Google credentials it spends them asking for a token: a run would wait that long to be refused.
+GCS_PROBE_RETRY_S = 10
 
 
 def write_problem(location: str) -> str | None:
-    """Why nothing can be written at a URI (no bucket, no permission, no server), found by writing
-    and at once deleting a small object; None when the write went through."""
+    """Why nothing can be written at a URI (no bucket, no permission, no server, no credentials),
+    found by writing and at once deleting a small object; None when the write went through."""
     probe = join(location, f".write-probe-{os.getpid()}")
+    if scheme(probe) in ("gs", "gcs") and "retry_limit_seconds=" not in probe:  # the probe's URI only
+        probe += ("&" if "?" in probe else "?") + f"retry_limit_seconds={GCS_PROBE_RETRY_S}"
     try:
         fs, path = resolve(probe)
         with fs.open_output_stream(path) as f:

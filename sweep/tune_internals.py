@@ -1,13 +1,15 @@
-"""Every place the sweep reaches into Ray Tune's private state, in one small module.
+"""Every place the sweep reaches into Ray's private state, in one small module.
 
-Three things have no public API in Ray 2.60: repairing a restored experiment's references to
-checkpoints the storage lost (`resume`), replacing a restored Tuner's callbacks (the display), and
+Five things have no public API in Ray 2.60: repairing a restored experiment's references to
+checkpoints the storage lost (`resume`), replacing a restored Tuner's callbacks (the display),
 reading the trials of an experiment-state snapshot fast (`status`, `export`: Tune's own
 ExperimentAnalysis unpickles each trial's storage and checkpoint objects, tens of milliseconds a
 trial, minutes at 10,000 trials, where the few plain JSON fields the sweep needs take well under a
-millisecond). All lean on names Tune may rename in any release, so pyproject.toml caps Ray at the
-versions the tests ran, and `shape_problems()` (run by tests/test_tune_internals.py) names what
-moved, with the Ray version, before a user's resume or status meets it.
+millisecond), what the autoscaler says it is doing (a waiting sweep's note on a cluster), and
+muting the autoscaler's repeated events in the driver (the note replaces them). All lean on names
+Ray may rename in any release, so pyproject.toml caps Ray at the versions the tests ran, and
+`shape_problems()` (run by tests/test_tune_internals.py) names what moved, with the Ray version,
+before a user's resume or status meets it.
 """
 
 from __future__ import annotations
@@ -84,6 +86,36 @@ def restored_run_config(tuner: Any) -> Any | None:
     return getattr(getattr(tuner, "_local_tuner", None), "get_run_config", lambda: None)()
 
 
+def autoscaler_status() -> dict[str, Any] | None:
+    """What the cluster's autoscaler reports: {"pending": nodes it is starting, "node_types": {type:
+    resources of one node} where it says}; None where no autoscaler can add nodes (a plain `ray start`
+    cluster or a local Ray, whose monitor runs a read-only provider with one "type" per node)."""
+    from ray._private import ray_constants
+    from ray._private.state import state
+    from ray.autoscaler._private.util import format_readonly_node_type
+    from ray.experimental.internal_kv import _internal_kv_get
+
+    config = state.get_cluster_config()  # autoscaler v2 (KubeRay) publishes its node groups here
+    if config is not None and config.node_group_configs:
+        types = {g.name: dict(g.resources) for g in config.node_group_configs if g.max_count != 0}
+        return {"pending": 0, "node_types": types}
+    raw = _internal_kv_get(ray_constants.DEBUG_AUTOSCALING_STATUS)
+    report = json.loads(raw).get("autoscaler_report") if raw else None
+    mapping = (report or {}).get("node_type_mapping") or {}
+    if not report or all(kind == format_readonly_node_type(node) for node, kind in mapping.items()):
+        return None
+    pending = sum(report.get("pending_launches", {}).values()) + len(report.get("pending_nodes", []))
+    return {"pending": pending, "node_types": None}  # v1 keeps its node types in the head's config
+
+
+def mute_autoscaler_events() -> None:
+    """No "(autoscaler +35s) No available node types can fulfill..." lines in this driver, every
+    30 s: Ray reads the switch (RAY_SCHEDULER_EVENTS) once, at import, before the sweep can set it."""
+    from ray._private import ray_constants
+
+    ray_constants.AUTOSCALER_EVENTS = 0
+
+
 def shape_problems() -> list[str]:
     """What of the private state above this Ray lacks; [] when every touch still fits. Builds a
     trial's metadata with a checkpoint manager and round-trips it through drop_missing_checkpoints."""
@@ -117,6 +149,19 @@ def shape_problems() -> list[str]:
             out.append(f"a trial's snapshot fields as trial_records reads them (got {record})")
     except Exception as e:
         out.append(f"a trial's snapshot fields as trial_records reads them ({type(e).__name__}: {e})")
+    try:
+        from ray._private import ray_constants
+        from ray._private.state import state
+        from ray.autoscaler._private.util import format_readonly_node_type
+        from ray.experimental.internal_kv import _internal_kv_get  # noqa: F401
+
+        for name in ("AUTOSCALER_EVENTS", "DEBUG_AUTOSCALING_STATUS"):
+            if not hasattr(ray_constants, name):
+                out.append(f"ray_constants.{name}")
+        if not callable(getattr(state, "get_cluster_config", None)) or not format_readonly_node_type("x"):
+            out.append("GlobalState.get_cluster_config or format_readonly_node_type")
+    except ImportError as e:
+        out.append(f"the autoscaler's status ({e})")
     import ray  # here, not at the top: status and export import this module without Ray
 
     return [f"Ray {ray.__version__} (the sweep was tested on {TESTED}) lacks {what}" for what in out]

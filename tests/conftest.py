@@ -39,10 +39,10 @@ def fashion_available() -> Path:
 
 @pytest.fixture(scope="session")
 def s3_server(tmp_path_factory):
-    """A real S3 server (SeaweedFS's `weed`, sweep/localcloud.py) on free loopback ports for the
+    """A real S3 server (SeaweedFS's `weed`, testbed/s3.py) on free loopback ports for the
     whole session, with a bucket "gap"; its endpoint and keys in the standard AWS variables of this
     process, so the session's Ray nodes, started after it, and every command inherit them."""
-    from sweep.localcloud import S3Server
+    from testbed.s3 import S3Server
 
     mp = pytest.MonkeyPatch()
     with S3Server(tmp_path_factory.mktemp("s3")) as server:
@@ -54,10 +54,32 @@ def s3_server(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def ray_address(s3_server):
+def gcs_server(tmp_path_factory):
+    """A real GCS server (fake-gcs-server, testbed/gcs.py) on a free loopback port for the whole
+    session, with a bucket "gap"; its endpoint and key file in Google's standard variables of this
+    process, as s3_server's. None where the emulator is not installed: the Ray tests still run, and
+    tests/test_gcs.py fails (CI=true) or skips."""
+    from testbed.gcs import GcsServer, emulator_binary
+
+    try:
+        emulator_binary()
+    except FileNotFoundError:
+        yield None
+        return
+    mp = pytest.MonkeyPatch()
+    with GcsServer(tmp_path_factory.mktemp("gcs")) as server:
+        server.create_bucket("gap")
+        for key, value in server.env().items():
+            mp.setenv(key, value)
+        yield server
+        mp.undo()
+
+
+@pytest.fixture(scope="session")
+def ray_address(s3_server, gcs_server):
     """One local Ray for the whole session (2 CPUs, no dashboard); yields its address. Started
-    after the S3 server: its workers write checkpoints to the bucket with the same credentials, as
-    a cluster's nodes have theirs from their own environment."""
+    after the S3 and GCS servers: its workers write checkpoints to the buckets with the same
+    credentials, as a cluster's nodes have theirs from their own environment."""
     import ray
 
     # address "local": a new instance, never a cluster left running on this machine
@@ -176,3 +198,20 @@ def axes_report(axes_experiment, tmp_path_factory):
     out = tmp_path_factory.mktemp("axes-report") / "out"
     assert main(["figures", str(axes_experiment[0]), "-o", str(out)]) == 0
     return out
+
+
+@pytest.fixture(scope="session")
+def slurm():
+    """A real Slurm cluster on this machine (testbed/slurm.py: munged, slurmctld and three `slurmd
+    -N` nodes of one CPU, on free ports, under a temporary folder) for the whole session; stopping
+    it ends only its own daemons and what its jobs started. Without Slurm installed: a one-line
+    skip, or a failure with CI=true (`make` installs it where apt is usable)."""
+    from testbed.slurm import INSTALL, SlurmCluster, missing_commands
+
+    if missing := missing_commands():
+        msg = f"no {', '.join(missing)} on this machine: {INSTALL}"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(msg)
+        pytest.skip(msg)
+    with SlurmCluster(nodes=3, cpus=1) as cluster:
+        yield cluster

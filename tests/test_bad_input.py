@@ -35,6 +35,14 @@ def _half_written(tmp):
     return str(d)
 
 
+def _launched(tmp):
+    """An experiment launched from the smoke spec (its saved spec; Tune had not begun)."""
+    exp = tmp / "res" / "smoke"
+    exp.mkdir(parents=True)
+    (exp / "sweep-spec.json").write_text(json.dumps({**SMOKE, "storage": str(tmp / "res")}))
+    return True
+
+
 def _parquet(tmp, frame):
     path = tmp / "x.parquet"
     frame.to_parquet(path)
@@ -69,6 +77,11 @@ CASES = {
     ),
     "run: --set into a value": (
         lambda t: ["sweep", "run", _spec(t), "--set", "name.x=1"], "name is 'smoke', not a mapping of keys"
+    ),
+    "run: --resume-existing under another spec": (
+        lambda t: ["sweep", "run", _spec(t, train={**SMOKE["train"], "epochs": 5}), "--resume-existing"]
+        if _launched(t) else None,
+        "experiment {tmp}/res/smoke exists with another spec (train differ)",
     ),
     "run: storage unwritable": (lambda t: ["sweep", "run", _spec(t, storage="/proc/x")], "not writable"),
     # sweep resume / status / export
@@ -145,7 +158,7 @@ def test_bad_input(case, tmp_path, capsys, smoke_experiment):
     err = capsys.readouterr().err
     assert err.count("\n") == 1, err
     assert err.startswith(f"python -m {args[0]}: error:") and "Traceback" not in err
-    assert words in err, err
+    assert words.format(tmp=tmp_path) in err, err
     assert _snapshot(exp) == before  # the existing experiment is untouched
 
 

@@ -1,4 +1,4 @@
-"""A real multi-node Ray cluster on this machine (sweep/localcluster.py): a 0-CPU head and 1-CPU
+"""A real multi-node Ray cluster on this machine (testbed/cluster.py): a 0-CPU head and 1-CPU
 workers started by `ray start`, token auth, `ray job submit`, a node's loss, and autoscaling with
 Ray's fake multi-node provider. Real processes, no mocks; every client is a separate process with
 the cluster's env(), as a user's would be. Runs alone: `pytest -m cluster tests/test_cluster.py`.
@@ -19,7 +19,7 @@ import pytest
 
 psutil = pytest.importorskip("psutil")
 
-from sweep.localcluster import (  # noqa: E402 (after the skip: it needs psutil)
+from testbed.cluster import (  # noqa: E402 (after the skip: it needs psutil)
     ClusterError,
     FakeAutoscalingCluster,
     LocalCluster,
@@ -219,3 +219,49 @@ def test_a_port_in_use_is_named():
         held.listen()
         with pytest.raises(ClusterError, match=f"port {port} is in use"):
             FakeAutoscalingCluster(ROOT / "cluster.yaml", port=port).start()
+
+
+def wait_note(cluster: LocalCluster, tmp_path: Path, resources: dict, timeout: float = 150,
+              ) -> tuple[str, int]:
+    """The smoke sweep on ``cluster`` asking ``resources`` per trial, which no node offers: its output
+    until the display's waiting note, then a SIGINT (Tune saves its state and stops); (output, exit)."""
+    import signal
+
+    import yaml
+
+    raw = yaml.safe_load((ROOT / "sweep" / "specs" / "smoke.yaml").read_text())
+    raw.update(name="unplaceable", resources=resources)
+    spec = tmp_path / "unplaceable.yaml"
+    spec.write_text(yaml.safe_dump(raw))
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "sweep", "run", str(spec), "--address", cluster.address,
+         "--storage", str(tmp_path / "res")],
+        env={**cluster.env(), "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True)
+    lines, deadline = [], time.monotonic() + timeout
+    for line in driver.stdout:  # the display prints every 30 s to a pipe
+        lines.append(line)
+        if line.startswith("waiting:") or time.monotonic() > deadline:
+            break
+    driver.send_signal(signal.SIGINT)
+    rest, _ = driver.communicate(timeout=120)
+    return "".join(lines) + rest, driver.returncode
+
+
+@pytest.mark.slow
+def test_trials_no_node_can_take_are_named_while_they_wait(tmp_path):
+    with LocalCluster(workers=1, cpus_per_worker=1) as cluster:
+        out, code = wait_note(cluster, tmp_path, {"cpu": 1, "gpu": 0.5})
+    assert ("waiting: no node offers what a trial asks (resources.gpu=0.5 per trial, at most 0 GPU on a "
+            "node; 2 nodes); no autoscaler runs, so none will come") in out, out[-3000:]
+    assert "No available node types" not in out and "No trial is running" not in out  # Ray's, muted
+    assert code == 1 and "stopped early, its state saved: python -m sweep resume" in out
+
+
+@pytest.mark.slow
+def test_the_waiting_note_says_the_autoscaler_cannot_add_what_no_node_type_has(autoscaling, tmp_path):
+    out, code = wait_note(autoscaling, tmp_path, {"cpu": 4, "gpu": 0})
+    assert ("waiting: no node offers what a trial asks (resources.cpu=4 per trial, at most 0 CPU on a node; "
+            "1 node); the autoscaler adds none: none of its node types offers it") in out, out[-3000:]
+    assert "No available node types" not in out
+    assert code == 1

@@ -18,7 +18,7 @@ import yaml
 from analysis.cli import main as analysis_main
 from sweep import storage
 from sweep.cli import main
-from sweep.localcluster import LocalCluster, ray_binary
+from testbed.cluster import LocalCluster, ray_binary
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]  # minutes: `make test-all`
 

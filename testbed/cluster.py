@@ -1,5 +1,5 @@
 """A real multi-node Ray cluster on this one machine, started the way a user starts one
-(`ray start --head`, then `ray start --address` per worker), for the tests and the cluster demo.
+(`ray start --head`, then `ray start --address` per worker), for the tests, demos and benchmarks.
 
 Each node is its own set of Ray processes with its own temp dir, so a task, an actor, a node's loss
 and `ray job submit` behave as on machines of their own. Three things keep it apart from any other
@@ -40,7 +40,7 @@ from pathlib import Path
 import psutil
 import yaml
 
-from .localcloud import free_ports, installed_binary
+from .procs import free_ports, installed_binary
 
 MARK = "SWEEP_LOCALCLUSTER"  # env var: the cluster's id, on every process it started
 NODE_MARK = "SWEEP_LOCALCLUSTER_NODE"  # env var: which node ("head", "worker-0", ...)
@@ -81,9 +81,10 @@ def short_tempdir(prefix: str = "lc-") -> Path:
     return Path(tempfile.mkdtemp(prefix=prefix, dir=base))
 
 
-def marked_processes(cluster_id: str, node: str | None = None) -> list[psutil.Process]:
-    """This machine's processes whose environment carries ``cluster_id`` (and ``node``, if given);
-    never this process. Processes whose environment we may not read (other users') are skipped."""
+def marked_processes(cluster_id: str, node: str | None = None, mark: str = MARK) -> list[psutil.Process]:
+    """This machine's processes whose environment has ``mark`` = ``cluster_id`` (and ``node``, if
+    given); never this process. Processes whose environment we may not read (other users') are
+    skipped."""
     found = []
     for proc in psutil.process_iter():
         if proc.pid == os.getpid():
@@ -92,7 +93,7 @@ def marked_processes(cluster_id: str, node: str | None = None) -> list[psutil.Pr
             env = proc.environ()
         except (psutil.Error, OSError):
             continue
-        if env.get(MARK) == cluster_id and (node is None or env.get(NODE_MARK) == node):
+        if env.get(mark) == cluster_id and (node is None or env.get(NODE_MARK) == node):
             found.append(proc)
     return found
 
@@ -129,7 +130,7 @@ def _start_reaper(cluster_id: str, root: Path, remove: bool) -> subprocess.Popen
     a crash, Ctrl-C twice): `ray start` daemonizes, so nothing else would end the nodes. It is this
     module run by `python -m`, in a session of its own so that signals to the caller's process
     group miss it."""
-    cmd = [sys.executable, "-m", "sweep.localcluster", "--reap", cluster_id, str(root), str(int(remove))]
+    cmd = [sys.executable, "-m", "testbed.cluster", "--reap", cluster_id, str(root), str(int(remove))]
     quiet = subprocess.DEVNULL
     return subprocess.Popen(cmd, stdin=quiet, stdout=quiet, stderr=quiet, start_new_session=True,
                             cwd=Path(__file__).resolve().parents[1])  # where `sweep` imports from
