@@ -1,4 +1,4 @@
-"""The paper-style figures of the seed write-up, one set per dataset, as PNG and PDF.
+"""The paper-style figures of the study, one set per dataset, as PNG and PDF.
 
 Every figure uses the same colour per variant: each encoder family's widths on a sequential scale
 of its own (amortized: viridis, light = narrow), then the families without a width: the

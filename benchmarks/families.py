@@ -1,6 +1,6 @@
-"""Every family on real Fashion-MNIST at SPEC.md's small setting, one table.
+"""Every family on real Fashion-MNIST at the small setting of docs/science.md, one table.
 
-Reproduces SPEC.md's "measured before any project code existed" rows (N = 1,000, minibatch
+Reproduces the rows measured before any project code existed (N = 1,000, minibatch
 100, 300 epochs, Adam 1e-3, d = 64, H = 256, one CPU thread, one seed):
 
     python benchmarks/families.py --sigma-x 0.3 --theta-init torch

@@ -38,7 +38,7 @@ def from_spec(name: str) -> dict:
     return {**spec.train, "family_options": spec.family_options}
 
 
-MB2024 = from_spec("mb2024")  # everything their vae.ipynb does (SPEC.md, "How their code differs")
+MB2024 = from_spec("mb2024")  # everything their vae.ipynb does (docs/science.md, "Margossian & Blei's runs")
 COMBOS: dict[str, tuple[str, dict]] = {
     "shipped": ("the defaults: q(theta) at the paper start, F-VI at the prior, sparse rows", {}),
     "fvi-random": ("F-VI at their random start, sparse rows",

@@ -157,6 +157,6 @@ def test_real_fashion_mnist_from_debian(fashion_available):
     assert data.source.startswith("Debian files")
     assert data.x_train.shape == (1000, 784) and data.x_test.shape == (200, 784)
     assert data.x_train.min() >= 0 and data.x_train.max() <= 1
-    # SPEC.md's "latents unused" floor: the mean-image MSE of the first 1,000 images is 0.0873
+    # the "latents unused" floor (docs/science.md): the mean-image MSE of the first 1,000 images is 0.0873
     floor = (data.x_train - data.x_train.mean(0)).square().mean().item()
     assert floor == pytest.approx(0.0873, abs=5e-4)

@@ -23,7 +23,7 @@ def _decoder(slope=0.2, sigma_theta=1.3, init="torch"):
 
 
 def _numpy_elbo(dec, mean, logvar, x, eps_theta, eps_z, n_total, sigma_x, slope, sigma_theta):
-    """The SPEC.md formula written out in numpy float64, sharing only the noise."""
+    """The ELBO of docs/science.md written out in numpy float64, sharing only the noise."""
     mu, lsd = dec.mean.detach().numpy(), dec.log_sd.detach().numpy()
     S, B = eps_theta.shape[0], x.shape[0]
     loglik = 0.0

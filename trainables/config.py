@@ -1,6 +1,6 @@
 """One trial's settings: a frozen dataclass, strict on unknown keys and bad values.
 
-Defaults are the paper's setup (Margossian & Blei 2024, section 4.4; see SPEC.md), except where a
+Defaults are the paper's setup (Margossian & Blei 2024, section 4.4; see docs/science.md), except where a
 field's help says how their code differs. Each field's ``help`` is what the command line and the
 spec reference (docs/reference.md) show.
 """
@@ -58,7 +58,7 @@ class TrialConfig:
         "logvar", "how the families hold q's spread: logvar (log-variance), or log_sd (log-sd, as their "
         "code: Adam then moves the log-variance twice as fast)", choices=("logvar", "log_sd"),
     )
-    # model (SPEC.md, 'The model')
+    # model (docs/science.md, 'The model')
     latent_dim: int = setting(64, "dimension d of each latent z_n", check=positive_int)
     hidden_dim: int = setting(256, "decoder hidden width H", check=positive_int)
     slope: float = setting(0.2, "LeakyReLU negative slope of decoder and encoder; 1.0 = linear",

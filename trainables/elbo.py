@@ -1,4 +1,4 @@
-"""The minibatch ELBO of SPEC.md, returned as named terms.
+"""The minibatch ELBO of docs/science.md, returned as named terms.
 
     ELBO ~= (N/|B|) sum_{n in B} [ E_q log p(x_n | z_n, theta) - KL(q_n(z_n) || N(0, I)) ]
             - KL(q(theta) || N(0, sigma_theta^2 I))

@@ -214,7 +214,7 @@ class Trial(Loop):
             start = time.perf_counter()
             out["train_mse"], means = reconstruction(self.decoder, self.family, self.x_train, cfg.sigma_x)
             out["active_dims"] = active_dims(means)
-            if self.family.has_test_time_q:  # F-VI has no q for unseen images (SPEC.md)
+            if self.family.has_test_time_q:  # F-VI has no q for unseen images (docs/science.md)
                 out["test_mse"], _ = reconstruction(self.decoder, self.family, self.x_test, cfg.sigma_x)
             self.eval_seconds += time.perf_counter() - start
             if self.threshold is None and out["train_mse"] < cfg.mse_threshold:

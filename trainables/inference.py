@@ -3,7 +3,7 @@
 theta is fixed at its q-mean. Families with a test-time q (amortized, constant) answer with one
 forward pass; the factorized family has nothing to say about new images, so fresh per-datapoint
 q of its form are optimized (Adam, from the prior) until the ELBO stops improving. That cost is
-what the study's compute figure compares (SPEC.md, 'What each trial records').
+what the study's compute figure compares (docs/science.md, 'What each trial records').
 """
 
 from __future__ import annotations

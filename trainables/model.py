@@ -1,4 +1,4 @@
-"""The Bayesian decoder: Omega(z; theta) with a mean-field Gaussian q(theta) (SPEC.md, 'The model').
+"""The Bayesian decoder: Omega(z; theta) with a mean-field Gaussian q(theta) (docs/science.md, 'The model').
 
 theta is every weight and bias of Linear(d, H) -> LeakyReLU -> Linear(H, H) -> LeakyReLU ->
 Linear(H, D), held as one flat vector of P numbers so a whole draw is one randn.
@@ -12,8 +12,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-# q(theta) starting points (SPEC.md, 'measured lessons'): the paper's learns slowly
-# (weight noise 0.135 on every weight); nn.Linear's means with log-sd -6 learn in a few hundred epochs.
+# q(theta) starting points (docs/science.md, 'Two settings that decide whether there is anything
+# to measure'): the paper's learns slowly (weight noise 0.135 on every weight); nn.Linear's means
+# with log-sd -6 learn in a few hundred epochs.
 PAPER_LOG_SD, TORCH_LOG_SD = -2.0, -6.0
 
 

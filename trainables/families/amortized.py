@@ -17,7 +17,7 @@ class Amortized(Family):
 
     def __init__(self, data_dim: int, width: int, latent_dim: int, slope: float = 0.2):
         super().__init__()
-        # two hidden layers, as the seed says (one public re-implementation built one)
+        # two hidden layers, as Margossian & Blei's code has it (one public re-implementation built one)
         self.body = nn.Sequential(
             nn.Linear(data_dim, width),
             nn.LeakyReLU(slope),
