@@ -104,3 +104,40 @@ def test_images_exist():
             assert (page.parent / img).is_file(), f"{page.relative_to(ROOT)}: {img}"
             found += 1
     assert found >= 6
+
+
+def _shown_cli_commands() -> list[tuple[str, str]]:
+    """(page, command) for every `python -m sweep|analysis|trainables ...` a page shows, in a bash
+    block or inline code, from `python -m` on, its shell comment and redirections dropped."""
+    found = []
+    for page, text in TEXT.items():
+        inline = re.findall(r"`([^`\n]*python -m (?:sweep|analysis|trainables)[^`\n]*)`", text)
+        for line in [*_commands(text), *inline]:
+            for cmd in re.findall(r"python -m (?:sweep|analysis|trainables)\b[^|;&#]*", line):
+                found.append((page.name, cmd.split(" > ")[0].strip()))
+    return sorted(set(found))
+
+
+SHOWN = _shown_cli_commands()
+
+
+@pytest.mark.parametrize("page, command", SHOWN, ids=[c for _, c in SHOWN])
+def test_every_shown_command_parses_with_the_cli_it_names(page, command):
+    """A flag a page shows must exist (`sweep run --data-root` once did not); placeholders such as
+    EXPERIMENT_DIR stand where a path goes, so the parser accepts them as it accepts a path."""
+    import shlex
+
+    words = shlex.split(command.replace("...", "X"))
+    module, args = words[2], words[3:]
+    if not args or args[0] in ("-h", "--help") or "[" in command:
+        pytest.skip(f"{page}: a usage line, not a command")
+    parser = importlib.import_module(f"{module}.cli").build_parser()
+    try:
+        parser.parse_args(args)
+    except (SystemExit, Exception) as e:  # OneLineParser raises UsageError; argparse exits
+        pytest.fail(f"{page}: `{command}` does not parse: {e}")
+
+
+def test_pages_show_commands_of_every_cli():
+    assert {c.split()[2] for _, c in SHOWN} == {"sweep", "analysis", "trainables"}
+    assert len(SHOWN) >= 30
