@@ -47,7 +47,7 @@ def main() -> int:
         cmd = ["--nodes=3", "--cpus-per-task=1", "--time=60", f"--output={out}/job-%j.out",
                "cluster/slurm/sweep.sbatch", args.spec, name]
         step(f"sbatch {' '.join(cmd)}   (GAP_STORAGE={out})")
-        job = slurm.submit(*cmd, cwd=ROOT, GAP_PYTHON=sys.executable, GAP_STORAGE=str(out))
+        job = slurm.submit(*cmd, cwd=ROOT, GAP_PYTHON=sys.executable, GAP_STORAGE=str(out), GAP_RAY_TMP=tmp)
         submitted = time.monotonic()
         print(slurm.queue(), flush=True)
         info = slurm.wait(job, "COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", timeout=3 * 3600)

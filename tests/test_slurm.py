@@ -25,7 +25,8 @@ def submit(slurm, tmp: Path, spec: Path | str, name: str = "smoke", *more: str) 
     (three 1-CPU nodes: the head and two workers), with this Python and results under ``tmp``."""
     return slurm.submit("--nodes=3", "--cpus-per-task=1", "--time=10", f"--output={tmp}/job-%j.out", *more,
                         str(SCRIPT), str(spec), name, cwd=ROOT,
-                        GAP_PYTHON=sys.executable, GAP_STORAGE=str(tmp / "results"))
+                        GAP_PYTHON=sys.executable, GAP_STORAGE=str(tmp / "results"),
+                        GAP_RAY_TMP=str(slurm.root))  # Ray's files go with the test cluster
 
 
 def longer_smoke(tmp: Path, epochs: int = 12) -> Path:

@@ -48,7 +48,7 @@ def test_the_slurm_lines_run_as_written(slurm, fashion_available, tmp_path):
     for name in ("cluster", "sweep", ".venv"):  # `.venv/bin/python` is the script's default Python
         (here / name).symlink_to(ROOT / name)
     bins = f"{Path(sys.executable).parent}:{slurm.env()['PATH']}"  # `python` is the project's, as activated
-    env = slurm.env(PATH=bins)
+    env = slurm.env(PATH=bins, GAP_RAY_TMP=str(slurm.root))  # Ray's files go with the test cluster
     job = re.fullmatch(r"Submitted batch job (\d+)\n", shell(run[0], here, env)).group(1)
     assert job in shell(run[1], here, env)
     deadline = time.monotonic() + 240
