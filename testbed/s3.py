@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import signal
 import subprocess
 import sys
 import time
@@ -21,7 +20,7 @@ from pathlib import Path
 
 import pyarrow.fs as pafs
 
-from .procs import free_ports, installed_binary
+from .procs import free_ports, installed_binary, serve_until_interrupted, stop_group
 
 # the server's parts, each with an http port; weed's gRPC ports default to these + 10000, which
 # two servers (or a user's own) would share: every port is given explicitly
@@ -119,14 +118,9 @@ class S3Server:
         return f"s3://{name}"
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:  # its parts stop in a second; the process then lingers on for 15 s or more (its
-                # graceful HTTP shutdown): a throwaway server's data need no more than that second
-                self.process.wait(2)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+    # its parts stop in a second; the process then lingers on for 15 s or more (its graceful HTTP
+    # shutdown): a throwaway server's data need no more than that second
+        stop_group(self.process, 2)
 
     def __enter__(self) -> S3Server:
         return self.start()
@@ -136,11 +130,4 @@ class S3Server:
 
 
 if __name__ == "__main__":  # python -m testbed.s3 DIR: a server until Ctrl-C, its variables printed
-    with S3Server(sys.argv[1] if len(sys.argv) > 1 else "s3-data") as server:
-        server.create_bucket("gap")
-        print("\n".join(f"export {k}={v}" for k, v in server.env().items()), flush=True)
-        print("# bucket: s3://gap; Ctrl-C stops the server", flush=True)
-        try:
-            signal.pause()
-        except KeyboardInterrupt:
-            pass
+    serve_until_interrupted(S3Server(sys.argv[1] if len(sys.argv) > 1 else "s3-data"), "s3")

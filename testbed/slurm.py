@@ -19,14 +19,13 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import time
 from pathlib import Path
 
 from .cluster import kill_processes, marked_processes, short_tempdir
-from .procs import free_ports
+from .procs import free_ports, stop_group
 
 MARK = "GAP_SLURM_TESTBED"  # env var: the cluster's id, on every job and what the job starts
 DAEMONS = ("munged", "slurmctld", "slurmd")
@@ -188,13 +187,7 @@ class SlurmCluster:
                 break
             kill_processes(left, timeout=3.0)
         for proc in reversed(list(self.procs.values())):
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-                try:
-                    proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                    proc.wait()
+            stop_group(proc, 10)
         if self._remove and self.root is not None:
             shutil.rmtree(self.root, ignore_errors=True)
 
