@@ -295,8 +295,7 @@ def run_sweep(spec: SweepSpec, address: str | None = None, verbose: bool = False
     (a requeued batch job runs the same command again) instead of refused."""
     exp = experiment_dir(spec)
     if resume_existing and storage.exists(exp):
-        _same_spec(exp, spec)
-        return resume_sweep(exp, address, verbose)
+        return _resume(exp, _same_spec(exp, spec), address, verbose)
     _refuse_existing(exp)  # before Ray starts: the common mistake, answered at once
     with ray_session(address, verbose) as local:
         if local:
@@ -305,20 +304,25 @@ def run_sweep(spec: SweepSpec, address: str | None = None, verbose: bool = False
         return exp, _complete(spec, exp, verbose)
 
 
-def _same_spec(exp: str, spec: SweepSpec) -> None:
-    """Refuse to resume ``exp`` under a spec other than the one it was launched with."""
-    saved = read_spec(exp).to_dict()
-    differ = sorted(k for k in {*saved, *spec.to_dict()} if saved.get(k) != spec.to_dict().get(k))
+def _same_spec(exp: str, spec: SweepSpec) -> SweepSpec:
+    """The spec ``exp`` was launched with; refused in one line where it is not ``spec``."""
+    saved = read_spec(exp)
+    have, given = saved.to_dict(), spec.to_dict()
+    differ = sorted(k for k in {*have, *given} if have.get(k) != given.get(k))
     if differ:
         raise SweepError(f"experiment {exp} exists with another spec ({', '.join(differ)} differ); "
                          "resume it as it is with `python -m sweep resume`, or give this one a new --name")
+    return saved
 
 
 def resume_sweep(exp: str, address: str | None = None, verbose: bool = False) -> tuple[str, list[str]]:
     """Finish what a stopped sweep left: the Optuna stage's open cells, the grid's unfinished and
     errored trials (each from the newest readable checkpoint in its directory; finished ones stay
     as they are), the grid itself if Tune never began it, and the missing gap files."""
-    spec = read_spec(exp)
+    return _resume(exp, read_spec(exp), address, verbose)
+
+
+def _resume(exp: str, spec: SweepSpec, address: str | None, verbose: bool) -> tuple[str, list[str]]:
     with ray_session(address, verbose) as local:
         if local:
             refuse_unplaceable(spec, "resume")
@@ -479,7 +483,7 @@ def lr_search(spec: SweepSpec, exp: str, verbose: bool = False) -> dict[str, flo
             run_config=_run_config(spec, cell_slug(cell), storage.join(exp, LR_SEARCH_DIR), verbose=verbose),
         )
         result = tuner.fit().get_best_result(metric=METRIC, mode="min", scope="last")
-        if stopped_early(saved_states(storage.join(exp, LR_SEARCH_DIR, cell_slug(cell)))):
+        if stopped_early(saved_states(partial)):
             raise SweepError(f"stopped during the learning-rate search of {cell_slug(cell)}, the cells "
                              f"before it recorded: python -m sweep resume {exp}")
         best[cell_slug(cell)] = float(result.config["cell"]["settings"]["lr"])

@@ -44,8 +44,14 @@ def s3_server(tmp_path_factory):
     process, so the session's Ray nodes, started after it, and every command inherit them."""
     from testbed.s3 import S3Server
 
+    yield from _bucket_server(S3Server(tmp_path_factory.mktemp("s3")))
+
+
+def _bucket_server(server):
+    """``server`` started for the session with a bucket "gap", the variables a client needs to reach
+    it set in this process's environment until it stops."""
     mp = pytest.MonkeyPatch()
-    with S3Server(tmp_path_factory.mktemp("s3")) as server:
+    with server:
         server.create_bucket("gap")
         for key, value in server.env().items():
             mp.setenv(key, value)
@@ -66,13 +72,7 @@ def gcs_server(tmp_path_factory):
     except FileNotFoundError:
         yield None
         return
-    mp = pytest.MonkeyPatch()
-    with GcsServer(tmp_path_factory.mktemp("gcs")) as server:
-        server.create_bucket("gap")
-        for key, value in server.env().items():
-            mp.setenv(key, value)
-        yield server
-        mp.undo()
+    yield from _bucket_server(GcsServer(tmp_path_factory.mktemp("gcs")))
 
 
 @pytest.fixture(scope="session")

@@ -9,11 +9,11 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from test_slurm import wait_for_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 GUIDE = (ROOT / "docs" / "guide.md").read_text()
@@ -51,10 +51,7 @@ def test_the_slurm_lines_run_as_written(slurm, fashion_available, tmp_path):
     env = slurm.env(PATH=bins, GAP_RAY_TMP=str(slurm.root))  # Ray's files go with the test cluster
     job = re.fullmatch(r"Submitted batch job (\d+)\n", shell(run[0], here, env)).group(1)
     assert job in shell(run[1], here, env)
-    deadline = time.monotonic() + 240
-    while not list((here / "results" / "smoke").glob("*/checkpoint_*")):
-        assert time.monotonic() < deadline, "no checkpoint written"
-        time.sleep(0.3)
+    wait_for_checkpoint(here / "results" / "smoke")
     shell(stop[0].replace("JOBID", job), here, env)
     assert slurm.wait(job, "CANCELLED", timeout=120)["JobState"] == "CANCELLED"
     again = re.fullmatch(r"Submitted batch job (\d+)\n", shell(stop[1], here, env)).group(1)
