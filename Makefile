@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 FASHION_MNIST_DEB := /usr/share/datasets/fashion-mnist
 
-.PHONY: test test-all lint data system venv clean demo readme-figures study paper-figures cluster-demo slurm-demo
+.PHONY: test test-all lint data system venv clean demo readme-figures study paper-figures cluster-demo slurm-demo notebook
 
 # `make demo`: the quick study end to end, into results/DEMO_NAME and results/DEMO_NAME-report.
 STAMP := $(shell date +%Y%m%d-%H%M%S)
@@ -59,6 +59,17 @@ demo: venv data
 	@echo "Done. Report: results/$(DEMO_NAME)-report/report.md"
 	@echo "      Gap table: results/$(DEMO_NAME)-report/gap_table.md; figures beside them (PNG, PDF)"
 
+# `make notebook`: JupyterLab on analysis/notebooks/explore.ipynb, reading the newest `make demo` results
+# (RESULTS_DIR/quick-*, through AMORTIZATION_GAP_RESULTS); as root (a container) with --allow-root.
+# Without a browser here: make notebook JUPYTER_ARGS=--no-browser
+RESULTS_DIR ?= results
+JUPYTER_ARGS ?=
+notebook: venv
+	@res=$$($(BIN)/python -m analysis.newest $(RESULTS_DIR)) || exit 1; \
+	echo "Opening analysis/notebooks/explore.ipynb on $$res"; \
+	root=$$([ "$$(id -u)" = 0 ] && echo --allow-root); \
+	AMORTIZATION_GAP_RESULTS="$$res" exec $(BIN)/jupyter lab analysis/notebooks/explore.ipynb $$root $(JUPYTER_ARGS)
+
 # The cluster workflow on this machine: a real S3 server and a `ray start` cluster (0-CPU head, two
 # workers), the quick spec submitted as a Ray job, status and the gap table read from the bucket.
 cluster-demo: venv data
@@ -70,29 +81,38 @@ slurm-demo: venv system
 	$(BIN)/python benchmarks/slurm_demo.py
 
 # The demo's figures and gap table (README.md; the other figures in docs/studies.md): a fresh demo and
-# its measured gaps, copied into docs/demo/; scripts/sync_readme.py refills the table in README.md.
-readme-figures:
-	$(MAKE) demo DEMO_NAME=readme-$(STAMP)
-	$(BIN)/python -m sweep evaluate results/readme-$(STAMP) --points 200 --iwae-samples 1000
-	$(BIN)/python -m analysis figures results/readme-$(STAMP) -o results/readme-$(STAMP)-report
+# its measured gaps, each step timed (timing.json), copied into docs/demo/; scripts/sync_docs.py then
+# refills every number the pages quote from them.
+READ := results/readme-$(STAMP)
+readme-figures: venv data
+	$(BIN)/python scripts/timed.py $(READ)-timing.json demo --tee $(READ)-display.log -- \
+		$(MAKE) --no-print-directory demo DEMO_NAME=readme-$(STAMP)
+	$(BIN)/python scripts/timed.py $(READ)-timing.json evaluate -- \
+		$(BIN)/python -m sweep evaluate $(READ) --points 200 --iwae-samples 1000
+	$(BIN)/python scripts/timed.py $(READ)-timing.json figures -- \
+		$(BIN)/python -m analysis figures $(READ) -o $(READ)-report
 	rm -rf docs/demo && mkdir -p docs/demo
-	cp results/readme-$(STAMP)-report/*.png results/readme-$(STAMP)-report/*_table.md docs/demo/
-	$(BIN)/python scripts/sync_readme.py
+	cp $(READ)-report/*.png $(READ)-report/*_table.md $(READ)-report/*_table.csv docs/demo/
+	cp $(READ)-timing.json docs/demo/timing.json && cp $(READ)-display.log docs/demo/display.log
+	$(BIN)/python scripts/sync_docs.py
 
-# A shipped study end to end, its figures and tables copied into docs/STUDY/:
-# make study STUDY=gap_vs_n   (about 22 minutes on 2 CPU cores; families about 2 hours; gap_vs_sigma,
-# at the paper's scale, 73 minutes)
+# A shipped study end to end, its figures and tables (markdown and CSV) and its wall time
+# (timing.json) copied into docs/STUDY/: make study STUDY=gap_vs_n (the times: docs/studies.md)
 STUDY ?= gap_vs_n
+SRES := results/$(STUDY)-$(STAMP)
 study: venv data
-	$(BIN)/python -m sweep run sweep/specs/$(STUDY).yaml --storage results --name $(STUDY)-$(STAMP)
-	$(BIN)/python -m analysis figures results/$(STUDY)-$(STAMP) -o results/$(STUDY)-$(STAMP)-report
+	$(BIN)/python scripts/timed.py $(SRES)-timing.json run -- \
+		$(BIN)/python -m sweep run sweep/specs/$(STUDY).yaml --storage results --name $(STUDY)-$(STAMP)
+	$(BIN)/python scripts/timed.py $(SRES)-timing.json figures -- \
+		$(BIN)/python -m analysis figures $(SRES) -o $(SRES)-report
 	rm -rf docs/$(STUDY) && mkdir -p docs/$(STUDY)
-	cp results/$(STUDY)-$(STAMP)-report/*.png results/$(STUDY)-$(STAMP)-report/*_table.md docs/$(STUDY)/
+	cp $(SRES)-report/*.png $(SRES)-report/*_table.md $(SRES)-report/*_table.csv docs/$(STUDY)/
+	cp $(SRES)-timing.json docs/$(STUDY)/timing.json
 
 # The paper-scale check (hours on one CPU thread per run; resumable): the ablation table in docs/studies.md
 # and its figures of our runs over Margossian & Blei's published band, in docs/paper/.
 paper-figures: venv data
-	$(BIN)/python benchmarks/paper_check.py --epochs 2000 --jobs 2 --out results/paper_check \
+	$(BIN)/python benchmarks/paper_check.py --epochs 2000 --jobs 2 --out results/paper_check --brief \
 		--figures docs/paper
 
 clean:

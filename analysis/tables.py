@@ -49,7 +49,7 @@ def gap_table(table: pd.DataFrame, gaps: pd.DataFrame | None = None) -> pd.DataF
     collapse = [c for c in ("kl_z_per_datapoint", "active_dims", "mean_image_mse") if c in fin]
     stats = by.agg(seeds=("variant", "size"), epoch=("epoch", "max"),
                    neg_elbo_pt_mean=("neg_elbo_per_datapoint", "mean"),
-                   neg_elbo_pt_sd=("neg_elbo_per_datapoint", "std"),
+                   neg_elbo_pt_se=("neg_elbo_per_datapoint", "sem"),
                    reached=("epochs_to_threshold", "count"),
                    epochs_to_threshold=("epochs_to_threshold", "median"),
                    seconds_to_threshold=("reach_s", "median"), train_mse_mean=("train_mse", "mean"),
@@ -64,7 +64,7 @@ def gap_table(table: pd.DataFrame, gaps: pd.DataFrame | None = None) -> pd.DataF
     paired = fin[["block", "variant", "seed", "neg_elbo_per_datapoint"]].merge(
         fvi, on=["block", "seed"], how="left", suffixes=("", "_fvi"))
     gap = (paired.neg_elbo_per_datapoint - paired.neg_elbo_per_datapoint_fvi).groupby(
-        [paired.block, paired.variant]).agg(["mean", "std"])
+        [paired.block, paired.variant]).agg(["mean", "sem"])
     block = out.index.get_level_values("block")
     fvi_reach = ref.reindex(block)
     rows = pd.DataFrame({k: out[k] for k in keys} | {
@@ -75,9 +75,9 @@ def gap_table(table: pd.DataFrame, gaps: pd.DataFrame | None = None) -> pd.DataF
         "seeds": out.seeds,
         "epoch": out["epoch"].astype(int),
         "neg_elbo_pt_mean": out.neg_elbo_pt_mean,
-        "neg_elbo_pt_sd": out.neg_elbo_pt_sd,
+        "neg_elbo_pt_se": out.neg_elbo_pt_se,
         "gap_nats_mean": gap["mean"].reindex(out.index),
-        "gap_nats_sd": gap["std"].reindex(out.index),
+        "gap_nats_se": gap["sem"].reindex(out.index),
         "train_mse_mean": out.train_mse_mean,
         "test_mse_mean": out.test_mse_mean,
         "reached": [f"{n}/{s}" for n, s in zip(out.reached, out.seeds, strict=True)],
@@ -134,11 +134,11 @@ def to_markdown(gaps: pd.DataFrame) -> str:
             "variant": gaps.variant,
             "seeds": gaps.seeds,
             "epoch": gaps.epoch,
-            "-ELBO/pt": [
-                _pm(m, s, 1) for m, s in zip(gaps.neg_elbo_pt_mean, gaps.neg_elbo_pt_sd, strict=True)
+            "-ELBO/pt ± SE": [
+                _pm(m, s, 1) for m, s in zip(gaps.neg_elbo_pt_mean, gaps.neg_elbo_pt_se, strict=True)
             ],
-            "gap vs F-VI (nats/pt)": [
-                _pm(m, s, 1) for m, s in zip(gaps.gap_nats_mean, gaps.gap_nats_sd, strict=True)
+            "gap vs F-VI ± SE": [
+                _pm(m, s, 1) for m, s in zip(gaps.gap_nats_mean, gaps.gap_nats_se, strict=True)
             ],
             "train MSE": gaps.train_mse_mean.map(_num(4)),
             "test MSE": gaps.test_mse_mean.map(_num(4)),

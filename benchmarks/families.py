@@ -12,7 +12,8 @@ and sets F-VI's variants side by side at the demo's settings (quick.yaml), e.g.
         factorized:optimizer=dense,latent_terms=all factorized:optimizer=dense,latent_terms=all,lr=0.003
 
 A run is FAMILY[:WIDTH][:KEY=VALUE,...]: any TrialConfig setting, or the family's own option.
-Prints final negative ELBO per datapoint, train and test MSE, KL(q(z)) per image, and seconds.
+Prints final negative ELBO per datapoint, train and test MSE, KL(q(z)) per image, and seconds
+(--json PATH: also into this file, with the settings, the machine and the command line).
 With --grad-norms (runs with grad_clip set), also each run's training-gradient norm per datapoint
 before clipping, over all its steps: the figure docs/studies.md quotes for the families study,
 
@@ -65,7 +66,9 @@ def main() -> None:
     p.add_argument("--runs", nargs="+", default=RUNS, metavar="FAMILY[:WIDTH][:K=V,...]")
     p.add_argument("--grad-norms", action="store_true",
                    help="also print the gradient norm per datapoint before clipping (runs with grad_clip)")
+    p.add_argument("--json", metavar="PATH", help="also write every figure to this file")
     args = p.parse_args()
+    rows: list[dict] = []
     norms: list[float] = []
     if args.grad_norms:
         record(norms, args.n_train)
@@ -89,13 +92,26 @@ def main() -> None:
         start = time.perf_counter()
         norms.clear()
         m = list(Trial(cfg, data).train())[-1]
+        seconds = time.perf_counter() - start
         test = "-" if m["test_mse"] is None else f"{m['test_mse']:.4f}"
         print(f"{text:<58}{m['neg_elbo_per_datapoint']:>10.1f}{m['train_mse']:>11.4f}{test:>10}"
-              f"{m['kl_z_per_datapoint']:>8.1f}{time.perf_counter() - start:>9.1f}", flush=True)
+              f"{m['kl_z_per_datapoint']:>8.1f}{seconds:>9.1f}", flush=True)
+        rows.append({"run": text, "family": family, "width": width, "settings": settings,
+                     "neg_elbo_per_datapoint": m["neg_elbo_per_datapoint"], "train_mse": m["train_mse"],
+                     "test_mse": m["test_mse"], "kl_z_per_datapoint": m["kl_z_per_datapoint"],
+                     "seconds": seconds})
         if args.grad_norms:
             q = torch.tensor(norms).quantile(torch.tensor([0.1, 0.5, 0.9])).tolist()
+            rows[-1]["grad_norm_quantiles"] = {"steps": len(norms), "q10": q[0], "median": q[1], "q90": q[2],
+                                               "clip": cfg.grad_clip}
             print(f"  gradient norm per datapoint before clipping, {len(norms)} steps: 10% {q[0]:.1f}, "
                   f"median {q[1]:.1f}, 90% {q[2]:.1f}; clipped to {cfg.grad_clip}", flush=True)
+    if args.json:
+        from record import write
+
+        write(args.json, {"dataset": "fashion_mnist", "n_train": args.n_train, "n_test": args.n_test,
+                          "batch_size": args.batch_size, "epochs": args.epochs, "sigma_x": args.sigma_x,
+                          "theta_init": args.theta_init, "seed": args.seed, "runs": rows}, args.threads)
 
 
 def record(norms: list[float], n_train: int) -> None:

@@ -1,7 +1,8 @@
 """Inject the faults shared and spot machines cause, for real, and count what the sweep lost.
 
     python benchmarks/faults.py                 # every scenario, then the table
-    python benchmarks/faults.py --only worker_kill node_loss --json
+    python benchmarks/faults.py --only worker_kill node_loss --json     # JSON lines, no table
+    python benchmarks/faults.py --kills 2 --json docs/bench/faults.json   # the table, and this file
     python benchmarks/faults.py --only chaos --kills 10     # the driver killed at 10 points, x3
     python benchmarks/faults.py --one-cluster --n-train 200 --epochs 10 --checkpoint-every 1 \
         --only driver_kill worker_kill storage_full    # as `make test` does
@@ -14,7 +15,8 @@ injects one fault, recovers the way a user would (`sweep resume`, or Tune's own 
 max_failures), exports, and counts: trials affected, trials finished, epochs lost (a finished trial
 must report epochs 1..30, each exactly once) and duplicates. A fault waits for checkpoints at given
 epochs, not for a time, so it lands mid-sweep however loaded the machine; the chaos matrix's kills
-at given seconds are the exception, and each row says whether its kills landed.
+at given seconds are the exception, and each row says whether its kills landed. --json PATH writes
+the rows, the table, the settings, the wall time, the machine and the command line to a file.
 """
 
 from __future__ import annotations
@@ -207,9 +209,12 @@ def write_spec(work: Path, **changes) -> Path:
     return spec
 
 
+DRIVER_KILL_FAMILIES = ["amortized", "factorized", "constant"]
+
+
 def driver_kill(work: Path, address: str) -> dict:
     # 6 trials, more than a 4-CPU cluster runs at once: some finish while others are midway
-    spec = write_spec(work, families=["amortized", "factorized", "constant"])
+    spec = write_spec(work, families=DRIVER_KILL_FAMILIES)
     exp = work / "results" / "faults"
     epochs, every = sizes()
     proc = sweep("run", str(spec), address=address)
@@ -385,6 +390,8 @@ CHAOS = {
     "train": {**BASE["train"], "n_train": 400, "epochs": CHAOS_EPOCHS},
 }
 SLOW_SNAPSHOTS = {"TUNE_GLOBAL_CHECKPOINT_S": "1000"}
+CHAOS_EVERY = (1, 2, 5)  # checkpoint periods, each kill time on each
+CHAOS_RESUME_KILL_EPOCHS = 2  # the last case: the run, then its resume, killed this many epochs in
 
 
 @dataclass(frozen=True)
@@ -485,8 +492,8 @@ def chaos_matrix(work: Path, address: str, kills: int) -> list[dict]:
     out = []
     reference, seconds = chaos_reference(work / "reference", address)
     points = [KillAt(seconds=seconds * (i + 0.5) / kills) for i in range(kills)]
-    cases = [([at], every) for at in points for every in (1, 2, 5)]
-    cases.append(([KillAt(epochs=2), KillAt(epochs=2)], 1))
+    cases = [([at], every) for at in points for every in CHAOS_EVERY]
+    cases.append(([KillAt(epochs=CHAOS_RESUME_KILL_EPOCHS), KillAt(epochs=CHAOS_RESUME_KILL_EPOCHS)], 1))
     for i, (at, every) in enumerate(cases):
         start = time.time()
         result = chaos(work / f"case{i}", address, at, every, reference)
@@ -560,7 +567,9 @@ def main() -> None:
     p.add_argument("--n-train", type=int, default=1000, help="images per trial (smaller: faster epochs)")
     p.add_argument("--epochs", type=int, default=30, help="epochs per trial (not chaos's: 12)")
     p.add_argument("--checkpoint-every", type=int, default=5, help="epochs between checkpoints (not chaos's)")
-    p.add_argument("--json", action="store_true", help="one JSON object per scenario")
+    p.add_argument("--json", nargs="?", const="-", metavar="PATH",
+                   help="alone: one JSON object per scenario on stdout, no table; with PATH: the table "
+                        "printed, and the rows, the table and the settings written to PATH")
     p.add_argument("--one-cluster", action="store_true",
                    help="every scenario on one cluster (2-CPU head, 2-CPU worker), one after another")
     p.add_argument("--parallel", type=int, default=1,
@@ -570,6 +579,7 @@ def main() -> None:
         p.error(f"--checkpoint-every {args.checkpoint_every} must be under half of --epochs {args.epochs}")
     BASE["train"].update(n_train=args.n_train, epochs=args.epochs)
     BASE["checkpoint_every"] = args.checkpoint_every
+    start = time.time()
     if args.one_cluster:
         results = run_together(args.only, args.kills)
     elif args.parallel > 1 and len(args.only) > 1:
@@ -578,23 +588,46 @@ def main() -> None:
         results = run_apart(args.only, args.parallel, flags)
     else:
         results = [r for name in args.only for r in run(name, args.kills)]
-    if args.json:
+    seconds = time.time() - start
+    if args.json == "-":
         for r in results:
             print(json.dumps(r))
         return
-    print("| fault injected | trials | affected | finished | epochs lost | duplicate epochs | resumes "
-          "| final -ELBO vs uninterrupted |")
-    print("|---|---|---|---|---|---|---|---|")
+    text = table(results)
+    print(text)
+    if args.json:
+        sys.path.insert(0, str(ROOT / "benchmarks"))
+        from record import write
+
+        settings = {"scenarios": args.only, "kills": args.kills, "n_train": args.n_train,
+                    "epochs": args.epochs, "checkpoint_every": args.checkpoint_every,
+                    "one_cluster": args.one_cluster, "parallel": args.parallel, "trials": trials(BASE),
+                    "driver_kill_trials": trials({**BASE, "families": DRIVER_KILL_FAMILIES}),
+                    "chaos_trials": trials({**BASE, **CHAOS}), "chaos_epochs": CHAOS_EPOCHS,
+                    "chaos_n_train": CHAOS["train"]["n_train"], "chaos_checkpoint_every": list(CHAOS_EVERY),
+                    "chaos_resume_kill_epochs": CHAOS_RESUME_KILL_EPOCHS}
+        write(args.json, {"settings": settings, "seconds": seconds, "rows": results, "table": text}, None)
+
+
+def trials(spec: dict) -> int:
+    """Trials of a scenario's spec: its variants (amortized at each width, the others once) x seeds."""
+    variants = sum(len(spec.get("widths", [])) if f == "amortized" else 1 for f in spec["families"])
+    return variants * len(spec["seeds"])
+
+
+def table(results: list[dict]) -> str:
+    """The markdown table of the scenarios' rows."""
+    lines = ["| fault injected | trials | affected | finished | epochs lost | duplicate epochs | resumes "
+             "| final -ELBO vs uninterrupted |", "|---|---|---|---|---|---|---|---|"]
     for r in results:
         if "skipped" in r or "failed" in r:
             why = f"skipped: {r['skipped']}" if "skipped" in r else f"failed: {r['failed']}"
-            print(f"| {r['fault']} | {why} | | | | | | |")
+            lines.append(f"| {r['fault']} | {why} | | | | | | |")
             continue
         same = f"max rel. diff {r['max_rel_diff']:.1e}" if "max_rel_diff" in r else ""
-        print(
-            f"| {r['fault']} | {r['trials']} | {r['affected']} | {r['finished']} | {r['epochs_lost']} "
-            f"| {r['duplicates']} | {r.get('resumes', '')} | {same} |"
-        )
+        lines.append(f"| {r['fault']} | {r['trials']} | {r['affected']} | {r['finished']} "
+                     f"| {r['epochs_lost']} | {r['duplicates']} | {r.get('resumes', '')} | {same} |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -10,8 +10,7 @@ epochs under --out; a finished run is not re-run.
     python benchmarks/paper_check.py --epochs 2000 --jobs 2 --out results/paper_check
     python benchmarks/paper_check.py --runs mb2024/factorized theta-torch/factorized --epochs 2000
     python benchmarks/paper_check.py --table --out results/paper_check     # print what is there
-    python benchmarks/paper_check.py --table --runs mb2024/amortized mb2024/factorized \
-        paper/amortized paper/factorized --figures docs/paper
+    python benchmarks/paper_check.py --table --brief --figures docs/paper  # + DIR/paper_check.md
     python benchmarks/paper_check.py --list                                # the combinations
 """
 
@@ -182,7 +181,9 @@ def main() -> int:
     p.add_argument("--runs", nargs="+", default=DEFAULT_RUNS, metavar="COMBO/FAMILY")
     p.add_argument("--table", action="store_true", help="only print the table of what is there")
     p.add_argument("--list", action="store_true", help="list the setting combinations")
-    p.add_argument("--figures", metavar="DIR", help="also draw each combination's runs over their band")
+    p.add_argument("--figures", metavar="DIR",
+                   help="also draw each combination's runs over their band; write the table to "
+                        "DIR/paper_check.md")
     p.add_argument("--brief", action="store_true", help="rows named COMBO/FAMILY only (--list says what)")
     args = p.parse_args()
     if args.list:
@@ -202,7 +203,12 @@ def main() -> int:
         with mp.get_context("spawn").Pool(args.jobs) as pool:
             for done in pool.imap_unordered(run_one, todo):
                 print(f"finished {done}", flush=True)
-    print(table(out, args.runs, args.epochs, args.brief))
+    text = table(out, args.runs, args.epochs, args.brief)
+    print(text)
+    if args.figures:  # the table beside the figures, for the docs (docs/paper/paper_check.md)
+        Path(args.figures).mkdir(parents=True, exist_ok=True)
+        (Path(args.figures) / "paper_check.md").write_text(text + "\n")
+        print(f"table: {Path(args.figures) / 'paper_check.md'}")
     for path in figures(out, args.runs, Path(args.figures)) if args.figures else []:
         print(f"figure: {path}")
     return 0

@@ -217,7 +217,11 @@ def sweep_side(sizes: list[int], work: Path, address: str | None = None, s3=None
                      "figures_s": figures, "notebook_load_s": notebook})
         if s3 is not None:
             rows[-1].update(on_bucket(exp, s3, work))
-        print(_line(rows[-1], rows[-2] if len(rows) > 1 else None), flush=True)
+        if len(rows) > 1:  # per trial added since the size before
+            before, more = rows[-2], n - rows[-2]["trials"]
+            rows[-1]["added_per_trial_s"] = (wall - before["wall_s"]) / more
+            rows[-1]["added_mb_per_trial"] = (rows[-1]["driver_peak_mb"] - before["driver_peak_mb"]) / more
+        print(_line(rows[-1]), flush=True)
     return rows
 
 
@@ -226,10 +230,9 @@ HEAD = (f"{'trials':>7} {'wall s':>8} {'s/trial':>8} {'added s':>8} {'overhead':
         f"{'figures s':>10} {'load s':>7}")
 
 
-def _line(r: dict, before: dict | None) -> str:
-    more = None if before is None else r["trials"] - before["trials"]
-    added = "-" if before is None else f"{(r['wall_s'] - before['wall_s']) / more:.3f}"
-    mb = "-" if before is None else f"{(r['driver_peak_mb'] - before['driver_peak_mb']) / more:.4f}"
+def _line(r: dict) -> str:
+    added = f"{r['added_per_trial_s']:.3f}" if "added_per_trial_s" in r else "-"
+    mb = f"{r['added_mb_per_trial']:.4f}" if "added_mb_per_trial" in r else "-"
     return (f"{r['trials']:>7} {r['wall_s']:>8.1f} {r['per_trial_s']:>8.3f} {added:>8} "
             f"{r['overhead_per_trial_s']:>9.3f} {r['driver_peak_mb']:>10.0f} {mb:>9} "
             f"{r['snapshot_kb']:>8.0f} {r['snapshot_s']:>7.3f} {r['display_share']:>7.2%} "
@@ -274,7 +277,8 @@ def main() -> None:
                    help="only this: time status, export, figures and loading of a sweep already run")
     p.add_argument("--readers", metavar="EXPERIMENT_DIR",
                    help="only this: ms per trial to read EXPERIMENT_DIR, Tune's reader against the sweep's")
-    p.add_argument("--json", help="also write every figure to this file")
+    p.add_argument("--json", metavar="PATH",
+                   help="also write every figure to this file, with the machine and the command line")
     args = p.parse_args()
     from scale_read import report, size
 
@@ -321,7 +325,9 @@ def main() -> None:
                 print("log-log slope against rows: " + ", ".join(f"{k} {v:.2f}" for k, v in fitted.items()))
             out["read_slopes"] = fitted
     if args.json:
-        Path(args.json).write_text(json.dumps(out, indent=1, default=float))
+        from record import write
+
+        write(args.json, out, 1)  # a trial a CPU, one thread each
     if any(not math.isfinite(v) for k in ("sweep_slopes", "read_slopes") for v in out.get(k, {}).values()):
         raise SystemExit("scale: error: a slope is not finite")
 

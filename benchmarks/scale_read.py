@@ -10,7 +10,8 @@ the paper's grid (3 datasets x (7 widths + factorized + constant) x 5 seeds), an
 more cells along a `lr` axis; plausible falling curves, the MSEs every epoch, the test-time inference
 at the last. Beside it the gap split and the refinement tables of `sweep evaluate`. Prints the
 rows, the wall seconds of `python -m analysis figures` (a subprocess: Python's start and imports
-included) and of loading the table (`analysis.load.load_results`, imports excluded).
+included), the figures it drew, and the seconds of loading the table (`analysis.load.load_results`,
+imports excluded). --json PATH writes them, the machine and the command line to a file.
 """
 
 from __future__ import annotations
@@ -146,9 +147,10 @@ def read_side(sizes: list[tuple[int, int]], analysis: Path = ROOT) -> list[dict]
             for name, frame in zip(("gaps", "refine"), synthetic_gaps(table), strict=True):
                 write_parquet(frame, Path(tmp, f"results.{name}.parquet"))
             figures_s, _ = _python(["-m", "analysis", "figures", path, "-o", f"{tmp}/figures"], analysis)
+            drawn = len(list(Path(tmp, "figures").glob("*.png")))
             load_s = float(_python(["-c", LOAD, path], analysis)[1])
         out.append({"trials": trials, "epochs": epochs, "rows": len(table), "figures_s": figures_s,
-                    "load_s": load_s})
+                    "figures": drawn, "load_s": load_s})
     return out
 
 
@@ -165,12 +167,12 @@ def size(text: str) -> tuple[int, int]:
 
 def report(sizes: list[str], analysis: Path = ROOT) -> list[dict]:
     """read_side of each size (TRIALSxEPOCHS), a line printed as each is done."""
-    print(f"{'trials':>7} {'epochs':>7} {'rows':>10} {'figures s':>10} {'load s':>8}")
+    print(f"{'trials':>7} {'epochs':>7} {'rows':>10} {'figures s':>10} {'drawn':>6} {'load s':>8}")
     out = []
     for trials, epochs in map(size, sizes):
         out += read_side([(trials, epochs)], analysis.resolve())
         r = out[-1]
-        print(f"{r['trials']:>7} {r['epochs']:>7} {r['rows']:>10,} {r['figures_s']:>10.1f} "
+        print(f"{r['trials']:>7} {r['epochs']:>7} {r['rows']:>10,} {r['figures_s']:>10.1f} {r['figures']:>6} "
               f"{r['load_s']:>8.2f}", flush=True)
     return out
 
@@ -179,8 +181,15 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--sizes", nargs="+", default=["135x5000"], help="TRIALSxEPOCHS, reported every epoch")
     p.add_argument("--analysis", type=Path, default=ROOT, help="the folder holding the analysis package")
+    p.add_argument("--json", metavar="PATH", help="also write every figure to this file")
     args = p.parse_args()
-    report(args.sizes, args.analysis)
+    rows = report(args.sizes, args.analysis)
+    if args.json:
+        sys.path.insert(0, str(ROOT / "benchmarks"))
+        from record import write
+
+        analysis = args.analysis.resolve()
+        write(args.json, {"analysis": "." if analysis == ROOT else str(analysis), "sizes": rows}, None)
 
 
 if __name__ == "__main__":

@@ -10,8 +10,8 @@ d = 64, H = 256, D = 784 it prints optimization steps per second, seconds per ep
 step counted from the layer shapes (forward and backward), the achieved FLOP rate, and that rate
 as a fraction of this machine's float32 matmul rate at the step's largest layer shape, measured
 in the same run. Then several seeds trained as one vectorized batch (trainables.vectorized)
-against the same seeds one after another, and the projected wall time of the quick and paper
-specs here.
+against the same seeds one after another, and the projected hours of optimization of every spec in
+sweep/specs/ here. --json PATH writes every figure printed, the machine and the command line.
 Synthetic [0, 1] images: the cost does not depend on the pixel values.
 """
 
@@ -126,7 +126,13 @@ def main() -> None:
     p.add_argument("--seeds", type=int, default=4, help="seeds for the vectorized-seeds comparison (0: skip)")
     p.add_argument("--n-train", type=int, default=10_000,
                    help="images per epoch (default: the paper's 10,000; fewer: a quicker, rougher run)")
+    p.add_argument("--specs", nargs="+", metavar="NAME",
+                   help="project only these specs of sweep/specs/ (default: every one)")
+    p.add_argument("--json", metavar="PATH", help="also write every figure to this file")
     args = p.parse_args()
+    specs = args.specs or sorted(f.stem for f in (ROOT / "sweep" / "specs").glob("*.yaml"))
+    if unknown := [s for s in specs if not (ROOT / "sweep" / "specs" / f"{s}.yaml").is_file()]:
+        p.error(f"--specs {' '.join(unknown)}: not in sweep/specs/")
     if args.n_train < 1000 or args.n_train % 1000:
         p.error(f"--n-train {args.n_train} must be a positive multiple of the minibatch, 1000")
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -142,6 +148,9 @@ def main() -> None:
     print(f"float32 matmul ({B}x{h}) @ ({h}x{D}): {peak / 1e9:.1f} GFLOP/s")
     sizes = "paper sizes" if N == 10_000 else "sizes"
     print(f"{sizes}: N={N}, minibatch {B}, d={d}, H={h}, D={D}; {N // B} steps per epoch\n")
+    out: dict = {"device": name, "compiled": args.compile, "epochs": args.epochs,
+                 "sizes": {"n_train": N, "batch": B, "latent_dim": d, "hidden_dim": h, "data_dim": D},
+                 "matmul_gflops": peak / 1e9, "families": []}
     print(f"{'family':<16}{'steps/s':>9}{'s/epoch':>9}{'GFLOP/step':>12}{'GFLOP/s':>9}{'of matmul':>11}")
     for family, width in FAMILIES:
         cfg = bench_config(family, width, n_train=N)
@@ -149,6 +158,9 @@ def main() -> None:
         flops = step_flops(cfg, B, d, h, D)
         rate = flops * (N // B) / sec
         label = cfg.family_class.variant(width)
+        out["families"].append({"family": family, "width": width, "label": label, "steps_per_s": N // B / sec,
+                                "s_per_epoch": sec, "gflop_per_step": flops / 1e9, "gflops": rate / 1e9,
+                                "of_matmul": rate / peak})
         print(
             f"{label:<16}{N // B / sec:>9.1f}{sec:>9.3f}{flops / 1e9:>12.2f}"
             f"{rate / 1e9:>9.1f}{rate / peak:>10.0%}",
@@ -157,19 +169,26 @@ def main() -> None:
     if args.seeds > 1:
         print(f"\nvectorized seeds: {args.seeds} seeds in one SeedBatch against {args.seeds} runs in turn")
         print(f"{'family':<16}{'separate s/epoch':>18}{'batched s/epoch':>17}{'speed-up':>10}")
+        out["vectorized_seeds"] = {"seeds": args.seeds, "families": []}
         for family, width in (("amortized", 64), ("factorized", None), ("constant", None)):
             cfg = bench_config(family, width, n_train=N)
             alone = args.seeds * epoch_seconds(cfg, device, args.epochs)
             batched = seedbatch_epoch_seconds(cfg, args.seeds, device, args.epochs)
             label = cfg.family_class.variant(width)
+            out["vectorized_seeds"]["families"].append(
+                {"label": label, "separate_s_per_epoch": alone, "batched_s_per_epoch": batched,
+                 "speedup": alone / batched})
             print(f"{label:<16}{alone:>18.3f}{batched:>17.3f}{alone / batched:>9.2f}x", flush=True)
     if not args.no_projection:
         print()
-        for spec_name in ("quick", "paper"):
-            project(spec_name, device, args)
+        out["projections"] = [project(spec_name, device, args) for spec_name in specs]
+    if args.json:
+        from record import write
+
+        write(args.json, out, args.threads)
 
 
-def project(spec_name: str, device: torch.device, args: argparse.Namespace) -> None:
+def project(spec_name: str, device: torch.device, args: argparse.Namespace) -> dict:
     """Sum of trial times measured here at the spec's sizes, divided by concurrent trials."""
     spec = load_spec(ROOT / "sweep" / "specs" / f"{spec_name}.yaml")
     cache: dict[tuple, float] = {}
@@ -194,6 +213,8 @@ def project(spec_name: str, device: torch.device, args: argparse.Namespace) -> N
         " (evaluation and Ray overhead extra)",
         flush=True,
     )
+    return {"spec": spec_name, "trials": spec.num_trials, "trial_hours": total / 3600, "concurrent": slots,
+            "wall_hours": total / slots / 3600, "threads_per_trial": max(1, int(spec.resources.cpu))}
 
 
 if __name__ == "__main__":

@@ -9,7 +9,8 @@ trees' `benchmarks/step.py` share (its FAMILIES, at the paper's sizes), each in 
 (`step.epoch_seconds(step.bench_config(family, width), ...)`), the two trees back to back, which
 one first alternating: a machine whose speed drifts (a shared VM's does, by 10-20 % within
 minutes) moves both halves of a pair alike. Prints the median steps per second of each tree and
-the median of the per-pair ratios. Both run with this tree's Python environment.
+the median of the per-pair ratios (--json PATH: also into this file, with the machine and the
+command line). Both run with this tree's Python environment.
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=os.cpu_count(), help="torch threads")
     p.add_argument("--families", nargs="+", metavar="FAMILY[:WIDTH]",
                    help="only these of the shared list (default: all of them)")
+    p.add_argument("--json", metavar="PATH", help="also write every figure to this file")
     args = p.parse_args()
 
     def rev(r: str) -> str:
@@ -101,10 +103,20 @@ def main() -> None:
           f"{args.epochs} epochs each, {args.threads} threads")
     print(f"| family | {mine} | {theirs} | ratio (median of pairs) |")
     print("|---|---|---|---|")
+    rows = []
     for f, t in times.items():
         ratio = statistics.median(a / b for a, b in zip(t["this"], t["other"], strict=True))
-        print(f"| {label(*f)} | {statistics.median(t['this']):.1f} | {statistics.median(t['other']):.1f} "
+        rows.append({"label": label(*f), "this_steps_per_s": statistics.median(t["this"]),
+                     "other_steps_per_s": statistics.median(t["other"]), "ratio": ratio,
+                     "pairs": [[a, b] for a, b in zip(t["this"], t["other"], strict=True)]})
+        print(f"| {label(*f)} | {rows[-1]['this_steps_per_s']:.1f} | {rows[-1]['other_steps_per_s']:.1f} "
               f"| {ratio:.3f} |")
+    if args.json:
+        sys.path.insert(0, str(ROOT / "benchmarks"))
+        from record import write
+
+        write(args.json, {"this": mine, "other": theirs, "other_revision": args.commit, "rounds": args.rounds,
+                          "epochs": args.epochs, "families": rows}, args.threads)
 
 
 if __name__ == "__main__":

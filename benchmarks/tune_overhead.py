@@ -5,7 +5,8 @@
 
 Paper sizes (N = 10,000, minibatch 1,000) and the paper spec's reporting and checkpoint periods
 (report every 10 epochs, checkpoint every 250 and at the end); one CPU thread each. Prints both
-wall times (data loading + training + checkpoints) and Tune's overhead in percent.
+wall times (data loading + training + checkpoints) and Tune's overhead in percent (--json PATH: also
+into this file, with the machine and the command line).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=300)
     p.add_argument("--family", default="amortized")
     p.add_argument("--width", type=int, default=64)
+    p.add_argument("--json", metavar="PATH", help="also write every figure to this file")
     args = p.parse_args()
     width = args.width if args.family == "amortized" else None
     train = {
@@ -89,6 +91,14 @@ def main() -> None:
     print(f"python -m trainables run: {cli_s:8.1f} s")
     print(f"python -m sweep run:      {tune_s:8.1f} s  (Tune's time_total_s)")
     print(f"Tune overhead:            {100 * (tune_s - cli_s) / cli_s:+8.1f} %")
+    if args.json:
+        sys.path.insert(0, str(ROOT / "benchmarks"))
+        from record import write
+
+        write(args.json, {"label": label, "family": args.family, "width": width, "epochs": args.epochs,
+                          "n_train": train["n_train"], "report_every": spec["report_every"],
+                          "checkpoint_every": spec["checkpoint_every"], "cli_s": cli_s, "tune_s": tune_s,
+                          "overhead_pct": 100 * (tune_s - cli_s) / cli_s}, 1)
 
 
 if __name__ == "__main__":

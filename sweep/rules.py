@@ -19,6 +19,34 @@ TRAIN_KEYS = tuple(k for k in field_names() if k not in (*GRID_KEYS, "eval_every
 AXIS_KEYS = tuple(k for k in TRAIN_KEYS if k != "data_root")
 INFER_SKIP, EVALUATE_SKIP = 5, 1  # positional parameters of infer() and evaluate_trial()
 
+# What each `test_inference` and `evaluate` key means, for the reference (sweep/docs.py, `sweep keys`);
+# the keys and their defaults are the functions' own (the parameters after the positional ones)
+INFER_HELP = {
+    "lr": "Adam learning rate of the fresh per-image q (families without a test-time q: factorized)",
+    "max_steps": "most optimization steps",
+    "window": "steps per plateau check: the window's mean ELBO against the best so far",
+    "rtol": "relative ELBO gain a window must make; short of it the learning rate drops tenfold, and "
+            "the run stops at the plateau after the last drop",
+    "eval_samples": "draws of z for the ELBO of the test images' q",
+}
+EVALUATE_HELP = {
+    "points": "the first `points` training and the first `points` test images of each trial",
+    "iwae_samples": "importance samples K from q* for log p(x)",
+    "eval_samples": "draws of z (shared by q and q*) for each image's ELBO",
+    "refine_steps": "K at which the semi-amortized refinement's ELBO and seconds are recorded "
+                    "(refinable families; []: none)",
+    "qstar": "q*'s optimization, a mapping of the `evaluate.qstar` keys below; unset: their defaults",
+    "seed": "seed of the evaluation's draws",
+}
+# `evaluate.qstar`: keyword settings of inference.optimize_local_q (its defaults), which gap.py calls
+QSTAR_HELP = {
+    **{k: INFER_HELP[k] for k in ("max_steps", "window", "rtol")},
+    "lr": "Adam learning rate of each image's own q*, which starts from the family's q (where it has "
+          "none, F-VI's test images: from the prior)",
+    "samples": "draws of z a step; unset: the q form's fit_samples (1 diagonal, 8 full covariance)",
+    "decays": "tenfold learning-rate drops before the run stops at a plateau",
+}
+
 
 def normalized(s: Any, out: list[str]) -> dict[str, Any]:
     """The spec's values as the schema holds them (tuples, dataclasses, absolute paths), with the
@@ -66,6 +94,23 @@ def normalized(s: Any, out: list[str]) -> dict[str, Any]:
 
 
 TRACKERS = {"mlflow": ("tracking_uri", "experiment_name", "tags", "save_artifact"), "wandb": None}
+# Each tracker's settings for the reference: (default, meaning). The runner (sweep/runner.py,
+# _callbacks and default_tracking_uri) fills tracking_uri, experiment_name and project; Ray's callbacks
+# (MLflowLoggerCallback, WandbLoggerCallback) give the rest their defaults (tests/test_docs.py checks both)
+TRACKER_HELP = {
+    "mlflow": {
+        "tracking_uri": ("sqlite:///STORAGE/NAME/mlflow.db",
+                         "MLflow's store; unset: SQLite beside the results, offline (a bucket's: in the "
+                         "working directory); or a server's http(s):// address"),
+        "experiment_name": ("NAME", "MLflow experiment the trials' runs go to; unset: the spec's name"),
+        "tags": (None, "mapping of tags set on every run"),
+        "save_artifact": (False, "true: each trial's directory saved as its run's artifacts"),
+    },
+    "wandb": {
+        "project": ("NAME", "W&B project; unset: the spec's name. Any other keyword of Ray's "
+                            "WandbLoggerCallback (group, api_key_file, ...) is passed on"),
+    },
+}
 
 
 def tracking(given: Any, out: list[str]) -> dict | None:
@@ -81,7 +126,8 @@ def tracking(given: Any, out: list[str]) -> dict | None:
             out.append(f"tracking.{name}={settings!r} must be a mapping" + (
                 f" of {', '.join(accepted)}" if accepted else ""))
         if importlib.util.find_spec(name) is None:
-            how = "'amortization-gap[tracking]'" if name == "mlflow" else name
+            how = ("mlflow-skinny (in a checkout: pip install -e '.[tracking]')" if name == "mlflow"
+                   else name)
             out.append(f"tracking.{name} needs the {name} package: pip install {how}")
     return {k: dict(v) if isinstance(v, dict) else {} for k, v in given.items()}
 

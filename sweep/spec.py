@@ -17,8 +17,6 @@ import yaml
 
 from trainables import families
 from trainables.config import DATASETS, ConfigError, TrialConfig
-from trainables.gap import evaluate_trial
-from trainables.inference import infer
 from trainables.settings import (
     boolean,
     distinct_list,
@@ -29,11 +27,10 @@ from trainables.settings import (
     positive_number,
     problems,
     setting,
-    signature_keys,
     unknown_keys,
 )
 
-from .rules import EVALUATE_SKIP, INFER_SKIP, grid_problems, normalized
+from .rules import TRACKERS, grid_problems, normalized
 from .tuneconfig import cell_slug, split_config
 
 
@@ -81,7 +78,8 @@ class SweepSpec:
     datasets: tuple[str, ...] = setting(
         help="list from mnist, fashion_mnist, cifar10", check=distinct_list(DATASETS))
     families: tuple[str, ...] = setting(
-        help="list of families: amortized, factorized, constant, or one a `family_modules` module registers")
+        help="list of registered families (the `families` table below), or ones a `family_modules` module "
+        "registers")
     seeds: tuple[int, ...] = setting(
         help="integer seeds: one trial per seed and cell", check=distinct_list(least=0))
     widths: tuple[int, ...] = setting(
@@ -105,16 +103,17 @@ class SweepSpec:
         0, "times Tune restarts a failed trial from its last checkpoint (-1: no limit)",
         check=lambda v: None if is_int(v) and v >= -1 else "must be an integer >= -1")
     test_inference: dict | None = setting(
-        help=f"test-time q at the end: false, or {{{signature_keys(infer, INFER_SKIP)}}}", factory=dict)
+        help="test-time q at the end: false, or a mapping of the `test_inference` keys below ({} or true: "
+        "their defaults)", factory=dict)
     optuna: OptunaStage | None = setting(None, "optional learning-rate search per cell (keys below)")
     vectorize_seeds: bool = setting(
         False, "train each cell's seeds as one trial, batched over seeds (vmap)", check=boolean)
     evaluate: dict | None = setting(
-        None, f"after training, each trial's gap split: false, or "
-        f"{{{signature_keys(evaluate_trial, EVALUATE_SKIP)}}}")
+        None, "after training, each trial's gap split: false, or a mapping of the `evaluate` keys below "
+        "({} or true: their defaults)")
     tracking: dict | None = setting(
-        None, "trackers fed every trial's config and metrics: {mlflow: {tracking_uri, experiment_name, tags, "
-        "save_artifact}} (default store: SQLite beside the results, offline) and/or {wandb: {project, ...}}")
+        None, f"trackers fed every trial's config and metrics: a mapping of {' and/or '.join(TRACKERS)} to "
+        "their settings (`tracking` keys below; {} for a tracker: its defaults)")
 
     def __post_init__(self) -> None:
         out = problems(self)

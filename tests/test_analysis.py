@@ -69,7 +69,7 @@ def test_gap_table_reproduces_known_values():
     assert list(g.index) == ["k=4", "k=16", "factorized", "constant"]
     # gap = ELBO(F) - ELBO(variant) = neg(variant) - neg(F), paired by seed: k=4: (9, 15)
     assert g.loc["k=4", "gap_nats_mean"] == 12.0
-    assert g.loc["k=4", "gap_nats_sd"] == pytest.approx(np.std([9.0, 15.0], ddof=1))
+    assert g.loc["k=4", "gap_nats_se"] == pytest.approx(np.std([9.0, 15.0], ddof=1) / np.sqrt(2))
     assert g.loc["k=16", "gap_nats_mean"] == 1.0  # (-1, 3)
     assert g.loc["constant", "gap_nats_mean"] == 55.0  # (49, 61)
     assert g.loc["factorized", "gap_nats_mean"] == 0.0
@@ -84,7 +84,7 @@ def test_gap_table_reproduces_known_values():
     md = to_markdown(gap_table(synthetic()))
     fvi_line = next(ln for ln in md.splitlines() if "factorized" in ln)
     assert "never" in fvi_line
-    assert "12.0 ± 4.2" in md
+    assert "12.0 ± 3.0" in md  # SE: sd 4.24 of 9 and 15, over sqrt(2)
 
 
 def test_the_gap_against_an_axis_is_a_column_per_value_with_its_se(tmp_path):
@@ -182,7 +182,7 @@ def test_figures_on_real_smoke_results(smoke_experiment, tmp_path, capsys):
     for variant in ("k=2", "k=8", "constant"):
         gap = neg[variant] - neg["factorized"]
         assert gaps.loc[variant, "gap_nats_mean"] == pytest.approx(gap.mean())
-        assert gaps.loc[variant, "gap_nats_sd"] == pytest.approx(gap.std(ddof=1))
+        assert gaps.loc[variant, "gap_nats_se"] == pytest.approx(gap.sem(ddof=1))
         assert gaps.loc[variant, "train_mse_mean"] == pytest.approx(
             last.loc[last.variant == variant, "train_mse"].mean()
         )
@@ -238,6 +238,8 @@ def test_bad_input_exits_2_with_one_line(tmp_path, capsys, kind):
 
 
 def test_notebook_runs_top_to_bottom(smoke_experiment, tmp_path, monkeypatch):
+    """Through a real Jupyter kernel on the smoke results: every figure drawn inline from the table
+    (an image/png output in each cell tagged "figure"), none read from a file."""
     from pathlib import Path
 
     import nbformat
@@ -246,16 +248,100 @@ def test_notebook_runs_top_to_bottom(smoke_experiment, tmp_path, monkeypatch):
     _, exp = smoke_experiment
     path = Path(__file__).resolve().parents[1] / "analysis" / "notebooks" / "explore.ipynb"
     nb = nbformat.read(path, as_version=4)
-    assert all(c.get("outputs", []) == [] for c in nb.cells if c.cell_type == "code")  # stored clean
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert all(c.get("outputs", []) == [] and c.get("execution_count") is None for c in code)  # stored clean
+    assert not [c.source for c in code if re.search(r"\.png|\.pdf|Image\(|savefig|imread", c.source)]
     monkeypatch.setenv("AMORTIZATION_GAP_RESULTS", str(exp))
-    monkeypatch.setenv("AMORTIZATION_GAP_FIGURES", str(tmp_path / "figs"))
     NotebookClient(
         nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
     ).execute()
-    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
+    outputs = [o for c in code for o in c.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
-    assert sum("image/png" in o.get("data", {}) for o in outputs) >= 6
-    assert (tmp_path / "figs" / "gap_table.md").exists()
+    assert f"results: {exp}" in outputs[0].text  # the variable, not the newest demo
+    figures = [c for c in code if "figure" in c.metadata.get("tags", [])]
+    assert len(figures) >= 4  # -ELBO, gap against width, MSE, one trial
+    for cell in figures:
+        assert any("image/png" in o.get("data", {}) for o in cell.outputs), cell.source
+    assert any("text/markdown" in o.get("data", {}) for o in outputs)  # the gap table
+    assert list(tmp_path.iterdir()) == []  # nothing written beside it
+
+
+def _demo_results(root):
+    """results/ as `make demo` and `make readme-figures` leave it: two demos, a report, other files."""
+    for name in ("quick-20260101-000000", "quick-20260102-000000", "quick-20260102-000000-report",
+                 "readme-20260105-000000"):
+        (root / name).mkdir(parents=True)
+    (root / "quick-20260103-000000-timing.json").write_text("{}")
+    return root / "quick-20260102-000000"
+
+
+def test_newest_demo_is_the_latest_experiment_not_its_report(tmp_path, monkeypatch, capsys):
+    from analysis.newest import RESULTS_ENV, main, newest_demo, notebook_results
+
+    newest = _demo_results(tmp_path / "results")
+    assert newest_demo(tmp_path / "results") == newest.resolve()
+    assert main([str(tmp_path / "results")]) == 0
+    assert capsys.readouterr().out == f"{newest.resolve()}\n"  # what `make notebook` opens
+    monkeypatch.delenv(RESULTS_ENV, raising=False)  # run from analysis/notebooks/, as under Jupyter
+    assert notebook_results(tmp_path / "analysis" / "notebooks") == str(newest.resolve())
+    monkeypatch.setenv(RESULTS_ENV, "s3://bucket/exps/smoke")
+    assert notebook_results(tmp_path) == "s3://bucket/exps/smoke"
+
+
+def test_no_demo_results_is_one_line(tmp_path, monkeypatch):
+    import subprocess
+    import sys
+
+    from analysis.newest import RESULTS_ENV, newest_demo, notebook_results
+
+    (tmp_path / "results" / "quick-20260102-000000-report").mkdir(parents=True)  # a report alone
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(FileNotFoundError, match="^no demo results under results/: run make demo first$"):
+        newest_demo("results/")
+    monkeypatch.delenv(RESULTS_ENV, raising=False)
+    with pytest.raises(FileNotFoundError, match=f"^no demo results under .*results/: run make demo first, "
+                                                f"or set {RESULTS_ENV}$"):
+        notebook_results(tmp_path)
+    out = subprocess.run([sys.executable, "-m", "analysis.newest"], capture_output=True, text=True)
+    assert (out.returncode, out.stdout) == (1, "")
+    assert out.stderr == "no demo results under results/: run make demo first\n"
+
+
+@pytest.mark.skipif(not __import__("shutil").which("make"), reason="no make")
+def test_make_notebook_opens_the_newest_demo(tmp_path):
+    """The Makefile's `notebook` recipe with JupyterLab stood in for (a script printing its arguments
+    and the variable), and the real one installed by the dev extra."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    lab = subprocess.run([Path(sys.executable).parent / "jupyter", "lab", "--version"], capture_output=True,
+                         text=True)
+    assert lab.returncode == 0 and lab.stdout.startswith("4."), lab.stderr
+    newest = _demo_results(tmp_path / "results")
+    bin_ = tmp_path / "bin"
+    bin_.mkdir()
+    (bin_ / "python").write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
+    (bin_ / "jupyter").write_text('#!/bin/sh\necho "jupyter $* with $AMORTIZATION_GAP_RESULTS"\n')
+    for f in bin_.iterdir():
+        f.chmod(0o755)
+
+    def make(results):
+        return subprocess.run(["make", "-s", "-o", "venv", "notebook", f"BIN={bin_}",
+                               f"RESULTS_DIR={results}", "JUPYTER_ARGS=--no-browser --port 9"],
+                              cwd=root, capture_output=True, text=True)
+
+    out = make(tmp_path / "results")
+    assert out.returncode == 0, out.stderr
+    opened, lab = out.stdout.splitlines()
+    assert opened == f"Opening analysis/notebooks/explore.ipynb on {newest.resolve()}"
+    assert lab.startswith("jupyter lab analysis/notebooks/explore.ipynb ")
+    assert lab.endswith(f" --no-browser --port 9 with {newest.resolve()}")
+    (tmp_path / "empty").mkdir()
+    out = make(tmp_path / "empty")
+    assert out.returncode != 0 and out.stdout == ""
+    assert out.stderr.splitlines()[0] == f"no demo results under {tmp_path / 'empty'}/: run make demo first"
 
 
 def test_their_band_is_the_published_range_and_interpolates():

@@ -102,3 +102,112 @@ def test_every_docs_section_is_one_click_from_the_readme():
 
 def test_readme_is_a_front_page():
     assert len(README.read_text().splitlines()) < 200
+
+
+def _table_rows(text: str) -> dict[str, list[str]]:
+    """Each markdown table row whose first cell is code, by that key: its other cells."""
+    rows = {}
+    for line in text.splitlines():
+        if m := re.match(r"\| `([^`]+)` \|(.*)\|$", line):
+            rows[m.group(1)] = [c.strip() for c in m.group(2).split(" | ")]
+    return rows
+
+
+def _as_shown(value) -> str:
+    """A default as the reference writes it (YAML's list for a tuple, - for none)."""
+    return "-" if value is None else f"`{list(value) if isinstance(value, tuple) else value}`"
+
+
+USER_FAMILY_WITH_OPTIONS = '''
+from dataclasses import dataclass
+
+from trainables.families import Family, register
+from trainables.settings import positive_int, setting
+
+
+@dataclass(frozen=True)
+class LateOptions:
+    depth: int = setting(3, "hidden layers", check=positive_int)
+
+
+@register
+class Late(Family):
+    """q(z_n) from a family registered after the reference was first generated."""
+
+    name, label, order = "late_family", "late", 60
+    Options = LateOptions
+'''
+
+
+def test_the_reference_covers_every_family_and_every_keyword_setting(tmp_path, monkeypatch):
+    """The generated reference (docs/reference.md, `python -m sweep keys`) names every registered
+    family with its options and their defaults, a family a user's module registers included, and
+    every `test_inference`, `evaluate` and `tracking` key the spec accepts with its default, all
+    read here from the code."""
+    import dataclasses
+    import inspect
+
+    from ray.air.integrations.mlflow import MLflowLoggerCallback
+
+    from sweep.docs import reference_markdown
+    from sweep.rules import EVALUATE_SKIP, INFER_SKIP, TRACKER_HELP, TRACKERS
+    from sweep.runner import default_tracking_uri
+    from sweep.spec import SpecError, parse_spec
+    from trainables import families
+    from trainables.gap import evaluate_trial
+    from trainables.inference import infer, optimize_local_q
+    from trainables.settings import default_of
+
+    def check_families(rows):
+        assert families.FAMILIES
+        for name, cls in families.FAMILIES.items():
+            summary, width, options = rows[name]
+            assert summary not in ("", "-") and width == ("yes" if cls.has_width else "no")
+            fields = dataclasses.fields(cls.Options)
+            assert options == (", ".join(f"`{f.name}` ({_as_shown(default_of(f))})" for f in fields)
+                               or "no options")
+            for f in fields:
+                assert rows[f"family_options.{name}.{f.name}"][0] == _as_shown(default_of(f))
+
+    rows = _table_rows(reference_markdown())
+    check_families(rows)
+
+    base = {"name": "x", "datasets": ["fashion_mnist"], "families": ["factorized"], "seeds": [0]}
+    for key, func, skip in (("test_inference", infer, INFER_SKIP),
+                            ("evaluate", evaluate_trial, EVALUATE_SKIP)):
+        params = list(inspect.signature(func).parameters.values())
+        assert all(p.default is inspect.Parameter.empty for p in params[:skip])
+        settings = {p.name: p.default for p in params[skip:]}
+        assert settings and inspect.Parameter.empty not in settings.values()
+        for name, default in settings.items():
+            cells = rows[f"{key}.{name}"]
+            assert cells[0] == _as_shown(default) and cells[1], (key, name)
+        # the keys the spec accepts, as its refusal of another names them, are these
+        with pytest.raises(SpecError, match=key) as refused:
+            parse_spec({**base, key: {"no_such_key": 1}})
+        accepted = re.search(rf"{key}=.* must be true, false, or a mapping of ([\w, ]+)", str(refused.value))
+        assert accepted and accepted.group(1).split(", ") == list(settings)
+    qstar = inspect.signature(optimize_local_q).parameters
+    documented = [k.removeprefix("evaluate.qstar.") for k in rows if k.startswith("evaluate.qstar.")]
+    assert documented
+    assert all(rows[f"evaluate.qstar.{k}"][0] == _as_shown(qstar[k].default) for k in documented)
+
+    assert {k.split(".")[1] for k in rows if k.startswith("tracking.")} == set(TRACKERS)
+    mlflow = {k.removeprefix("tracking.mlflow."): v for k, v in rows.items()
+              if k.startswith("tracking.mlflow.")}
+    assert set(mlflow) == set(TRACKERS["mlflow"]) == set(TRACKER_HELP["mlflow"])
+    assert mlflow["tracking_uri"][0] == f"`{default_tracking_uri('STORAGE/NAME')}`"  # the runner's default
+    ray_defaults = inspect.signature(MLflowLoggerCallback).parameters
+    for key in ("tags", "save_artifact"):  # left to Ray's callback
+        assert mlflow[key][0] == _as_shown(ray_defaults[key].default)
+    assert all(cells[1] for k, cells in rows.items() if k.startswith("tracking."))
+
+    # read at call time: a family a user's module registers appears
+    monkeypatch.setattr(families, "FAMILIES", dict(families.FAMILIES))
+    module = tmp_path / "late_family.py"
+    module.write_text(USER_FAMILY_WITH_OPTIONS)
+    families.import_modules([str(module)])
+    assert "late_family" in families.FAMILIES
+    rows = _table_rows(reference_markdown())
+    check_families(rows)
+    assert rows["late_family"][1:] == ["no", "`depth` (`3`)"]

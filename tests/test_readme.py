@@ -80,7 +80,7 @@ def test_scripts_answer_help(script, monkeypatch, capsys):
 def test_generated_blocks_are_in_step_with_the_code():
     """Adding a config key without regenerating docs/reference.md fails here."""
     out = subprocess.run(
-        [sys.executable, "scripts/sync_readme.py", "--check"], cwd=ROOT, capture_output=True, text=True
+        [sys.executable, "scripts/sync_docs.py", "--check"], cwd=ROOT, capture_output=True, text=True
     )
     assert out.returncode == 0, out.stderr
     import dataclasses
@@ -93,7 +93,7 @@ def test_generated_blocks_are_in_step_with_the_code():
     for key in TRAIN_KEYS:
         assert f"| `train.{key}` |" in REFERENCE
     assert "| `family_options.factorized.optimizer` |" in REFERENCE  # a family's own settings too
-    assert "<!-- gap-table:start -->" in README  # the demo's table stays on the front page
+    assert "<!-- demo.table:start -->" in README  # the demo's table stays on the front page
 
 
 def test_images_exist():
@@ -141,3 +141,103 @@ def test_every_shown_command_parses_with_the_cli_it_names(page, command):
 def test_pages_show_commands_of_every_cli():
     assert {c.split()[2] for _, c in SHOWN} == {"sweep", "analysis", "trainables"}
     assert len(SHOWN) >= 30
+
+
+def _sync_docs():
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        return importlib.import_module("sync_docs")
+    finally:
+        sys.path.remove(str(ROOT / "scripts"))
+
+
+def test_a_number_that_differs_from_its_artifact_is_found():
+    """The check compares each quoted number with its source: a page whose number was edited by hand
+    (or whose artifact was rerun) is listed with the key, the page's text and the source's."""
+    sync = _sync_docs()
+    facts = {"demo.best-elbo": "331", "demo.table": "| a |\n|---|\n| 1 |"}
+    page = ("k = 64 gives <!-- =demo.best-elbo -->331<!-- / --> nats.\n"
+            "<!-- demo.table:start -->\n| a |\n|---|\n| 1 |\n<!-- demo.table:end -->\n")
+    assert sync.synced(page, facts)[1] == []
+    edited = page.replace(">331<", ">330<")
+    new, diffs, used = sync.synced(edited, facts)
+    assert diffs == [("demo.best-elbo", "330", "331")] and new == page and used == set(facts)
+    rerun = {**facts, "demo.table": "| a |\n|---|\n| 2 |"}
+    assert [d[0] for d in sync.synced(page, rerun)[1]] == ["demo.table"]
+    with pytest.raises(KeyError):
+        sync.synced("<!-- =demo.no-such -->1<!-- / -->", facts)
+
+
+def test_every_page_quotes_its_numbers_from_their_source():
+    """Each fact a page holds equals what scripts/docfacts computes from the committed artifacts and
+    the code (tests collected, bad inputs, families), fact by fact (in a fresh process: the suite
+    registers families of its own), and the pages hold the counts and the demo's table."""
+    out = subprocess.run([sys.executable, "scripts/sync_docs.py", "--check"], cwd=ROOT, capture_output=True,
+                         text=True)
+    assert out.returncode == 0, out.stderr
+    sync = _sync_docs()
+    used = {m for text in TEXT.values() for m in sync.INLINE.findall(text) + sync.BLOCK.findall(text)}
+    keys = {m if isinstance(m, str) else m[0] for m in used}
+    for must in ("code.tests-fast", "code.tests-all", "code.bad-inputs", "demo.table", "demo.wall"):
+        assert must in keys
+
+
+def _tables(text: str):
+    """Each markdown table of a page: (its lines, the paragraph lines before it)."""
+    lines = text.splitlines()
+    i = 0
+    while i < len(lines):
+        if lines[i].startswith("|") and i + 1 < len(lines) and re.match(r"^\|[\s:|-]+\|$", lines[i + 1]):
+            j = i
+            while j < len(lines) and lines[j].startswith("|"):
+                j += 1
+            k = i - 1
+            while k >= 0 and (lines[k].strip() == "" or lines[k].startswith("<!--")):
+                k -= 1
+            before = []
+            while k >= 0 and lines[k].strip() and not lines[k].startswith("|"):
+                before.insert(0, lines[k])
+                k -= 1
+            yield lines[i:j], before
+            i = j
+        else:
+            i += 1
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
+def test_every_plus_minus_says_what_it_is(page):
+    """A table with a ± says, in its header or in the paragraph that introduces it, whether it is an
+    SE or an SD."""
+    for table, before in _tables(TEXT[page]):
+        if any("±" in row for row in table[2:]):
+            said = " ".join([table[0], *before])
+            assert re.search(r"\bSE\b|standard error|\bSD\b|standard deviation", said), (
+                f"{page.name}: a table with ± that does not say SE or SD: {table[0][:80]}")
+
+
+def test_the_front_table_is_narrow():
+    table, _ = next(_tables(README))
+    assert table[0].count("|") - 1 <= 8, table[0]
+
+
+def test_nothing_points_outside_the_repository():
+    """A clone has no ../shared: no page, spec or module names it (or its SPEC.md)."""
+    hits = []
+    for folder in ("docs", "sweep", "analysis", "trainables", "scripts", "benchmarks", "cluster"):
+        for f in (ROOT / folder).rglob("*"):
+            if f.is_file() and f.suffix in (".md", ".py", ".yaml", ".ipynb", ".sbatch"):
+                text = f.read_text(errors="replace")
+                found = re.findall(r".{0,20}(?:shared/|SPEC\.md).{0,20}", text)
+                hits += [f"{f.relative_to(ROOT)}: {m}" for m in found]
+    assert "shared/" not in README and "SPEC.md" not in README
+    assert hits == []
+
+
+def test_one_version_everywhere():
+    """pyproject's version is the newest release in CHANGELOG.md and the one CITATION.cff cites."""
+    import tomllib
+
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    releases = re.findall(r"^## (\d+\.\d+\.\d+)", (ROOT / "CHANGELOG.md").read_text(), re.M)
+    assert releases and releases[0] == version
+    assert re.search(rf"^version: {re.escape(version)}$", (ROOT / "CITATION.cff").read_text(), re.M)

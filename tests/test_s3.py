@@ -131,12 +131,14 @@ def test_notebook_reads_the_bucket(bucket_smoke, tmp_path, monkeypatch):
     exp = bucket_smoke[1]
     nb = nbformat.read(ROOT / "analysis" / "notebooks" / "explore.ipynb", as_version=4)
     monkeypatch.setenv("AMORTIZATION_GAP_RESULTS", exp)
-    monkeypatch.setenv("AMORTIZATION_GAP_FIGURES", str(tmp_path / "figs"))
     NotebookClient(nb, timeout=300, kernel_name="python3",
                    resources={"metadata": {"path": str(tmp_path)}}).execute()
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
-    assert (tmp_path / "figs" / "gap_table.md").exists()
+    assert f"results: {exp}" in outputs[0].text
+    figures = [c for c in nb.cells if "figure" in c.metadata.get("tags", [])]
+    assert figures and all(any("image/png" in o.get("data", {}) for o in c.outputs) for c in figures)
+    assert list(tmp_path.iterdir()) == []  # drawn inline, from the bucket: nothing written here
 
 
 def test_a_damaged_checkpoint_on_the_bucket_falls_back_to_the_one_before(bucket_smoke, s3_server, capsys):

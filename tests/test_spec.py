@@ -210,3 +210,13 @@ def test_settings_from_the_command_line_override_the_file(tmp_path):
     assert path.read_text() == before
     with pytest.raises(SpecError, match=r"--set seeds=\[0.5\].*seeds=\[0.5\]"):
         load_spec(path, settings=["seeds=[0.5]"])
+
+
+def test_an_evaluate_setting_may_be_its_own_default():
+    """evaluate.seed defaults to 0, so 0 is accepted (and a negative seed refused in one line);
+    the counts stay positive."""
+    assert parse_spec({**GOOD, "evaluate": {"seed": 0}}).evaluate == {"seed": 0}
+    with pytest.raises(SpecError, match=r"evaluate.seed=-1 must be a non-negative integer"):
+        parse_spec({**GOOD, "evaluate": {"seed": -1}})
+    with pytest.raises(SpecError, match=r"evaluate.points=0 must be a positive integer"):
+        parse_spec({**GOOD, "evaluate": {"points": 0}})

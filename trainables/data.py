@@ -251,4 +251,5 @@ def _how_to_supply(name: str) -> str:
         "cifar10": "cifar-10-batches-py/ (data_batch_1..5, test_batch)",
     }[name]
     hint = " or `apt-get install dataset-fashion-mnist`" if name == "fashion_mnist" else ""
-    return f"Put the files under DIR/{folder} and pass data_root=DIR (--data-root DIR){hint}."
+    return (f"Put the files under DIR/{folder} and pass data_root=DIR (a sweep: --set "
+            f"train.data_root=DIR; python -m trainables: --data-root DIR){hint}.")

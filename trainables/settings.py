@@ -148,8 +148,10 @@ def keyword_settings(func: Callable, skip: int, given: Any, key: str, out: list[
         return None
     for name, v in given.items():
         want = params[name]
-        if is_num(want):
-            why = (positive_int if is_int(want) else positive_number)(v)
+        if is_num(want):  # an integer setting whose default is 0 (a seed) may be 0; others positive
+            check = non_negative_int if is_int(want) and want == 0 else positive_int if is_int(want) else (
+                positive_number)
+            why = check(v)
         elif isinstance(want, tuple):
             why = None if isinstance(v, list) and all(is_int(s) and s >= 0 for s in v) else (
                 "must be a list of integers >= 0")
@@ -159,8 +161,3 @@ def keyword_settings(func: Callable, skip: int, given: Any, key: str, out: list[
             out.append(f"{key}.{name}={v!r} {why}")
     return dict(given)
 
-
-def signature_keys(func: Callable, skip: int) -> str:
-    import inspect
-
-    return ", ".join(list(inspect.signature(func).parameters)[skip:])
