@@ -13,23 +13,15 @@ scripts/sync_docs.py (``make readme-figures`` and ``make study`` write one per s
 from __future__ import annotations
 
 import json
-import os
-import platform
 import shlex
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
-def machine() -> dict:
-    try:
-        import torch
-
-        torch_version = torch.__version__.split("+")[0]
-    except ImportError:
-        torch_version = None
-    return {"cpu_cores": os.cpu_count(), "python": platform.python_version(), "torch": torch_version}
+from record import machine  # noqa: E402  the benchmarks' record of the machine: one definition
 
 
 def run(command: list[str], tee: Path | None) -> int:
@@ -64,7 +56,7 @@ def main(argv: list[str]) -> int:
     if rc != 0:
         return rc
     record = json.loads(out.read_text()) if out.exists() else {}
-    record["machine"] = machine()
+    record["machine"] = machine(None)
     record[label] = {"seconds": round(seconds, 1), "command": shlex.join(command)}
     if "--du" in options:
         record[label]["du_bytes"] = du(Path(options["--du"]))

@@ -78,11 +78,8 @@ def test_scripts_answer_help(script, monkeypatch, capsys):
 
 
 def test_generated_blocks_are_in_step_with_the_code():
-    """Adding a config key without regenerating docs/reference.md fails here."""
-    out = subprocess.run(
-        [sys.executable, "scripts/sync_docs.py", "--check"], cwd=ROOT, capture_output=True, text=True
-    )
-    assert out.returncode == 0, out.stderr
+    """The reference lists every key (that its block equals the code's:
+    test_every_page_quotes_its_numbers_from_their_source)."""
     import dataclasses
 
     from sweep.rules import TRAIN_KEYS

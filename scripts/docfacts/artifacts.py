@@ -102,6 +102,34 @@ def minutes(seconds: float) -> str:
     return f"{round(seconds / 60):.0f} minutes"
 
 
+def span(values, show) -> str:
+    """'lo-hi' over ``values``, each written by ``show``, or one value where the two agree."""
+    lo, hi = show(min(values)), show(max(values))
+    return lo if lo == hi else f"{lo}-{hi}"
+
+
+def and_list(items) -> str:
+    """'a', 'a and b', 'a, b and c'."""
+    items = list(items)
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def width(variant: str) -> int | None:
+    """The encoder width of a variant label ('k=64', 'flow k=64'), None without one."""
+    m = re.search(r"k=(\d+)$", variant)
+    return int(m.group(1)) if m else None
+
+
+def from_width(variants, ok) -> int | None:
+    """The narrowest width w such that every variant of width w or more is ``ok``; None if none is."""
+    best = None
+    for v in sorted((v for v in variants if width(v) is not None), key=width, reverse=True):
+        if not ok(v):
+            break
+        best = width(v)
+    return best
+
+
 _SHARES = {"half": 1 / 2, "a third": 1 / 3, "a quarter": 1 / 4, "a fifth": 1 / 5, "a sixth": 1 / 6,
            "a seventh": 1 / 7, "an eighth": 1 / 8, "a tenth": 1 / 10, "two thirds": 2 / 3,
            "three quarters": 3 / 4}

@@ -18,7 +18,7 @@ import re
 
 import tomllib
 
-from .artifacts import ROOT, fmt, load_json, minutes, sig, spec
+from .artifacts import ROOT, and_list, fmt, load_json, minutes, sig, span, spec
 
 STEP, TUNE, COMPARE = "docs/bench/step.json", "docs/bench/tune_overhead.json", "docs/bench/step_compare.json"
 FAMILIES, READ = "docs/bench/families_demo.json", "docs/bench/scale_read.json"
@@ -43,12 +43,7 @@ def _table(head: list[str], rows: list[list[str]]) -> str:
 
 
 def _range(xs: list[float], digits: int = 2) -> str:
-    lo, hi = fmt(min(xs), digits), fmt(max(xs), digits)
-    return lo if lo == hi else f"{lo}-{hi}"
-
-
-def _and(words: list[str]) -> str:
-    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
+    return span(xs, lambda v: fmt(v, digits))
 
 
 def _threads(n: int) -> str:
@@ -202,7 +197,7 @@ def faults() -> dict[str, str]:
                               f"a checkpoint every {s['checkpoint_every']}",
         "bench.faults-kills": f"{s['kills']}",
         "bench.faults-chaos": f"{s['chaos_trials']} trials x {s['chaos_epochs']} epochs, with checkpoints "
-                              f"every {_and(every)} epochs",
+                              f"every {and_list(every)} epochs",
         "bench.faults-resume-kill": f"{s['chaos_resume_kill_epochs']} epochs",
     }
 
@@ -218,7 +213,7 @@ def _slope_note(slopes: dict[str, float]) -> str:
     for k, w in SLOPES.items():
         how = "slower than the trials" if slopes[k] < 0.9 else "as fast" if slopes[k] <= 1.1 else "faster"
         groups[how].append(w)
-    return "1 is linear; " + "; ".join(f"{_and(ws)} {'grow' if len(ws) > 1 else 'grows'} {how}"
+    return "1 is linear; " + "; ".join(f"{and_list(ws)} {'grow' if len(ws) > 1 else 'grows'} {how}"
                                        for how, ws in groups.items() if ws)
 
 

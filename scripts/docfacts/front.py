@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from .artifacts import fmt, md_sections, md_table, num, pm, share, sig, spec
+from .artifacts import fmt, from_width, md_sections, md_table, num, pm, share, sig, spec
 
 BY = "docs/gap_vs_sigma/gap_by_sigma_x_table.md"
 TRAIN, TEST = "amortization gap, training images (nats)", "amortization gap, test images (nats)"
@@ -35,13 +35,7 @@ def facts() -> dict[str, str]:
     cut_train = 1 - pm(train.loc["k=256", narrow])[0] / g64[narrow]
     cut_test = 1 - pm(test.loc["k=256", narrow])[0] / pm(test.loc["k=64", narrow])[0]
     # the narrowest width from which every wider encoder beats F-VI's ELBO at every sigma_x
-    widths = sorted((int(v[2:]) for v in vs.index if v.startswith("k=")), reverse=True)
-    passing = None
-    for w in widths:
-        if all(pm(vs.loc[f"k={w}", c])[0] < 0 for c in cols):
-            passing = w
-        else:
-            break
+    passing = from_width(vs.index, lambda v: all(pm(vs.loc[v, c])[0] < 0 for c in cols))
     sp = spec("gap_vs_sigma")
     return {
         "front.sigma-table": "\n".join(rows),

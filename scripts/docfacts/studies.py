@@ -24,7 +24,8 @@ from functools import cache
 import pandas as pd
 import yaml
 
-from .artifacts import ROOT, csv_table, md_table, num, pm
+from .artifacts import ROOT, and_list, csv_table, from_width, md_table, num, pm, width
+from .artifacts import span as _span
 
 # "at the mean-image level": train MSE within 3 % of the mean image's (analysis's latents_unused)
 BAND = 0.03
@@ -61,35 +62,12 @@ def mean_of(text: str) -> str:
 
 
 def span(values, digits: int = 0, fmt=None) -> str:
-    """'lo-hi' over values, or one value where they agree."""
-    fmt = fmt or (lambda v: r(v, digits))
-    lo, hi = fmt(min(values)), fmt(max(values))
-    return lo if lo == hi else f"{lo}-{hi}"
-
-
-def and_list(items) -> str:
-    items = list(items)
-    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
-
-
-def width(variant: str) -> int | None:
-    """The encoder width of a variant label ('k=64', 'flow k=64'), None without one."""
-    m = re.search(r"k=(\d+)$", variant)
-    return int(m.group(1)) if m else None
+    """'lo-hi' over values, rounded half up to ``digits`` (or written by ``fmt``)."""
+    return _span(values, fmt or (lambda v: r(v, digits)))
 
 
 def falls(xs: list[float]) -> bool:
     return all(a > b for a, b in zip(xs, xs[1:], strict=False))
-
-
-def from_width(variants: list[str], ok) -> int | None:
-    """The narrowest width w such that every variant of width w or more is ``ok``; None if none is."""
-    best = None
-    for v in sorted(variants, key=width, reverse=True):
-        if not ok(v):
-            break
-        best = width(v)
-    return best
 
 
 # ---------------------------------------------------------------------------------------- artifacts
