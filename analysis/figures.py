@@ -12,18 +12,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-import matplotlib
 import matplotlib.ticker
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")  # files only, no display
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
-
-from .load import cells, sweep_axes, variant_order  # noqa: E402
-from .tables import final_rows, is_partial, seed_table  # noqa: E402
+from .load import cells, sweep_axes, variant_order
+from .tables import final_rows, is_partial, seed_table
 
 # Past these, a per-cell figure draws the first cells (in the axes' order) and the first seeds, and
 # its title says so: a grid of 100 cells x 20 seeds is 2,000 panels, minutes to draw and no reader's
@@ -51,7 +48,8 @@ def palette(table: pd.DataFrame) -> dict[str, tuple]:
     return {v: colours[v] for v in order}
 
 
-def title(ds_table: pd.DataFrame, what: str) -> str:
+def title(ds_table: pd.DataFrame, what: str, cut: str = "") -> str:
+    """A figure's title: the dataset, what it shows, the settings, and ``cut``, the cells it left out."""
     first, axes = ds_table.iloc[0], sweep_axes(ds_table)
     shown = {"n_train": "N={}", "batch_size": "batch {}", "sigma_x": "sigma_x={:g}", "epochs": "{} epochs"}
     settings = [fmt.format(first[k]) for k, fmt in shown.items() if k not in axes]
@@ -61,8 +59,8 @@ def title(ds_table: pd.DataFrame, what: str) -> str:
     partial = ""
     if is_partial(ds_table):
         partial = f" [partial: {int(ds_table.epoch.max())}/{first.epochs} epochs so far]"
-    if shown := ds_table.attrs.get("cells_shown"):  # set by all_figures when it drew a part
-        partial += f"\n{shown}; every one: python -m analysis figures --all"
+    if cut:
+        partial += f"\n{cut}; every one: python -m analysis figures --all"
     return f"{first.dataset}: {what}\n{', '.join(settings)}{partial}"
 
 
@@ -70,15 +68,21 @@ def _seeds(n: int) -> str:
     return f"{n} seed" + ("" if n == 1 else "s")
 
 
-def _save(fig: plt.Figure, out: Path, stem: str) -> list[Path]:
+def _subplots(nrows: int, ncols: int, **kw) -> tuple[Figure, np.ndarray]:
+    """A figure of nrows x ncols panels (plt.subplots' arguments) on a Figure of its own: no pyplot
+    state and no backend to choose, so the notebook's inline figures and the saved files both work."""
+    fig = Figure(figsize=kw.pop("figsize"))
+    return fig, fig.subplots(nrows, ncols, **kw)
+
+
+def _save(fig: Figure, out: Path, stem: str) -> list[Path]:
     paths = [out / f"{stem}.png", out / f"{stem}.pdf"]
     for p in paths:
         fig.savefig(p, dpi=130, bbox_inches="tight")
-    plt.close(fig)
     return paths
 
 
-def _mean_and_spread(ax: plt.Axes, data: pd.DataFrame, y: str, pal: dict[str, tuple]) -> None:
+def _mean_and_spread(ax: Axes, data: pd.DataFrame, y: str, pal: dict[str, tuple]) -> None:
     """A line per variant (palette order): the mean of ``y`` over its rows at each epoch (the seeds),
     and a band from the lowest to the highest at the epochs with several; what seaborn's
     lineplot(errorbar=("pi", 100)) draws, aggregated once rather than per variant and epoch."""
@@ -96,25 +100,30 @@ def _mean_and_spread(ax: plt.Axes, data: pd.DataFrame, y: str, pal: dict[str, tu
 
 def _per_cell(
     ds_table: pd.DataFrame, ncols: int, size: tuple[float, float], draw: Callable, what: str,
-    out: Path, stem: str, sharey: bool | str = False,
+    out: Path, stem: str, sharey: bool | str = False, cut: str = "",
 ) -> list[Path]:
-    """One row of ``ncols`` panels per cell of the sweep's axes; draw(cell_table, axes_row, palette)."""
+    """One row of ``ncols`` panels per cell of the sweep's axes; draw(cell_table, axes_row, palette).
+    ``cut``: the cells left out, for the title."""
     pal, labels = palette(ds_table), cells(ds_table)
     rows = dict.fromkeys(labels, slice(None))  # one cell: all of the table
     if len(labels) > 1:
         rows = ds_table.groupby("cell", sort=False).indices
-    fig, axes = plt.subplots(len(labels), ncols, figsize=(size[0] * ncols, size[1] * len(labels)),
-                             squeeze=False, sharey=sharey)
+    fig, axes = _subplots(len(labels), ncols, figsize=(size[0] * ncols, size[1] * len(labels)),
+                          squeeze=False, sharey=sharey)
     for row, label in zip(axes, labels, strict=True):
         draw(ds_table.iloc[rows[label]], row, pal)
         if label:
             row[0].annotate(label, (0, 1.02), xycoords="axes fraction", fontsize=9, weight="bold")
-    fig.suptitle(title(ds_table, what), y=1.0 + 0.06 / len(labels))
+    fig.suptitle(title(ds_table, what, cut), y=1.0 + 0.06 / len(labels))
     fig.tight_layout()
     return _save(fig, out, stem)
 
 
-def curve(ds_table: pd.DataFrame, metric: str, ylabel: str, out: Path, stem: str) -> list[Path]:
+def curve(ds_table: pd.DataFrame, metric: str, ylabel: str, out: Path, stem: str,
+          cut: str = "") -> list[Path]:
+    """``metric`` against the epoch, a line per variant: the mean over seeds, a band from the lowest
+    to the highest."""
+
     def draw(cell: pd.DataFrame, row, pal) -> None:
         data, ax = cell.loc[cell[metric].notna(), ["variant", "epoch", metric]], row[0]
         if data.empty:
@@ -126,14 +135,16 @@ def curve(ds_table: pd.DataFrame, metric: str, ylabel: str, out: Path, stem: str
         ax.set(xlabel="epoch", ylabel=ylabel)
         ax.legend(title=None, fontsize=8, ncol=2)
 
-    return _per_cell(ds_table, 1, (6.5, 4.5), draw, ylabel, out, stem)
+    return _per_cell(ds_table, 1, (6.5, 4.5), draw, ylabel, out, stem, cut=cut)
 
 
-def seeds(ds_table: pd.DataFrame, out: Path, stem: str) -> list[Path]:
-    """One panel per seed: the negative ELBO curves, so the reader sees the seeds agree."""
+def seeds(ds_table: pd.DataFrame, out: Path, stem: str, most: int | None = MAX_SEEDS,
+          cut: str = "") -> list[Path]:
+    """One panel per seed: the negative ELBO curves, so the reader sees the seeds agree; the first
+    ``most`` seeds (None: every one)."""
     all_seeds = sorted(ds_table.seed.unique())
     what = "negative ELBO, one panel per seed"
-    if (most := ds_table.attrs.get("max_seeds")) and len(all_seeds) > most:
+    if most and len(all_seeds) > most:
         what += f" (the first {most} of {len(all_seeds)} seeds; every one: --all)"
         all_seeds = all_seeds[:most]
 
@@ -147,10 +158,10 @@ def seeds(ds_table: pd.DataFrame, out: Path, stem: str) -> list[Path]:
         if row[-1].get_lines():
             row[-1].legend(loc="upper left", bbox_to_anchor=(1, 1), fontsize=8)
 
-    return _per_cell(ds_table, len(all_seeds), (3.3, 3), draw, what, out, stem, sharey="row")
+    return _per_cell(ds_table, len(all_seeds), (3.3, 3), draw, what, out, stem, sharey="row", cut=cut)
 
 
-def gap_vs_width(ds_table: pd.DataFrame, out: Path, stem: str) -> list[Path]:
+def gap_vs_width(ds_table: pd.DataFrame, out: Path, stem: str, cut: str = "") -> list[Path]:
     """Final -ELBO per datapoint against encoder width, a line per encoder family; the families
     without a width (F-VI, constant) as horizontal bands."""
     def draw(cell: pd.DataFrame, row, pal) -> None:
@@ -171,10 +182,10 @@ def gap_vs_width(ds_table: pd.DataFrame, out: Path, stem: str) -> list[Path]:
                title=f"epoch {int(fin.epoch.max())}")
         ax.legend(fontsize=8)
 
-    return _per_cell(ds_table, 1, (6.5, 4.5), draw, "where the gap closes", out, stem)
+    return _per_cell(ds_table, 1, (6.5, 4.5), draw, "where the gap closes", out, stem, cut=cut)
 
 
-def compute(ds_table: pd.DataFrame, out: Path, stem: str) -> list[Path]:
+def compute(ds_table: pd.DataFrame, out: Path, stem: str, cut: str = "") -> list[Path]:
     """Epochs and seconds to the MSE threshold ('never' drawn as such) and test-time inference."""
     thr = ds_table.mse_threshold.iloc[0]
 
@@ -208,16 +219,17 @@ def compute(ds_table: pd.DataFrame, out: Path, stem: str) -> list[Path]:
         ax.set(xlabel="", ylabel=f"test-time inference seconds ({cell.n_test.iloc[0]} images)")
 
     return _per_cell(ds_table, 3, (5, 4.5), draw, "compute: to the MSE threshold, and at test time",
-                     out, stem)
+                     out, stem, cut=cut)
 
 
-def gap_split(ds_table: pd.DataFrame, gaps: pd.DataFrame, out: Path, stem: str) -> list[Path]:
+def gap_split(ds_table: pd.DataFrame, measured: pd.DataFrame, out: Path, stem: str,
+              cut: str = "") -> list[Path]:
     """Stacked bars per variant: approximation gap below, amortization gap above, train and test,
     error bars the sd over seeds (Cremer, Li & Duvenaud's decomposition, measured)."""
-    gaps = gaps.assign(cell=_cell_of(gaps, sweep_axes(ds_table)))
+    measured = measured.assign(cell=_cell_of(measured, sweep_axes(ds_table)))
 
     def draw(cell: pd.DataFrame, row, pal) -> None:
-        here = gaps[gaps.cell == cell.cell.iloc[0]]
+        here = measured[measured.cell == cell.cell.iloc[0]]
         for ax, split in zip(row, ("train", "test"), strict=True):
             g = here[here.split == split]
             order = [v for v in pal if v in set(g.variant)]
@@ -236,10 +248,11 @@ def gap_split(ds_table: pd.DataFrame, gaps: pd.DataFrame, out: Path, stem: str) 
         row[0].legend(fontsize=8)
 
     return _per_cell(ds_table, 2, (6.5, 4.5), draw, "log p(x) - L[q] = approximation + amortization gap",
-                     out, stem, sharey="row")
+                     out, stem, sharey="row", cut=cut)
 
 
-def refine_curves(ds_table: pd.DataFrame, refine: pd.DataFrame, out: Path, stem: str) -> list[Path]:
+def refine_curves(ds_table: pd.DataFrame, refine: pd.DataFrame, out: Path, stem: str,
+                  cut: str = "") -> list[Path]:
     """Semi-amortized: the ELBO and the seconds as the encoder's q takes K refinement steps."""
     refine = refine[refine.split == "test"].assign(cell=_cell_of(refine[refine.split == "test"],
                                                                  sweep_axes(ds_table)))
@@ -256,16 +269,17 @@ def refine_curves(ds_table: pd.DataFrame, refine: pd.DataFrame, out: Path, stem:
         row[0].set_ylabel("ELBO per test datapoint, theta fixed (nats)")
         row[1].set_ylabel("seconds for the test images")
 
-    return _per_cell(ds_table, 2, (6, 4.5), draw, "semi-amortized: refining the encoder's q", out, stem)
+    return _per_cell(ds_table, 2, (6, 4.5), draw, "semi-amortized: refining the encoder's q", out, stem,
+                     cut=cut)
 
 
-def gap_vs_axis(ds_table: pd.DataFrame, axis: str, gaps: pd.DataFrame | None, out: Path,
+def gap_vs_axis(ds_table: pd.DataFrame, axis: str, measured: pd.DataFrame | None, out: Path,
                 stem: str) -> list[Path]:
     """The gap against a numeric axis, a line per encoder width, error bars the standard error over
     seeds: against F-VI (ELBO difference, nats per datapoint) and, where `evaluate` ran, the measured
     amortization gap on training and on test images; one column per value of the other axes. A
     panel whose values are all positive and span more than 20x has a log y axis."""
-    table = seed_table(ds_table, gaps)
+    table = seed_table(ds_table, measured)
     table = table[table.has_width.astype(bool)]
     others = [a for a in sweep_axes(ds_table) if a != axis]
     table = table.assign(others=_cell_of(table, others))
@@ -274,8 +288,8 @@ def gap_vs_axis(ds_table: pd.DataFrame, axis: str, gaps: pd.DataFrame | None, ou
                 ("amort_gap_test", "amortization gap, test images (nats)"))
     panels += [(col, label) for col, label in measured if col in table and table[col].notna().any()]
     columns = list(dict.fromkeys(table.others))
-    fig, axes = plt.subplots(len(panels), len(columns), figsize=(6 * len(columns), 4.2 * len(panels)),
-                             squeeze=False)
+    fig, axes = _subplots(len(panels), len(columns), figsize=(6 * len(columns), 4.2 * len(panels)),
+                          squeeze=False)
     pal = palette(ds_table)
     for j, other in enumerate(columns):
         sub = table[table.others == other]
@@ -307,7 +321,7 @@ def against_reference(ds_table: pd.DataFrame, out: Path, stem: str) -> list[Path
     ref = ref[ref.split == "train"]
     pal = palette(ds_table)
     variants = [v for v in pal if v in set(ref.variant)]
-    fig, axes = plt.subplots(1, len(variants), figsize=(4 * len(variants), 3.8), sharey=True, squeeze=False)
+    fig, axes = _subplots(1, len(variants), figsize=(4 * len(variants), 3.8), sharey=True, squeeze=False)
     for ax, v in zip(axes[0], variants, strict=True):
         r = ref[ref.variant == v]
         ax.fill_between(r.epoch, r["min"], r["max"], color="lightgray", label="theirs: 10 seeds, min-max")
@@ -325,7 +339,7 @@ def against_reference(ds_table: pd.DataFrame, out: Path, stem: str) -> list[Path
 
 
 def _cell_of(frame: pd.DataFrame, axes: list[str]) -> list[str]:
-    """The cell label of each row of another table (gaps, refinement, gap table)."""
+    """The cell label of each row of a table (the results, measured gaps, refinement, seed table)."""
     if not axes:
         return [""] * len(frame)
     key = frame[axes]
@@ -336,7 +350,7 @@ def _cell_of(frame: pd.DataFrame, axes: list[str]) -> list[str]:
 
 
 def all_figures(
-    table: pd.DataFrame, out: Path, gaps: pd.DataFrame | None = None, refine: pd.DataFrame | None = None,
+    table: pd.DataFrame, out: Path, measured: pd.DataFrame | None = None, refine: pd.DataFrame | None = None,
     limit: bool = True,
 ) -> dict[str, dict[str, list[Path]]]:
     """Every figure for every dataset; returns {dataset: {figure name: [png, pdf]}}. With ``limit``,
@@ -348,37 +362,33 @@ def all_figures(
     for ds, d in table.groupby("dataset", sort=True):
         d = d.sort_values(["trial_id", "epoch"])
         d = d.assign(cell=_cell_of(d, sweep_axes(d)))
-        whole, d = d, _first_cells(d) if limit else d
+        whole, (d, cut) = d, _first_cells(d) if limit else (d, "")
         made[ds] = {
             "neg_elbo": curve(d, "neg_elbo_per_datapoint", "-ELBO per datapoint (nats)", out,
-                              f"{ds}_neg_elbo"),
-            "train_mse": curve(d, "train_mse", "train reconstruction MSE", out, f"{ds}_train_mse"),
+                              f"{ds}_neg_elbo", cut),
+            "train_mse": curve(d, "train_mse", "train reconstruction MSE", out, f"{ds}_train_mse", cut),
             "test_mse": curve(d[d.has_test_time_q.astype(bool)], "test_mse", "test reconstruction MSE", out,
-                              f"{ds}_test_mse"),
-            "seeds": seeds(d, out, f"{ds}_seeds"),
-            "gap_vs_width": gap_vs_width(d, out, f"{ds}_gap_vs_width"),
-            "compute": compute(d, out, f"{ds}_compute"),
+                              f"{ds}_test_mse", cut),
+            "seeds": seeds(d, out, f"{ds}_seeds", MAX_SEEDS if limit else None, cut),
+            "gap_vs_width": gap_vs_width(d, out, f"{ds}_gap_vs_width", cut),
+            "compute": compute(d, out, f"{ds}_compute", cut),
         }
-        ds_gaps = gaps[gaps.dataset == ds] if gaps is not None else None
+        ds_measured = measured[measured.dataset == ds] if measured is not None else None
         for axis in [a for a in sweep_axes(d) if pd.api.types.is_numeric_dtype(d[a])]:
-            made[ds][f"gap_vs_{axis}"] = gap_vs_axis(whole, axis, ds_gaps, out, f"{ds}_gap_vs_{axis}")
+            made[ds][f"gap_vs_{axis}"] = gap_vs_axis(whole, axis, ds_measured, out, f"{ds}_gap_vs_{axis}")
         if comparable(whole):
             made[ds]["reference"] = against_reference(whole, out, f"{ds}_reference")
-        if ds_gaps is not None and len(ds_gaps):
-            made[ds]["gap_split"] = gap_split(d, ds_gaps, out, f"{ds}_gap_split")
+        if ds_measured is not None and len(ds_measured):
+            made[ds]["gap_split"] = gap_split(d, ds_measured, out, f"{ds}_gap_split", cut)
         if refine is not None and (refine.dataset == ds).any():
-            made[ds]["refine"] = refine_curves(d, refine[refine.dataset == ds], out, f"{ds}_refine")
+            made[ds]["refine"] = refine_curves(d, refine[refine.dataset == ds], out, f"{ds}_refine", cut)
     return made
 
 
-def _first_cells(d: pd.DataFrame) -> pd.DataFrame:
-    """``d`` cut to its first MAX_CELLS cells, its attrs saying so (see ``title``) and capping the
-    seeds figure at MAX_SEEDS."""
+def _first_cells(d: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    """``d`` cut to its first MAX_CELLS cells, and what a figure's title says of the cut ("" when
+    nothing was left out)."""
     labels = cells(d)
-    if len(labels) > MAX_CELLS:
-        d = d[d.cell.isin(labels[:MAX_CELLS])]
-    d = d.copy(deep=False)
-    d.attrs = {"max_seeds": MAX_SEEDS}
-    if len(labels) > MAX_CELLS:
-        d.attrs["cells_shown"] = f"the first {MAX_CELLS} of {len(labels)} cells"
-    return d
+    if len(labels) <= MAX_CELLS:
+        return d, ""
+    return d[d.cell.isin(labels[:MAX_CELLS])], f"the first {MAX_CELLS} of {len(labels)} cells"

@@ -63,6 +63,7 @@ def load_results(path: str | Path) -> pd.DataFrame:
     return with_variant(table)
 
 
+# what a family declares, as columns (sweep.results.family_columns)
 FAMILY_COLUMNS = ("variant", "variant_order", "has_width", "has_test_time_q", "per_datapoint")
 
 
@@ -88,7 +89,8 @@ def cells(table: pd.DataFrame) -> list[str]:
 
 
 def variant_order(table: pd.DataFrame) -> list[str]:
-    """The variants in their families' declared order (encoders narrow to wide, then baselines)."""
+    """The variants in their families' declared order (encoders narrow to wide, then baselines),
+    by the table's "variant_order" column (sweep.results.variant_order)."""
     return list(table.drop_duplicates("variant").sort_values("variant_order", kind="stable")["variant"])
 
 
@@ -98,17 +100,11 @@ def with_variant(table: pd.DataFrame) -> pd.DataFrame:
     table = table.copy(deep=False)  # copy-on-write: the caller's table stays as it was
     missing = [c for c in FAMILY_COLUMNS if c not in table]
     if missing:
-        from trainables import families
-
-        def declared(fam: str, width) -> dict:
-            cls = families.FAMILIES[fam]
-            width = None if pd.isna(width) else int(width)
-            return {"variant": cls.variant(width), "variant_order": cls.order * 100_000 + (width or 0),
-                    "has_width": cls.has_width, "has_test_time_q": cls.has_test_time_q,
-                    "per_datapoint": cls.per_datapoint}
+        from sweep.results import family_columns
 
         pairs = table[["family", "width"]].drop_duplicates()  # once per variant, not per row
-        kinds = pd.DataFrame([declared(f, w) for f, w in zip(pairs.family, pairs.width, strict=True)])
+        kinds = pd.DataFrame([family_columns(f, None if pd.isna(w) else int(w))
+                              for f, w in zip(pairs.family, pairs.width, strict=True)])
         rows = table[["family", "width"]].merge(pd.concat([pairs.reset_index(drop=True), kinds], axis=1),
                                                 on=["family", "width"], how="left").set_axis(table.index)
         for c in missing:
@@ -125,7 +121,7 @@ def load_gaps(path: str | Path) -> tuple[pd.DataFrame | None, pd.DataFrame | Non
         from sweep.experiment import load_trials
         from sweep.results import gap_tables
 
-        frames = gap_tables(load_trials(str(path)))
+        frames = gap_tables(load_trials(str(path), reports="none"))
     else:
         stem = PurePath(storage.name(path)).stem
         beside = [storage.sibling(path, f"{stem}.{name}.parquet") for name in ("gaps", "refine")]

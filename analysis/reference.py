@@ -58,14 +58,3 @@ def check_table(table: pd.DataFrame, split: str = "train", widen: float = WIDEN)
             })
     columns = ["variant", "epoch", "ours", "seeds", "their_min", "their_max", "inside"]
     return pd.DataFrame(rows, columns=columns)
-
-
-def check_markdown(check: pd.DataFrame) -> str:
-    show = pd.DataFrame({
-        "variant": check.variant,
-        "epoch": check.epoch,
-        "ours": check.ours.map(lambda v: f"{v:.4f}"),
-        "their range": [f"{a:.4f}-{b:.4f}" for a, b in zip(check.their_min, check.their_max, strict=True)],
-        f"inside (±{WIDEN:.0%})?": check.inside.map({True: "yes", False: "no"}),
-    })
-    return show.to_markdown(index=False, disable_numparse=True)

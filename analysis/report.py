@@ -8,17 +8,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from . import tables
 from .figures import all_figures
 from .load import sweep_axes
-from .tables import (
-    axis_markdown,
-    axis_table,
-    gap_table,
-    is_partial,
-    refine_markdown,
-    refine_table,
-    to_markdown,
-)
+from .markdown import axis_markdown, check_markdown, gap_markdown, refine_markdown
 
 CAPTIONS = {
     "neg_elbo": "Negative ELBO per datapoint (nats): A-VI widths, F-VI and constant; mean over seeds, "
@@ -45,12 +38,12 @@ def write_report(
     """OUT's figures (``limit``: see all_figures), tables and report.md."""
     out = Path(out)
     made = all_figures(table, out, measured, refine, limit)
-    gaps = gap_table(table, measured)
-    _atomic_text(out / "gap_table.csv", gaps.to_csv(index=False))
-    md = to_markdown(gaps)
+    gap_table = tables.gap_table(table, measured)
+    _atomic_text(out / "gap_table.csv", gap_table.to_csv(index=False))
+    md = gap_markdown(gap_table)
     _atomic_text(out / "gap_table.md", md + "\n")
     lines = ["# Amortization gap: results", ""]
-    if is_partial(table):
+    if tables.is_partial(table):
         lines += [
             "**Partial results**: some trials are still running; figures show epochs reported so far.",
             "",
@@ -65,7 +58,7 @@ def write_report(
     ]
     lines += _reference_section(table, out)
     for axis in [a for a in sweep_axes(table) if pd.api.types.is_numeric_dtype(table[a])]:
-        at = axis_table(table, measured, axis)
+        at = tables.axis_table(table, measured, axis)
         if at.empty:
             continue
         _atomic_text(out / f"gap_by_{axis}_table.csv", at.to_csv(index=False))
@@ -73,7 +66,7 @@ def write_report(
         lines += [f"The gap against {axis}, a column per value (gap_by_{axis}_table.md):", "",
                   axis_markdown(at, axis), ""]
     if measured is not None and refine is not None:
-        steps = refine_table(measured, refine)
+        steps = tables.refine_table(measured, refine)
         _atomic_text(out / "refine_table.csv", steps.to_csv(index=False))
         _atomic_text(out / "refine_table.md", refine_markdown(steps) + "\n")
         lines += [
@@ -93,7 +86,7 @@ def write_report(
 
 def _reference_section(table: pd.DataFrame, out: Path) -> list[str]:
     """At their scale (Fashion-MNIST, N = 10,000, B = 1,000): ours beside their published range."""
-    from .reference import check_markdown, check_table, comparable
+    from .reference import check_table, comparable
 
     d = table[table.dataset == "fashion_mnist"]
     if not comparable(d):

@@ -1,6 +1,10 @@
-"""The gap table: per dataset, cell of the sweep's axes and variant, the amortization gap in nats
-per datapoint and the costs, from the final epoch every trial of the cell has reached (so a
-half-finished sweep compares like with like)."""
+"""The analysis's tables, as DataFrames (markdown.py writes them for people). The gap table: per
+dataset, cell of the sweep's axes and variant, the amortization gap in nats per datapoint and the
+costs, from the final epoch every trial of the cell has reached (so a half-finished sweep compares
+like with like); beside it, the same per seed, against one axis, and under refinement.
+
+``measured`` is always `sweep evaluate`'s rows, one per trial, seed and split (from the trials'
+gap.json files); ``gap_table`` returns the gap table."""
 
 from __future__ import annotations
 
@@ -30,10 +34,10 @@ def is_partial(table: pd.DataFrame) -> bool:
     return bool((last.epoch < last.epochs).any())
 
 
-def gap_table(table: pd.DataFrame, gaps: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Per dataset, cell of the sweep's axes and variant. With ``gaps`` (sweep evaluate), also the
-    measured approximation and amortization gaps, nats per datapoint, mean over seeds, train and
-    test. F-VI's runs pair with the variant's by seed within the same dataset and axis values."""
+def gap_table(table: pd.DataFrame, measured: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Per dataset, cell of the sweep's axes and variant. With ``measured`` (sweep evaluate's rows),
+    also the measured approximation and amortization gaps, nats per datapoint, mean over seeds, train
+    and test. The gap to F-VI pairs each run with F-VI's of the same cell and seed (with_fvi)."""
     keys = ["dataset", *sweep_axes(table)]
     fin = _block_final_rows(table, keys)
     if fin.empty:
@@ -44,7 +48,7 @@ def gap_table(table: pd.DataFrame, gaps: pd.DataFrame | None = None) -> pd.DataF
     by = fin.groupby(["block", "variant"], sort=False)
     firsts = fin.drop_duplicates(["block", "variant"])  # as by's groups: in order of first appearance
     out = firsts[["block", *keys, "variant", "family", "width", "has_width"]].assign(
-        order=by["variant_order"].min().to_numpy(), per_point=by["per_datapoint"].all().to_numpy())
+        order=by["variant_order"].min().to_numpy())
     out = out.sort_values(["block", "order"], kind="stable").set_index(["block", "variant"])
     collapse = [c for c in ("kl_z_per_datapoint", "active_dims", "mean_image_mse") if c in fin]
     stats = by.agg(seeds=("variant", "size"), epoch=("epoch", "max"),
@@ -56,17 +60,13 @@ def gap_table(table: pd.DataFrame, gaps: pd.DataFrame | None = None) -> pd.DataF
                    test_mse_mean=("test_mse", "mean"), infer_seconds_mean=("infer_seconds", "mean"),
                    **{c: (c, "mean") for c in collapse})
     out = out.join(stats)
-    # the gap in ELBO: ELBO(F-VI) - ELBO(variant) = neg_elbo(variant) - neg_elbo(F-VI), per seed;
-    # F-VI: the per-datapoint family (the first, if a spec has several)
-    ref = out[out.per_point].reset_index().drop_duplicates("block").set_index("block")
-    fvi = fin.merge(ref[["variant"]].reset_index(), on=["block", "variant"])[["block", "seed",
-                                                                            "neg_elbo_per_datapoint"]]
-    paired = fin[["block", "variant", "seed", "neg_elbo_per_datapoint"]].merge(
-        fvi, on=["block", "seed"], how="left", suffixes=("", "_fvi"))
-    gap = (paired.neg_elbo_per_datapoint - paired.neg_elbo_per_datapoint_fvi).groupby(
+    # the gap in ELBO: ELBO(F-VI) - ELBO(variant) = neg_elbo(variant) - neg_elbo(F-VI), per seed
+    paired = with_fvi(fin, keys)
+    gap = (paired.neg_elbo_per_datapoint - paired.fvi_neg_elbo).groupby(
         [paired.block, paired.variant]).agg(["mean", "sem"])
+    fvi = paired.drop_duplicates("block").set_index("block").fvi  # each block's F-VI variant
     block = out.index.get_level_values("block")
-    fvi_reach = ref.reindex(block)
+    fvi_reach = out.reindex(pd.MultiIndex.from_arrays([block, fvi.reindex(block).to_numpy()]))
     rows = pd.DataFrame({k: out[k] for k in keys} | {
         "variant": out.index.get_level_values("variant"),
         "family": out.family,
@@ -88,7 +88,7 @@ def gap_table(table: pd.DataFrame, gaps: pd.DataFrame | None = None) -> pd.DataF
         "infer_seconds_mean": out.infer_seconds_mean,
         **_collapse(out),
     }).reset_index(drop=True)
-    return rows if gaps is None else rows.join(_measured(gaps, rows, keys))
+    return rows if measured is None else rows.join(_measured_means(measured, rows, keys))
 
 
 def _block_final_rows(table: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
@@ -112,10 +112,22 @@ def _collapse(out: pd.DataFrame) -> dict:
     return cols
 
 
-def _measured(gaps: pd.DataFrame, rows: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+def with_fvi(fin: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """``fin``'s final rows, each beside F-VI's run of the same cell (``keys``) and seed: F-VI is the
+    per-datapoint family, the first in variant order if a spec has several. Adds ``fvi``, the cell's
+    F-VI variant, and ``fvi_neg_elbo``, that run's -ELBO per datapoint (NaN where there is none)."""
+    ref = fin[fin.per_datapoint.astype(bool)].sort_values("variant_order", kind="stable")
+    ref = ref[ref.variant == ref.groupby(keys, sort=False).variant.transform("first")]
+    cell = ref.drop_duplicates(keys)[[*keys, "variant"]].rename(columns={"variant": "fvi"})
+    runs = ref[[*keys, "seed", "neg_elbo_per_datapoint"]].rename(
+        columns={"neg_elbo_per_datapoint": "fvi_neg_elbo"})
+    return fin.merge(cell, on=keys, how="left").merge(runs, on=[*keys, "seed"], how="left")
+
+
+def _measured_means(measured: pd.DataFrame, rows: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     """The measured gaps (sweep evaluate), mean over seeds, train and test, per row of the gap
     table; NaN where none were measured."""
-    means = gaps.groupby([*keys, "variant", "split"])[["approximation_gap", "amortization_gap"]].mean()
+    means = measured.groupby([*keys, "variant", "split"])[["approximation_gap", "amortization_gap"]].mean()
     out = {}
     for split in ("train", "test"):
         m = means[means.index.get_level_values("split") == split].droplevel("split").reset_index()
@@ -123,76 +135,6 @@ def _measured(gaps: pd.DataFrame, rows: pd.DataFrame, keys: list[str]) -> pd.Dat
         out[f"approx_gap_{split}"] = m["approximation_gap"].to_numpy()
         out[f"amort_gap_{split}"] = m["amortization_gap"].to_numpy()
     return pd.DataFrame(out, index=rows.index)
-
-
-def to_markdown(gaps: pd.DataFrame) -> str:
-    """The table for people: 'never' where a threshold was never reached."""
-    show = pd.DataFrame(
-        {
-            "dataset": gaps.dataset,
-            **{axis: gaps[axis] for axis in axis_columns(gaps)},
-            "variant": gaps.variant,
-            "seeds": gaps.seeds,
-            "epoch": gaps.epoch,
-            "-ELBO/pt ± SE": [
-                _pm(m, s, 1) for m, s in zip(gaps.neg_elbo_pt_mean, gaps.neg_elbo_pt_se, strict=True)
-            ],
-            "gap vs F-VI ± SE": [
-                _pm(m, s, 1) for m, s in zip(gaps.gap_nats_mean, gaps.gap_nats_se, strict=True)
-            ],
-            "train MSE": gaps.train_mse_mean.map(_num(4)),
-            "test MSE": gaps.test_mse_mean.map(_num(4)),
-            "epochs to thr.": [
-                _never(e, r) for e, r in zip(gaps.epochs_to_threshold, gaps.reached, strict=True)
-            ],
-            "s to thr.": [
-                _never(s, r, 1) for s, r in zip(gaps.seconds_to_threshold, gaps.reached, strict=True)
-            ],
-            "speed-up iters": gaps.speedup_iterations.map(_ratio),
-            "speed-up time": gaps.speedup_seconds.map(_ratio),
-            "test-time s": gaps.infer_seconds_mean.map(_num(3)),
-            "KL(q(z))/pt": gaps.kl_z_per_datapoint.map(_num(3)),
-            "active dims": gaps.active_dims.map(lambda v: "-" if pd.isna(v) else f"{v:.0f}"),
-        }
-    )
-    measured = {
-        "approx_gap_train": "approx. gap train",
-        "amort_gap_train": "amort. gap train",
-        "approx_gap_test": "approx. gap test",
-        "amort_gap_test": "amort. gap test",
-    }
-    for col, label in measured.items():
-        if col in gaps:
-            show[label] = gaps[col].map(lambda v: "-" if pd.isna(v) else f"{v:.1f}")
-    if gaps.note.astype(bool).any():
-        show["note"] = gaps.note
-    return show.to_markdown(index=False)
-
-
-def axis_columns(gaps: pd.DataFrame) -> list[str]:
-    """The axis columns of a gap table: those between "dataset" and "variant"."""
-    cols = list(gaps.columns)
-    return cols[cols.index("dataset") + 1 : cols.index("variant")] if "variant" in cols else []
-
-
-def _pm(m: float, s: float, digits: int) -> str:
-    if pd.isna(m):
-        return "-"
-    return f"{m:.{digits}f}" + ("" if pd.isna(s) else f" ± {s:.{digits}f}")
-
-
-def _num(digits: int):
-    return lambda v: "-" if pd.isna(v) else f"{v:.{digits}g}"
-
-
-def _never(v: float, reached: str, digits: int = 0) -> str:
-    if pd.isna(v):
-        return "never"
-    return f"{v:.{digits}f} ({reached})"
-
-
-def _ratio(v: float) -> str:
-    return "-" if pd.isna(v) else f"{v:.2f}x"
 
 
 def refine_table(measured: pd.DataFrame, refine: pd.DataFrame) -> pd.DataFrame:
@@ -212,17 +154,6 @@ def refine_table(measured: pd.DataFrame, refine: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index().sort_values(["dataset", *axes, "width", "steps"])
 
 
-def refine_markdown(table: pd.DataFrame) -> str:
-    show = table.assign(
-        elbo=table.elbo.map(lambda v: f"{v:.1f}"),
-        seconds=table.seconds.map(lambda v: f"{v:.3f}"),
-        gap_closed=table.gap_closed.map(lambda v: f"{100 * v:.0f}%"),
-    ).drop(columns="width")
-    return show.rename(
-        columns={"steps": "K", "elbo": "test ELBO/pt", "gap_closed": "amort. gap closed"}
-    ).to_markdown(index=False)
-
-
 # What a table against one axis shows (axis_table), in this order: label, and whether it is in nats
 # per image measured by `sweep evaluate` (the others come from the training reports).
 AXIS_QUANTITIES = {
@@ -235,36 +166,33 @@ AXIS_QUANTITIES = {
 }
 
 
-def seed_table(table: pd.DataFrame, gaps: pd.DataFrame | None = None) -> pd.DataFrame:
+def seed_table(table: pd.DataFrame, measured: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per dataset, cell of the sweep's axes, variant and seed, at the block's common final
-    epoch: its -ELBO per image, its gap to F-VI's run of the same seed (ELBO(F-VI) - ELBO; F-VI is
-    the per-datapoint family, the first if a spec has several) and, with ``gaps`` (sweep
-    evaluate), its measured amortization and approximation gaps on training and test images."""
+    epoch: its -ELBO per image, its gap to F-VI's run of the same seed (ELBO(F-VI) - ELBO; with_fvi)
+    and, with ``measured`` (sweep evaluate's rows), its measured amortization and approximation gaps
+    on training and test images."""
     keys = ["dataset", *sweep_axes(table)]
     fin = _block_final_rows(table, keys)
     if fin.empty:
         return pd.DataFrame()
-    out = fin[[*keys, "variant", "variant_order", "has_width", "per_datapoint", "seed", "epoch",
-               "neg_elbo_per_datapoint"]].rename(columns={"neg_elbo_per_datapoint": "neg_elbo"})
-    ref = out[out.per_datapoint.astype(bool)].sort_values("variant_order", kind="stable")
-    ref = ref[ref.variant == ref.groupby(keys, sort=False).variant.transform("first")]
-    out = out.merge(ref[[*keys, "seed", "neg_elbo"]].rename(columns={"neg_elbo": "fvi"}),
-                    on=[*keys, "seed"], how="left")
-    out["gap_vs_fvi"] = out.neg_elbo - out.pop("fvi")
-    if gaps is not None and len(gaps):
+    out = with_fvi(fin, keys)[[*keys, "variant", "variant_order", "has_width", "per_datapoint", "seed",
+                               "epoch", "neg_elbo_per_datapoint", "fvi_neg_elbo"]]
+    out = out.rename(columns={"neg_elbo_per_datapoint": "neg_elbo"})
+    out["gap_vs_fvi"] = out.neg_elbo - out.pop("fvi_neg_elbo")
+    if measured is not None and len(measured):
         short = {"amortization_gap": "amort_gap", "approximation_gap": "approx_gap"}
-        wide = gaps.pivot_table(index=[*keys, "variant", "seed"], columns="split", values=list(short),
-                                aggfunc="mean")
+        wide = measured.pivot_table(index=[*keys, "variant", "seed"], columns="split", values=list(short),
+                                    aggfunc="mean")
         wide.columns = [f"{short[what]}_{split}" for what, split in wide.columns]
         out = out.merge(wide.reset_index(), on=[*keys, "variant", "seed"], how="left")
     return out.sort_values([*keys, "variant_order", "seed"], kind="stable").reset_index(drop=True)
 
 
-def axis_table(table: pd.DataFrame, gaps: pd.DataFrame | None, axis: str) -> pd.DataFrame:
+def axis_table(table: pd.DataFrame, measured: pd.DataFrame | None, axis: str) -> pd.DataFrame:
     """The gap against one axis, as the question reads: per dataset, cell of the other axes and
     quantity (AXIS_QUANTITIES, those measured), a row per variant and a column per value of
     ``axis``; each cell the mean over seeds, its standard error over seeds and their number."""
-    seeds = seed_table(table, gaps)
+    seeds = seed_table(table, measured)
     if seeds.empty:
         return pd.DataFrame()
     others = [a for a in sweep_axes(table) if a != axis]
@@ -278,30 +206,3 @@ def axis_table(table: pd.DataFrame, gaps: pd.DataFrame | None, axis: str) -> pd.
     stats["quantity_order"] = stats.quantity.map(list(AXIS_QUANTITIES).index)
     return (stats.sort_values(["dataset", *others, "quantity_order", "order", axis], kind="stable")
             .drop(columns=["order", "quantity_order", "sd"]).reset_index(drop=True))
-
-
-def axis_markdown(at: pd.DataFrame, axis: str) -> str:
-    """axis_table for people: a table per dataset, cell of the other axes and quantity, 'mean ± SE
-    (over seeds)' in each cell, '-' where nothing was measured."""
-    if at.empty:
-        return ""
-    fixed = ("dataset", "quantity", "variant", axis, "mean", "se", "seeds")
-    others = [c for c in at.columns if c not in fixed]
-    parts = []
-    for key, block in at.groupby(["dataset", *others, "quantity"], sort=False, dropna=False):
-        where = ", ".join([key[0], *(f"{a}={v}" for a, v in zip(others, key[1:-1], strict=True))])
-        seeds = sorted(set(block.seeds))
-        n = f"{seeds[0]} seeds" if len(seeds) == 1 else f"{seeds[0]}-{seeds[-1]} seeds"
-        cells = block.assign(text=[_pm_se(m, s) for m, s in zip(block["mean"], block.se, strict=True)])
-        wide = cells.pivot(index="variant", columns=axis, values="text")
-        wide = wide.reindex(index=list(dict.fromkeys(block.variant)), columns=sorted(set(block[axis])))
-        wide.columns = [f"{axis}={v:g}" if isinstance(v, float) else f"{axis}={v}" for v in wide.columns]
-        parts += [f"**{AXIS_QUANTITIES[key[-1]]}**: {where}; mean ± SE over {n}", "",
-                  wide.fillna("-").reset_index().to_markdown(index=False), ""]
-    return "\n".join(parts).rstrip() + "\n"
-
-
-def _pm_se(m: float, se: float) -> str:
-    """'mean ± SE', two decimals under 10 nats and one above (an SE of one seed: the mean alone)."""
-    digits = 2 if abs(m) < 10 else 1
-    return f"{m:.{digits}f}" + ("" if pd.isna(se) else f" ± {se:.{digits}f}")

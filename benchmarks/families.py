@@ -34,7 +34,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from trainables import Trial, TrialConfig, fit, load  # noqa: E402
+from trainables import Fit, SeedRun, TrialConfig, fit, load  # noqa: E402
 from trainables.config import field_names  # noqa: E402
 
 RUNS = ["constant", "amortized:1", "amortized:64", "amortized:256", "factorized"]
@@ -91,7 +91,7 @@ def main() -> None:
             raise SystemExit(f"families: error: --grad-norms: run {text!r} has no grad_clip; add one")
         start = time.perf_counter()
         norms.clear()
-        m = list(Trial(cfg, data).train())[-1]
+        [m] = list(Fit([SeedRun(cfg, data)]).train())[-1]
         seconds = time.perf_counter() - start
         test = "-" if m["test_mse"] is None else f"{m['test_mse']:.4f}"
         print(f"{text:<58}{m['neg_elbo_per_datapoint']:>10.1f}{m['train_mse']:>11.4f}{test:>10}"

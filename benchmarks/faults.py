@@ -7,16 +7,17 @@
     python benchmarks/faults.py --one-cluster --n-train 200 --epochs 10 --checkpoint-every 1 \
         --only driver_kill worker_kill storage_full    # as `make test` does
 
-Each scenario starts its own local Ray cluster (ray.cluster_utils.Cluster), or with --one-cluster
-all run one after another on one cluster (a 2-CPU head and a 2-CPU worker node; node_loss last, as
-it removes the worker). Each runs a small real sweep on Fashion-MNIST (4 trials, 6 for driver_kill;
-30 epochs, a checkpoint every 5: --epochs, --checkpoint-every) with the driver in its own process,
-injects one fault, recovers the way a user would (`sweep resume`, or Tune's own restarts with
-max_failures), exports, and counts: trials affected, trials finished, epochs lost (a finished trial
-must report epochs 1..30, each exactly once) and duplicates. A fault waits for checkpoints at given
-epochs, not for a time, so it lands mid-sweep however loaded the machine; the chaos matrix's kills
-at given seconds are the exception, and each row says whether its kills landed. --json PATH writes
-the rows, the table, the settings, the wall time, the machine and the command line to a file.
+Each scenario starts its own local Ray cluster (testbed.cluster.LocalCluster: `ray start` nodes, a
+0-CPU head and a 2-CPU worker node, two for node_loss), or with --one-cluster all run one after
+another on one cluster of two 2-CPU worker nodes (node_loss last, as it kills one). Each runs a
+small real sweep on Fashion-MNIST (4 trials, 6 for driver_kill; 30 epochs, a checkpoint every 5:
+--epochs, --checkpoint-every) with the driver in its own process, injects one fault, recovers the
+way a user would (`sweep resume`, or Tune's own restarts with max_failures), exports, and counts:
+trials affected, trials finished, epochs lost (a finished trial must report epochs 1..30, each
+exactly once) and duplicates. A fault waits for checkpoints at given epochs, not for a time, so it
+lands mid-sweep however loaded the machine; the chaos matrix's kills at given seconds are the
+exception, and each row says whether its kills landed. --json PATH writes the rows, the table, the
+settings, the wall time, the machine and the command line to a file.
 """
 
 from __future__ import annotations
@@ -41,6 +42,10 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from testbed.cluster import LocalCluster  # noqa: E402
+from testbed.trials import trial_dirs  # noqa: E402
+
+# the scenarios' sweep, at the sizes Settings gives it
 BASE = {
     "name": "faults",
     "datasets": ["fashion_mnist"],
@@ -62,13 +67,29 @@ BASE = {
 }
 
 
-def sizes() -> tuple[int, int]:
-    """(epochs, checkpoint every) of the scenarios' sweeps, as the flags set them in BASE."""
-    return BASE["train"]["epochs"], BASE["checkpoint_every"]
+@dataclass(frozen=True)
+class Settings:
+    """The sizes of the scenarios' sweeps (chaos's aside) and the chaos matrix's kill times: the flags."""
+
+    n_train: int = 1000  # images per trial
+    epochs: int = 30  # per trial
+    checkpoint_every: int = 5  # epochs between checkpoints
+    kills: int = 10  # chaos: kill times spread over an uninterrupted run
+
+    def spec(self, **changes) -> dict:
+        """A scenario's sweep spec: BASE at these sizes, with ``changes``."""
+        train = {**BASE["train"], "n_train": self.n_train, "epochs": self.epochs}
+        return {**BASE, "train": train, "checkpoint_every": self.checkpoint_every, **changes}
+
+    def flags(self) -> list[str]:
+        """These settings as this script's command-line flags."""
+        return ["--kills", str(self.kills), "--n-train", str(self.n_train), "--epochs", str(self.epochs),
+                "--checkpoint-every", str(self.checkpoint_every)]
 
 
-def sweep(*args: str, address: str, env: dict | None = None, **kw) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "RAY_ADDRESS": address, **(env or {})}
+def sweep(*args: str, cluster: LocalCluster, env: dict | None = None, **kw) -> subprocess.Popen:
+    """A `sweep` command, a client of ``cluster``, in a session of its own (killed with its group)."""
+    env = {**cluster.env(), "PYTHONPATH": str(ROOT), **(env or {})}
     return subprocess.Popen(
         [sys.executable, "-m", "sweep", *args],
         env=env,
@@ -97,26 +118,34 @@ def newest_state(trial_dir: Path) -> dict | None:
     return state and state["seeds"][0]
 
 
-def states(exp: Path) -> dict[Path, dict]:
-    """Each trial's newest readable checkpoint on disk (trials with none left out)."""
+def started(exp: Path) -> dict[str, Path]:
+    """Trial id -> directory of each trial started in ``exp`` so far, from disk (Tune's snapshot lags
+    a running sweep); none before the experiment directory exists."""
+    return trial_dirs(exp) if exp.is_dir() else {}
+
+
+def states(exp: Path) -> dict[str, dict]:
+    """Each trial's newest readable checkpoint on disk, by trial id (trials with none left out)."""
     out = {}
-    for d in exp.glob("*-fashion_mnist-*"):
-        state = newest_state(d) if d.is_dir() else None
+    for tid, d in started(exp).items():
+        state = newest_state(d)
         if state:
-            out[d] = state
+            out[tid] = state
     return out
 
 
-def progress(exp: Path) -> dict[Path, int]:
-    """Epoch of each trial's newest checkpoint on disk, as the row saved with it says: cheap enough
-    to poll (loading the checkpoints themselves would take a core of a 2-core machine from the sweep)."""
-    out = {}
-    for d in exp.glob("*-fashion_mnist-*"):
-        for checkpoint in sorted(d.glob("checkpoint_*"), reverse=True):
-            with contextlib.suppress(OSError, ValueError, KeyError):  # still being written: the one before
-                out[d] = json.loads((checkpoint / "report.json").read_text())["epoch"]
-                break
-    return out
+def checkpointed(trial_dir: Path) -> int | None:
+    """Epoch of a trial's newest checkpoint on disk, as the row saved with it says: cheap enough to
+    poll (loading the checkpoints themselves would take a core of a 2-core machine from the sweep)."""
+    for checkpoint in sorted(trial_dir.glob("checkpoint_*"), reverse=True):
+        with contextlib.suppress(OSError, ValueError, KeyError):  # still being written: the one before
+            return json.loads((checkpoint / "report.json").read_text())["epoch"]
+    return None
+
+
+def progress(exp: Path) -> dict[str, int]:
+    """Epoch of each trial's newest checkpoint on disk, by trial id (trials with none left out)."""
+    return {tid: e for tid, d in started(exp).items() if (e := checkpointed(d)) is not None}
 
 
 def reported(trial_dir: Path) -> list[dict]:
@@ -137,12 +166,13 @@ def proc_stat(pid: int) -> tuple[str, int] | None:
     return (state, int(ppid)) if state != "Z" else None
 
 
-def midway_pids(exp: Path) -> list[int]:
+def midway_pids(exp: Path, s: Settings) -> list[int]:
     """Processes of the trials running with a checkpoint and at least a checkpoint interval to go."""
-    epochs, every = sizes()
+    epochs, every = s.epochs, s.checkpoint_every
     pids = []
-    for d, epoch in progress(exp).items():
-        if every <= epoch < epochs - every and (rows := reported(d)):
+    for d in started(exp).values():
+        epoch = checkpointed(d)
+        if epoch is not None and every <= epoch < epochs - every and (rows := reported(d)):
             pids.append(rows[-1]["pid"])
     return pids
 
@@ -163,7 +193,7 @@ def kill_driver(proc: subprocess.Popen, exp: Path) -> None:
     is what the killed sweep left."""
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    pids = {rows[-1]["pid"] for d in exp.glob("*-fashion_mnist-*") if (rows := reported(d))}
+    pids = {rows[-1]["pid"] for d in started(exp).values() if (rows := reported(d))}
     wait_for(lambda: not any(proc_stat(p) for p in pids), timeout=60, what="the killed sweep's trials exit")
 
 
@@ -193,31 +223,29 @@ def count(exp: Path, epochs: int, table: pd.DataFrame | None = None) -> dict:
     }
 
 
-def start_cluster(worker: bool = False):
-    from ray.cluster_utils import Cluster
-
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "include_dashboard": False})
-    node = cluster.add_node(num_cpus=2) if worker else None
-    cluster.wait_for_nodes()
-    return cluster, node
+def start_cluster(workers: int) -> LocalCluster:
+    """A local cluster of ``workers`` 2-CPU worker nodes (and a 0-CPU head: the sweeps' drivers run
+    beside it, as clients)."""
+    return LocalCluster(workers=workers, cpus_per_worker=2).start()
 
 
-def write_spec(work: Path, **changes) -> Path:
+def write_spec(work: Path, spec: dict, storage: Path | None = None) -> Path:
+    """``spec`` as work/spec.yaml, its results in ``storage`` (default work/results)."""
     work.mkdir(parents=True, exist_ok=True)
-    spec = work / "spec.yaml"
-    spec.write_text(yaml.safe_dump({**BASE, **changes, "storage": str(work / "results")}))
-    return spec
+    path = work / "spec.yaml"
+    path.write_text(yaml.safe_dump({**spec, "storage": str(storage or work / "results")}))
+    return path
 
 
 DRIVER_KILL_FAMILIES = ["amortized", "factorized", "constant"]
 
 
-def driver_kill(work: Path, address: str) -> dict:
+def driver_kill(work: Path, cluster: LocalCluster, s: Settings) -> dict:
     # 6 trials, more than a 4-CPU cluster runs at once: some finish while others are midway
-    spec = write_spec(work, families=DRIVER_KILL_FAMILIES)
+    spec = write_spec(work, s.spec(families=DRIVER_KILL_FAMILIES))
     exp = work / "results" / "faults"
-    epochs, every = sizes()
-    proc = sweep("run", str(spec), address=address)
+    epochs, every = s.epochs, s.checkpoint_every
+    proc = sweep("run", str(spec), cluster=cluster)
     wait_for(
         lambda: (
             (p := progress(exp))
@@ -229,8 +257,8 @@ def driver_kill(work: Path, address: str) -> dict:
     )
     kill_driver(proc, exp)
     left = states(exp)
-    trials = len(list(exp.glob("*-fashion_mnist-*")))
-    rc, out = finish(sweep("resume", str(exp), address=address))
+    trials = len(started(exp))
+    rc, out = finish(sweep("resume", str(exp), cluster=cluster))
     table = export(exp)
     return {
         "fault": "driver SIGKILL mid-sweep; `sweep resume`",
@@ -241,14 +269,14 @@ def driver_kill(work: Path, address: str) -> dict:
     }
 
 
-def kept(left: dict[Path, dict], table: pd.DataFrame, epochs: int) -> dict:
-    """What a resume kept of the checkpoints a killed driver left (``left``, per trial directory):
+def kept(left: dict[str, dict], table: pd.DataFrame, epochs: int) -> dict:
+    """What a resume kept of the checkpoints a killed driver left (``left``, by trial id):
     the exported rows of every epoch up to a trial's checkpoint must be the checkpoint's own, timings
     included (a finished trial not re-run, the others continued, not restarted), and a trial
     continued from a checkpoint before its last epoch trained more after it."""
     rerun, continued = 0, 0
-    for d, state in left.items():
-        rows = table[table.trial_id == d.name.split("-")[0]].set_index("epoch")
+    for tid, state in left.items():
+        rows = table[table.trial_id == tid].set_index("epoch")
         for m in (m for m in state["history"] if m["epoch"] in rows.index):  # a missing one: epochs_lost
             row = rows.loc[m["epoch"]]
             rerun += not (row.opt_seconds == m["opt_seconds"] and math.isclose(row.neg_elbo, m["neg_elbo"],
@@ -264,33 +292,34 @@ def kept(left: dict[Path, dict], table: pd.DataFrame, epochs: int) -> dict:
     }
 
 
-def worker_kill(work: Path, address: str) -> dict:
-    spec = write_spec(work, max_failures=3)
+def worker_kill(work: Path, cluster: LocalCluster, s: Settings) -> dict:
+    spec = write_spec(work, s.spec(max_failures=3))
     exp = work / "results" / "faults"
-    proc = sweep("run", str(spec), address=address)
-    pids = wait_for(lambda: midway_pids(exp), what="a running trial with a checkpoint")
+    proc = sweep("run", str(spec), cluster=cluster)
+    pids = wait_for(lambda: midway_pids(exp, s), what="a running trial with a checkpoint")
     os.kill(pids[0], signal.SIGKILL)
     rc, out = finish(proc)
     return {
         "fault": "SIGKILL of a trial's worker process; max_failures 3",
         "affected": 1,
         "rc": rc,
-        **count(exp, sizes()[0]),
+        **count(exp, s.epochs),
     }
 
 
-def node_loss(work: Path, cluster, node) -> dict:
-    spec = write_spec(work, max_failures=3)
+def node_loss(work: Path, cluster: LocalCluster, s: Settings) -> dict:
+    spec = write_spec(work, s.spec(max_failures=3))
     exp = work / "results" / "faults"
-    proc = sweep("run", str(spec), address=cluster.address)
-    raylet = node.all_processes["raylet"][0].process.pid  # a trial's process is a child of its node's raylet
+    proc = sweep("run", str(spec), cluster=cluster)
+    victim = len(cluster.workers) - 1  # the last worker node; another is left to run the trials
+    node = cluster.workers[victim]
     wait_for(
-        lambda: any((s := proc_stat(pid)) and s[1] == raylet for pid in midway_pids(exp)),
+        lambda: any(cluster.node_of(pid) == node for pid in midway_pids(exp, s)),
         what="a trial with a checkpoint running on the worker node",
     )
-    cluster.remove_node(node, allow_graceful=False)  # the worker node dies with its trials
+    cluster.kill_worker(victim)  # the worker node dies with its trials
     rc, out = finish(proc)
-    result = count(exp, sizes()[0])
+    result = count(exp, s.epochs)
     return {
         "fault": "worker node killed while trials ran on it; max_failures 3",
         "affected": result["restarts"],
@@ -299,23 +328,23 @@ def node_loss(work: Path, cluster, node) -> dict:
     }
 
 
-def corrupt_checkpoint(work: Path, address: str) -> dict:
-    spec = write_spec(work)
+def corrupt_checkpoint(work: Path, cluster: LocalCluster, s: Settings) -> dict:
+    spec = write_spec(work, s.spec())
     exp = work / "results" / "faults"
-    epochs, every = sizes()
-    proc = sweep("run", str(spec), address=address)
+    epochs, every = s.epochs, s.checkpoint_every
+    proc = sweep("run", str(spec), cluster=cluster)
     two = 2 * every  # num_to_keep 2: from here on a trial has an older checkpoint to fall back to
     wait_for(lambda: any(two <= e < epochs - every for e in progress(exp).values()),
              what="a trial with two checkpoints")
     kill_driver(proc, exp)
-    left = {d: state["epoch"] for d, state in states(exp).items()}
-    midway = {d: e for d, e in left.items() if two <= e < epochs}
+    left = {tid: state["epoch"] for tid, state in states(exp).items()}
+    midway = {tid: e for tid, e in left.items() if two <= e < epochs}
     if not midway:
         raise RuntimeError(f"no trial left midway with two checkpoints: {sorted(left.values())}")
-    victim = max(midway, key=midway.get)
+    victim = started(exp)[max(midway, key=midway.get)]
     newest = sorted(victim.glob("checkpoint_*"))[-1] / "trial.pt"
     newest.write_bytes(newest.read_bytes()[: newest.stat().st_size // 3])  # truncated mid-write
-    rc, out = finish(sweep("resume", str(exp), address=address))
+    rc, out = finish(sweep("resume", str(exp), cluster=cluster))
     said = "unreadable, trying an older one" in out
     return {
         "fault": "newest checkpoint truncated; `sweep resume`",
@@ -326,14 +355,14 @@ def corrupt_checkpoint(work: Path, address: str) -> dict:
     }
 
 
-def nonfinite(work: Path, address: str) -> dict:
+def nonfinite(work: Path, cluster: LocalCluster, s: Settings) -> dict:
     # sigma_x 1e-30 underflows the likelihood's variance: loglik is -inf at the first step
-    spec = write_spec(work, family_train={"constant": {"sigma_x": 1e-30}})
+    spec = write_spec(work, s.spec(family_train={"constant": {"sigma_x": 1e-30}}))
     exp = work / "results" / "faults"
-    rc, _ = finish(sweep("run", str(spec), address=address))
-    rc_status, status = finish(sweep("status", str(exp), address=address))
+    rc, _ = finish(sweep("run", str(spec), cluster=cluster))
+    rc_status, status = finish(sweep("status", str(exp), cluster=cluster))
     start = time.time()
-    rc_resume, _ = finish(sweep("resume", str(exp), address=address))
+    rc_resume, _ = finish(sweep("resume", str(exp), cluster=cluster))
     return {
         "fault": "ELBO non-finite in 2 trials; then `sweep resume`",
         "affected": 2,
@@ -341,11 +370,11 @@ def nonfinite(work: Path, address: str) -> dict:
         "rc_resume": rc_resume,
         "resume_seconds": round(time.time() - start, 1),
         "status_shows": "non-finite at epoch 1: term loglik" in status,
-        **count(exp, sizes()[0]),
+        **count(exp, s.epochs),
     }
 
 
-def storage_full(work: Path, address: str) -> dict:
+def storage_full(work: Path, cluster: LocalCluster, s: Settings) -> dict:
     full = work / "tiny"
     full.mkdir(parents=True)
     mounted = (
@@ -357,10 +386,8 @@ def storage_full(work: Path, address: str) -> dict:
     if not mounted:
         return {"fault": "storage full at launch", "skipped": "mounting a 1 MB tmpfs needs root"}
     try:
-        spec = write_spec(work)
-        raw = yaml.safe_load(spec.read_text())
-        spec.write_text(yaml.safe_dump({**raw, "storage": str(full)}))
-        rc, out = finish(sweep("run", str(spec), address=address))
+        spec = write_spec(work, s.spec(), storage=full)
+        rc, out = finish(sweep("run", str(spec), cluster=cluster))
         started = len(list(full.rglob("*")))
     finally:
         subprocess.run(["umount", str(full)], check=False)
@@ -411,11 +438,11 @@ def final_elbos(table: pd.DataFrame) -> dict:
     return {(r.family, r.width if pd.notna(r.width) else None, r.seed): r.neg_elbo for r in last.itertuples()}
 
 
-def chaos_reference(work: Path, address: str) -> tuple[dict, float]:
+def chaos_reference(work: Path, cluster: LocalCluster, s: Settings) -> tuple[dict, float]:
     """An uninterrupted run of the chaos spec: (final -ELBO per trial, its wall seconds)."""
-    spec = write_spec(work, **CHAOS)
+    spec = write_spec(work, s.spec(**CHAOS))
     start = time.time()
-    rc, out = finish(sweep("run", str(spec), address=address))
+    rc, out = finish(sweep("run", str(spec), cluster=cluster))
     if rc != 0:
         raise RuntimeError(out)
     return final_elbos(export(work / "results" / "chaos")), time.time() - start
@@ -430,9 +457,9 @@ def kill_when(proc: subprocess.Popen, exp: Path, at: KillAt) -> bool:
         except subprocess.TimeoutExpired:
             pass
     else:
-        start = progress(exp) if exp.is_dir() else {}
+        start = progress(exp)
         wait_for(lambda: proc.poll() is not None or any(
-            start.get(d, 0) + at.epochs <= e < CHAOS_EPOCHS for d, e in progress(exp).items()
+            start.get(tid, 0) + at.epochs <= e < CHAOS_EPOCHS for tid, e in progress(exp).items()
         ), what=f"a trial {at.epochs} epochs further")
         if proc.poll() is not None:
             return False
@@ -440,21 +467,22 @@ def kill_when(proc: subprocess.Popen, exp: Path, at: KillAt) -> bool:
     return True
 
 
-def chaos(work: Path, address: str, kills: list[KillAt], checkpoint_every: int, reference: dict) -> dict:
+def chaos(work: Path, cluster: LocalCluster, s: Settings, kills: list[KillAt], checkpoint_every: int,
+          reference: dict) -> dict:
     """Kill `sweep run` at kills[0] (and the first `resume` at kills[1], if given), then resume
     until every trial is finished (at most 2 resumes counted); compare with the uninterrupted run."""
-    spec = write_spec(work, **CHAOS, checkpoint_every=checkpoint_every)
+    spec = write_spec(work, s.spec(**CHAOS, checkpoint_every=checkpoint_every))
     exp = work / "results" / "chaos"
     landed = 0
     for command, at in zip(("run", "resume"), kills, strict=False):  # a resume killed too, if given
-        proc = sweep(command, str(spec if command == "run" else exp), address=address, env=SLOW_SNAPSHOTS)
+        proc = sweep(command, str(spec if command == "run" else exp), cluster=cluster, env=SLOW_SNAPSHOTS)
         if kill_when(proc, exp, at):
             landed += 1
             keep_newest_checkpoint_only(exp)
     resumes, rc = 0, 1
     while rc != 0 and resumes < 3:  # killed before the experiment existed: launched again, as a user would
         again = ("resume", str(exp)) if exp.is_dir() else ("run", str(spec))
-        rc, out = finish(sweep(*again, address=address, env=SLOW_SNAPSHOTS))
+        rc, out = finish(sweep(*again, cluster=cluster, env=SLOW_SNAPSHOTS))
         resumes += 1
     row = {
         "fault": f"driver SIGKILL {kills[0]}, checkpoint every {checkpoint_every}"
@@ -477,7 +505,7 @@ def keep_newest_checkpoint_only(exp: Path) -> None:
     the last experiment-state snapshot did not see)."""
     import shutil
 
-    for d in exp.glob("*-fashion_mnist-*"):
+    for d in started(exp).values():
         checkpoints = sorted(d.glob("checkpoint_*"))
         state = newest_state(d) if checkpoints else None
         if state is not None and state["epoch"] < CHAOS_EPOCHS:
@@ -485,62 +513,60 @@ def keep_newest_checkpoint_only(exp: Path) -> None:
                 shutil.rmtree(old)
 
 
-def chaos_matrix(work: Path, address: str, kills: int) -> list[dict]:
-    """``kills`` kill times spread over an uninterrupted run, each with checkpoints every 1, 2 and 5
+def chaos_matrix(work: Path, cluster: LocalCluster, s: Settings) -> list[dict]:
+    """``s.kills`` kill times spread over an uninterrupted run, each with checkpoints every 1, 2 and 5
     epochs, on fresh experiments; and one run killed 2 epochs in, its resume 2 epochs in as well
     (epochs, not seconds: both kills land mid-training whatever the machine's load)."""
     out = []
-    reference, seconds = chaos_reference(work / "reference", address)
-    points = [KillAt(seconds=seconds * (i + 0.5) / kills) for i in range(kills)]
+    reference, seconds = chaos_reference(work / "reference", cluster, s)
+    points = [KillAt(seconds=seconds * (i + 0.5) / s.kills) for i in range(s.kills)]
     cases = [([at], every) for at in points for every in CHAOS_EVERY]
     cases.append(([KillAt(epochs=CHAOS_RESUME_KILL_EPOCHS), KillAt(epochs=CHAOS_RESUME_KILL_EPOCHS)], 1))
     for i, (at, every) in enumerate(cases):
         start = time.time()
-        result = chaos(work / f"case{i}", address, at, every, reference)
+        result = chaos(work / f"case{i}", cluster, s, at, every, reference)
         out.append({"scenario": "chaos", **result, "seconds": round(time.time() - start, 1)})
     return out
 
 
-SCENARIOS = ["driver_kill", "worker_kill", "node_loss", "corrupt_checkpoint", "nonfinite", "storage_full",
-             "chaos"]
+# the scenarios of one row each, by name; "chaos" (chaos_matrix) gives a row per case
+SCENARIOS = {"driver_kill": driver_kill, "worker_kill": worker_kill, "node_loss": node_loss,
+             "corrupt_checkpoint": corrupt_checkpoint, "nonfinite": nonfinite, "storage_full": storage_full}
+NAMES = [*SCENARIOS, "chaos"]
 
 
-def run_on(name: str, work: Path, cluster, node, kills: int) -> list[dict]:
-    """One scenario on a running cluster (node: its worker node, which node_loss removes)."""
+def run_on(name: str, work: Path, cluster: LocalCluster, s: Settings) -> list[dict]:
+    """One scenario's rows, on a running cluster (node_loss kills its last worker node)."""
     if name == "chaos":
-        return chaos_matrix(work, cluster.address, kills)
+        return chaos_matrix(work, cluster, s)
     start = time.time()
-    if name == "node_loss":
-        result = node_loss(work, cluster, node)
-    else:
-        result = globals()[name](work, cluster.address)
+    result = SCENARIOS[name](work, cluster, s)
     return [{"scenario": name, **result, "seconds": round(time.time() - start, 1)}]
 
 
-def run(name: str, kills: int) -> list[dict]:
-    """One scenario on a cluster of its own (a 2-CPU head, and a 2-CPU worker for node_loss)."""
+def run(name: str, s: Settings) -> list[dict]:
+    """One scenario on a cluster of its own (a 2-CPU worker node, and a second for node_loss to kill)."""
     with tempfile.TemporaryDirectory() as tmp:
-        cluster, node = start_cluster(worker=name == "node_loss")
+        cluster = start_cluster(workers=2 if name == "node_loss" else 1)
         try:
-            return run_on(name, Path(tmp), cluster, node, kills)
+            return run_on(name, Path(tmp), cluster, s)
         finally:
-            cluster.shutdown()
+            cluster.stop()
 
 
-def run_together(names: list[str], kills: int) -> list[dict]:
-    """The scenarios one after another on one cluster, a 2-CPU head and a 2-CPU worker node: one
-    cluster start instead of one each. node_loss last, since it removes the worker; rows in the
-    order run."""
+def run_together(names: list[str], s: Settings) -> list[dict]:
+    """The scenarios one after another on one cluster of two 2-CPU worker nodes: one cluster start
+    instead of one each. node_loss last, since it kills a node; rows in the order run."""
     with tempfile.TemporaryDirectory() as tmp:
-        cluster, node = start_cluster(worker=True)
+        cluster = start_cluster(workers=2)
         try:
             order = sorted(names, key=lambda n: n == "node_loss")
-            return [r for name in order for r in run_on(name, Path(tmp) / name, cluster, node, kills)]
+            return [r for name in order for r in run_on(name, Path(tmp) / name, cluster, s)]
         finally:
-            cluster.shutdown()
+            cluster.stop()
 
 
-def run_apart(names: list[str], at_once: int, flags: list[str]) -> list[dict]:
+def run_apart(names: list[str], at_once: int, s: Settings) -> list[dict]:
     """Each scenario in a process of its own (its own cluster), ``at_once`` at a time; rows in order.
     Part of a scenario's time is waiting (polls, processes starting), so a few at once finish
     somewhat sooner even on 2 cores (the test's set: 454 s one at a time, 399 s three at a time);
@@ -548,7 +574,7 @@ def run_apart(names: list[str], at_once: int, flags: list[str]) -> list[dict]:
     from concurrent.futures import ThreadPoolExecutor
 
     def one(name: str) -> list[dict]:
-        out = subprocess.run([sys.executable, __file__, "--json", "--only", name, *flags],
+        out = subprocess.run([sys.executable, __file__, "--json", "--only", name, *s.flags()],
                              capture_output=True, text=True)
         if out.returncode != 0:
             raise RuntimeError(f"scenario {name} failed:\n{out.stdout[-3000:]}{out.stderr[-3000:]}")
@@ -561,7 +587,7 @@ def run_apart(names: list[str], at_once: int, flags: list[str]) -> list[dict]:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--only", nargs="+", choices=SCENARIOS, default=SCENARIOS)
+    p.add_argument("--only", nargs="+", choices=NAMES, default=NAMES)
     p.add_argument("--kills", type=int, default=10,
                    help="chaos: kill times spread over the run (0: only the run killed mid-resume)")
     p.add_argument("--n-train", type=int, default=1000, help="images per trial (smaller: faster epochs)")
@@ -577,17 +603,15 @@ def main() -> None:
     args = p.parse_args()
     if 2 * args.checkpoint_every >= args.epochs:  # worker_kill and corrupt_checkpoint kill between
         p.error(f"--checkpoint-every {args.checkpoint_every} must be under half of --epochs {args.epochs}")
-    BASE["train"].update(n_train=args.n_train, epochs=args.epochs)
-    BASE["checkpoint_every"] = args.checkpoint_every
+    s = Settings(n_train=args.n_train, epochs=args.epochs, checkpoint_every=args.checkpoint_every,
+                 kills=args.kills)
     start = time.time()
     if args.one_cluster:
-        results = run_together(args.only, args.kills)
+        results = run_together(args.only, s)
     elif args.parallel > 1 and len(args.only) > 1:
-        flags = ["--kills", str(args.kills), "--n-train", str(args.n_train), "--epochs", str(args.epochs),
-                 "--checkpoint-every", str(args.checkpoint_every)]
-        results = run_apart(args.only, args.parallel, flags)
+        results = run_apart(args.only, args.parallel, s)
     else:
-        results = [r for name in args.only for r in run(name, args.kills)]
+        results = [r for name in args.only for r in run(name, s)]
     seconds = time.time() - start
     if args.json == "-":
         for r in results:
@@ -601,9 +625,9 @@ def main() -> None:
 
         settings = {"scenarios": args.only, "kills": args.kills, "n_train": args.n_train,
                     "epochs": args.epochs, "checkpoint_every": args.checkpoint_every,
-                    "one_cluster": args.one_cluster, "parallel": args.parallel, "trials": trials(BASE),
-                    "driver_kill_trials": trials({**BASE, "families": DRIVER_KILL_FAMILIES}),
-                    "chaos_trials": trials({**BASE, **CHAOS}), "chaos_epochs": CHAOS_EPOCHS,
+                    "one_cluster": args.one_cluster, "parallel": args.parallel, "trials": trials(s.spec()),
+                    "driver_kill_trials": trials(s.spec(families=DRIVER_KILL_FAMILIES)),
+                    "chaos_trials": trials(s.spec(**CHAOS)), "chaos_epochs": CHAOS_EPOCHS,
                     "chaos_n_train": CHAOS["train"]["n_train"], "chaos_checkpoint_every": list(CHAOS_EVERY),
                     "chaos_resume_kill_epochs": CHAOS_RESUME_KILL_EPOCHS}
         write(args.json, {"settings": settings, "seconds": seconds, "rows": results, "table": text}, None)

@@ -84,7 +84,7 @@ def run_one(args: tuple[str, int, int, str]) -> str:
     run, epochs, eval_every, out = args
     import torch
 
-    from trainables import Trial
+    from trainables import Fit, SeedRun
     from trainables.data import load_for
 
     torch.set_num_threads(1)
@@ -93,25 +93,25 @@ def run_one(args: tuple[str, int, int, str]) -> str:
     log, state = stem.with_suffix(".jsonl"), stem.with_suffix(".pt")
     data = load_for(cfg)
     if state.exists():
-        trial = Trial.restore(state, data)
-        saved = {**trial.cfg.to_dict(), "epochs": epochs}
+        fit = Fit.restore(state, data)
+        saved = {**fit.cfg.to_dict(), "epochs": epochs}
         if saved != cfg.to_dict():
             differ = [k for k, v in cfg.to_dict().items() if saved[k] != v]
             raise SystemExit(f"{state} was trained with other {', '.join(differ)}; move it away")
-        trial.cfg = cfg  # a longer --epochs: the same run, continued
+        fit.runs[0].cfg = cfg  # a longer --epochs: the same run, continued
     else:
-        trial = Trial(cfg, data)
-    kept = [r for r in _rows(log) if r["epoch"] <= trial.epoch]  # drop what came after the checkpoint
+        fit = Fit([SeedRun(cfg, data)])
+    kept = [r for r in _rows(log) if r["epoch"] <= fit.epoch]  # drop what came after the checkpoint
     log.write_text("".join(json.dumps(r) + "\n" for r in kept))
     with open(log, "a") as f:
-        for m in trial.train():
+        for (m,) in fit.train():
             if m["train_mse"] is not None:
                 keys = ("epoch", "train_mse", "test_mse", "kl_z_per_datapoint", "active_dims",
                         "neg_elbo_per_datapoint", "mean_image_mse", "opt_seconds")
                 f.write(json.dumps({k: m[k] for k in keys}) + "\n")
                 f.flush()
             if m["epoch"] % EVERY == 0 or m["epoch"] == epochs:
-                trial.save(state)
+                fit.save(state)
     return run
 
 

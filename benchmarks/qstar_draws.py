@@ -21,11 +21,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sweep import storage  # noqa: E402
 from sweep.trialrun import checkpointed_trials  # noqa: E402
-from trainables import Trial  # noqa: E402
+from trainables import SeedRun  # noqa: E402
 from trainables.inference import optimize_local_q, per_point_elbo  # noqa: E402
 
 
-def load(exp: str, suffix: str) -> Trial:
+def load(exp: str, suffix: str) -> SeedRun:
     found = [n for n in storage.children(exp) if n.endswith(suffix)]
     if not found:
         raise SystemExit(f"qstar_draws: error: no trial directory in {exp} ends with {suffix!r}")

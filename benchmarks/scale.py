@@ -99,7 +99,7 @@ def timed(cmd: list[str], env: dict | None = None, **kw) -> tuple[float, int, st
 def display_seconds(trials: int, reports: int = 1) -> float:
     """The progress display's own seconds for a sweep of ``trials``: Tune's events for each trial
     (start, its reports, complete), a step of Tune's loop after each, fed to the sweep's callback."""
-    from sweep.runner import SweepDisplay
+    from sweep.display import SweepDisplay
 
     cell = {"dataset": "fashion_mnist", "family": "constant", "width": None, "axes": {"lr": 0.001},
             "settings": {}, "family_options": {}}

@@ -1,4 +1,4 @@
-"""The read side at scale: `python -m analysis figures` and loading, on results tables of a given size.
+"""The read side at scale: the figures and the loading of `analysis figures`, on results tables of any size.
 
     python benchmarks/scale_read.py                            # 135 trials x 5,000 epochs: the paper
     python benchmarks/scale_read.py --sizes 135x5000 10000x100

@@ -29,9 +29,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sweep.specfile import load_spec  # noqa: E402
-from trainables import Data, Trial, TrialConfig, families  # noqa: E402
+from trainables import Data, Fit, SeedRun, TrialConfig, families  # noqa: E402
 from trainables.data import DATA_DIM  # noqa: E402
-from trainables.vectorized import SeedBatch  # noqa: E402
+from trainables.vectorized import Stacked  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 FAMILIES = [("amortized", 1), ("amortized", 64), ("amortized", 256), ("fullcov", 64), ("flow", 64),
@@ -91,25 +91,27 @@ def synthetic(cfg: TrialConfig) -> Data:
     )
 
 
-def timed_epochs(run, epochs: int) -> float:
-    """Seconds of optimization per epoch of a Trial or SeedBatch, after one warm-up epoch
-    (which also compiles, with --compile); evaluation is excluded by the engine's own clock."""
-    clock = run.trials[0]
-    run.run_epoch()
+def timed_epochs(fit: Fit, epochs: int) -> float:
+    """Seconds of optimization per epoch of a fit, after one warm-up epoch (which also compiles,
+    with --compile); evaluation is excluded by the engine's own clock."""
+    clock = fit.runs[0]
+    fit.run_epoch()
     before = clock.opt_seconds
     for _ in range(epochs):
-        run.run_epoch()
+        fit.run_epoch()
     return (clock.opt_seconds - before) / epochs
 
 
 def epoch_seconds(cfg: TrialConfig, device: torch.device, epochs: int, compile: bool = False) -> float:
-    return timed_epochs(Trial(cfg, synthetic(cfg), device, compile=compile), epochs)
+    """One seed's run of ``cfg``."""
+    return timed_epochs(Fit([SeedRun(cfg, synthetic(cfg), device)], compile=compile), epochs)
 
 
-def seedbatch_epoch_seconds(cfg: TrialConfig, seeds: int, device: torch.device, epochs: int) -> float:
-    """All ``seeds`` trained together by trainables.vectorized.SeedBatch."""
-    cfgs = [dataclasses.replace(cfg, seed=s) for s in range(seeds)]
-    return timed_epochs(SeedBatch(cfgs, synthetic(cfg), device), epochs)
+def stacked_epoch_seconds(cfg: TrialConfig, seeds: int, device: torch.device, epochs: int) -> float:
+    """All ``seeds`` trained together, stacked (trainables.vectorized.Stacked)."""
+    data = synthetic(cfg)
+    runs = [SeedRun(dataclasses.replace(cfg, seed=s), data, device) for s in range(seeds)]
+    return timed_epochs(Fit(runs, Stacked), epochs)
 
 
 def bench_config(family, width, **kw) -> TrialConfig:
@@ -167,13 +169,13 @@ def main() -> None:
             flush=True,
         )
     if args.seeds > 1:
-        print(f"\nvectorized seeds: {args.seeds} seeds in one SeedBatch against {args.seeds} runs in turn")
+        print(f"\nvectorized seeds: {args.seeds} seeds stacked in one fit against {args.seeds} runs in turn")
         print(f"{'family':<16}{'separate s/epoch':>18}{'batched s/epoch':>17}{'speed-up':>10}")
         out["vectorized_seeds"] = {"seeds": args.seeds, "families": []}
         for family, width in (("amortized", 64), ("factorized", None), ("constant", None)):
             cfg = bench_config(family, width, n_train=N)
             alone = args.seeds * epoch_seconds(cfg, device, args.epochs)
-            batched = seedbatch_epoch_seconds(cfg, args.seeds, device, args.epochs)
+            batched = stacked_epoch_seconds(cfg, args.seeds, device, args.epochs)
             label = cfg.family_class.variant(width)
             out["vectorized_seeds"]["families"].append(
                 {"label": label, "separate_s_per_epoch": alone, "batched_s_per_epoch": batched,

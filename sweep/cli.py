@@ -134,7 +134,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         else:
             table, lines = status_table(trials), progress_lines(trials)
             if len(table) > MANY and not args.all:  # a row per variant, then the trials to look at
-                print("\n".join(by_variant(lines, list(trials[0]["config"]["cell"]["axes"]))))
+                print("\n".join(by_variant(lines, list(trials[0].axes))))
                 table = table[(table.state != "TERMINATED") | (table.note != "")]
                 if len(table):
                     print(f"\n{len(table)} trials running, waiting, failed or flagged"
@@ -146,7 +146,7 @@ def cmd_status(args: argparse.Namespace) -> int:
             print(summary(lines) + ("" if args.all or len(lines) <= MANY else
                                     f"; a row per trial: python -m sweep status {args.experiment} --all"),
                   flush=True)
-        ended = trials is not None and all(t["status"] in ("TERMINATED", "ERROR") for t in trials)
+        ended = trials is not None and all(t.status in ("TERMINATED", "ERROR") for t in trials)
         if not args.watch or ended:
             return 0
         time.sleep(args.every)
@@ -186,7 +186,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .results import gap_summary
 
     n = evaluate_experiment(args.experiment, settings, args.address)
-    print(gap_summary(load_trials(args.experiment)))
+    print(gap_summary(load_trials(args.experiment, reports="none")))
     print(
         f"{n} trials evaluated now, the others had a gap.json for these settings; nats per image, mean "
         f"over seeds ± standard error.\n`python -m sweep export {args.experiment} -o OUT.parquet` also "

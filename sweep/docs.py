@@ -26,9 +26,9 @@ from .rules import (
     QSTAR_HELP,
     TRACKER_HELP,
     TRACKERS,
+    TRAIN_KEYS,
 )
 from .spec import OptunaStage, Resources, SweepSpec
-from .tuneconfig import GRID_KEYS
 
 HEADER = ["| key | default | meaning |", "|---|---|---|"]
 
@@ -52,10 +52,10 @@ def _cell(text: str) -> str:
     return " ".join(text.split()).replace("|", "\\|")
 
 
-def _table(cls: type, prefix: str = "", skip: tuple[str, ...] = ()) -> list[str]:
+def _table(cls: type, prefix: str = "", only: tuple[str, ...] | None = None) -> list[str]:
     rows = list(HEADER)
     for f in dataclasses.fields(cls):
-        if f.name not in skip:
+        if only is None or f.name in only:
             rows.append(f"| `{prefix}{f.name}` | {shown(default_of(f))} | {f.metadata['help']} |")
     return rows
 
@@ -110,7 +110,7 @@ def reference_markdown() -> str:
              "`families`: every registered family (`family_options.NAME` below: each one's settings):", "",
              *families_table(), "",
              "`train` keys (also allowed under `family_train.FAMILY`, and as `grid` axes):", "",
-             *_table(TrialConfig, "train.", (*GRID_KEYS, "eval_every", "family_options")), ""]
+             *_table(TrialConfig, "train.", TRAIN_KEYS), ""]
     for name, cls in registered():
         if dataclasses.fields(cls.Options):
             key = f"family_options.{name}"

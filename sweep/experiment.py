@@ -1,17 +1,19 @@
 """An experiment's files, read without Ray: the spec it was launched with, Tune's newest
-experiment-state snapshot and each trial's reports, gap split and error. What `status`, `export`
-and the analysis read; importing it loads no Ray, so they start in the time Python and torch take.
+experiment-state snapshot and each trial's reports, gap split and error, one TrialRecord a trial.
+What `status`, `export`, `evaluate` and the analysis read; importing it loads no Ray, so they
+start in the time Python and torch take.
 """
 
 from __future__ import annotations
 
 import json
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 from . import storage
 from .spec import SweepSpec, parse_spec
-from .tune_internals import trial_records
+from .tune_internals import SnapshotTrial, trial_records
 
 SPEC_FILE = "sweep-spec.json"
 # A second copy where Tune never writes: on restore Tune stages every top-level .json/.pkl file of the
@@ -25,19 +27,43 @@ class SweepError(RuntimeError):
     """A sweep cannot start or resume as asked; the message says why and what to do."""
 
 
-def read_spec(exp: str) -> SweepSpec:
-    """The spec an experiment was launched with; a clear error if ``exp`` is no experiment."""
+@dataclass(frozen=True)
+class TrialRecord:
+    """One trial as its experiment's files say (``load_trials``): what status, export, evaluate and
+    the analysis read."""
+
+    trial_id: str
+    status: str  # Tune's: PENDING, RUNNING, PAUSED, TERMINATED, ERROR
+    path: str  # its directory, a path or a URI as the experiment's was given
+    config: dict[str, Any]  # its Tune config (sweep/tuneconfig.py)
+    num_failures: int
+    last_result: dict[str, Any]  # its newest report in Tune's snapshot ({} before the first)
+    error: str | None  # the last line of its error file, for a failed trial
+    gap: dict[str, Any] | None  # its gap.json (`evaluate`); None when missing or not read
+    rows: list[dict[str, Any]] | None  # its reports, oldest first (result.json); None when not read
+
+    @property
+    def axes(self) -> dict[str, Any]:
+        """Its values of the spec's `grid` axes, in the spec's order."""
+        return self.config["cell"]["axes"]
+
+
+def spec_json(exp: str) -> dict[str, Any]:
+    """The spec an experiment was launched with, as saved (not validated); a clear error if ``exp``
+    is no experiment."""
     if not storage.is_dir(exp):
         raise SweepError(f"{exp} is not a directory")
     for name in (SPEC_FILE, SPEC_COPY):  # the copy: when Tune left SPEC_FILE empty (see SPEC_COPY)
         try:
-            raw = storage.read_json(storage.join(exp, name))
-            break
+            return storage.read_json(storage.join(exp, name))
         except (FileNotFoundError, OSError, json.JSONDecodeError):
             continue
-    else:
-        raise SweepError(f"{exp} is not a sweep experiment (no readable {SPEC_FILE})") from None
-    return parse_spec(raw, source=f"{exp}/{SPEC_FILE}")
+    raise SweepError(f"{exp} is not a sweep experiment (no readable {SPEC_FILE})") from None
+
+
+def read_spec(exp: str) -> SweepSpec:
+    """The spec an experiment was launched with, validated; a clear error if ``exp`` is no experiment."""
+    return parse_spec(spec_json(exp), source=f"{exp}/{SPEC_FILE}")
 
 
 def experiment_states(exp: str) -> list[str]:
@@ -51,21 +77,21 @@ def saved_states(path: str) -> list[str]:
     """Each trial's state in the newest experiment-state snapshot Tune wrote under ``path`` (a sweep,
     or one cell of its Optuna stage); [] before Tune wrote one."""
     snapshots = experiment_states(path)
-    return [r["status"] for r in trial_records(storage.read_bytes(snapshots[-1]))] if snapshots else []
+    return [r.status for r in trial_records(storage.read_bytes(snapshots[-1]))] if snapshots else []
 
 
 READERS = 32  # files read at once: a bucket answers each request in milliseconds, one after another
 
 
-def load_trials(exp: str, reports: str = "all", gaps: bool = True) -> list[dict[str, Any]]:
-    """Every trial of an experiment, read from its files (no cluster needed): its id, state, path,
-    config, failures, last result, error line, gap.json ("gap"; None without ``gaps``) and "rows",
-    its reports (result.json). ``reports`` "all", or "unevaluated" (what `status` needs): only the
-    trials whose last result carries no train MSE (running, or between evaluations) have their
-    reports read; a finished sweep's status then reads Tune's snapshot and nothing else."""
-    if reports not in ("all", "unevaluated"):
-        raise ValueError(f"reports={reports!r} is not one of all, unevaluated")
-    read_spec(exp)
+def load_trials(exp: str, reports: str = "all", gaps: bool = True) -> list[TrialRecord]:
+    """Every trial of an experiment, read from its files (no cluster needed), in Tune's order; its
+    gap.json only with ``gaps``. ``reports``: whose reports (result.json) are read: "all", "none",
+    or "unevaluated" (what `status` needs): the trials whose last result carries no train MSE
+    (running, or between evaluations); a finished sweep's status then reads Tune's snapshot and
+    nothing else."""
+    if reports not in ("all", "unevaluated", "none"):
+        raise ValueError(f"reports={reports!r} is not one of all, unevaluated, none")
+    spec_json(exp)  # an experiment of the sweep's, or a clear error
     snapshots = experiment_states(exp)
     if not snapshots:
         raise SweepError(f"{exp}: cannot read the experiment state: no experiment_state-*.json yet "
@@ -87,27 +113,26 @@ def load_trials(exp: str, reports: str = "all", gaps: bool = True) -> list[dict[
         except (FileNotFoundError, OSError):  # missing (a bucket says so as an OSError)
             return None
 
-    def wants_reports(r: dict[str, Any]) -> bool:  # (newer than the snapshot's while a sweep runs)
-        return reports == "all" or not any(k.endswith("train_mse") and v is not None
-                                           for k, v in r["last_result"].items())
+    def wants_reports(r: SnapshotTrial) -> bool:  # (newer than the snapshot's while a sweep runs)
+        return reports == "all" or reports == "unevaluated" and not any(
+            k.endswith("train_mse") and v is not None for k, v in r.last_result.items())
 
-    def files(r: dict[str, Any]) -> dict[str, Any]:
-        where = f"{root}/{r['dirname']}"
+    def files(r: SnapshotTrial) -> TrialRecord:
+        where = f"{root}/{r.dirname}"
         gap = read(f"{where}/{GAP_FILE}") if gaps else None
         try:
             gap = json.loads(gap) if gap else None
         except json.JSONDecodeError:
             gap = None  # half-written: as missing (`evaluate` writes it again)
-        error = r["error_filename"] and read(f"{where}/{r['error_filename']}")
+        error = r.error_filename and read(f"{where}/{r.error_filename}")
         rows = _reports(read(f"{where}/result.json")) if wants_reports(r) else None
-        path = storage.join(base, r["dirname"]) if uri else f"{base}/{r['dirname']}"  # no resolve() each
-        return {"trial_id": r["trial_id"], "status": r["status"], "path": path, "config": r["config"],
-                "num_failures": r["num_failures"], "last_result": r["last_result"],
-                "error": _error_line(r["error_filename"], error), "gap": gap, "rows": rows}
+        path = storage.join(base, r.dirname) if uri else f"{base}/{r.dirname}"  # no resolve() each
+        return TrialRecord(r.trial_id, r.status, path, r.config, r.num_failures, r.last_result,
+                           _error_line(r.error_filename, error), gap, rows)
 
     # thousands of small files: read side by side (pyarrow's reads let go of the GIL); a trial
     # with nothing to read (a finished one, for `status`) costs no task
-    some = [r for r in records if gaps or r["error_filename"] or wants_reports(r)]
+    some = [r for r in records if gaps or r.error_filename or wants_reports(r)]
     with ThreadPoolExecutor(READERS) as pool:
         done = dict(zip(map(id, some), pool.map(files, some), strict=True))
     return [done[id(r)] if id(r) in done else files(r) for r in records]

@@ -1,55 +1,65 @@
-"""Trial records -> the status table and the tidy results table (pandas, no Ray)."""
+"""Trial records (sweep/experiment.py) -> the status table, the progress lines, the tidy results
+table and the gap tables (pandas, no Ray)."""
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import io
 import json
 import os
+from dataclasses import dataclass
 from pathlib import PurePath
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from trainables import families
 from trainables.config import TrialConfig
+from trainables.gap import GAP_KEYS
 from trainables.metrics import REPORTED, latents_unused
 
 from . import storage
+from .experiment import TrialRecord
 from .progress import Line
 from .tuneconfig import split_config
 
-Rows = list[dict[str, Any]]  # a trial's reports, oldest first (sweep.experiment.load_trials)
+Rows = list[dict[str, Any]]  # a trial's reports, oldest first
 
 
-_SPLIT: dict[str, tuple[TrialConfig, dict[str, Any]]] = {}  # split_config by config but its seed
-_SPLIT_CELLS = 4096  # cells kept: a notebook reading many sweeps does not grow it without end
+@dataclass(frozen=True)
+class SeedRecord:
+    """One seed of a trial: a plain trial is one, a vectorized trial one per seed."""
+
+    trial_id: str  # the trial's; "-s<S>" appended for seed S of a vectorized trial
+    cfg: TrialConfig
+    rows: Rows | None  # its reports (a vectorized trial's "seed<S>/" keys unprefixed); None: not read
+    last: dict[str, Any]  # its last result, likewise
+
+
+_CELLS: dict[str, tuple[TrialConfig, dict[str, Any]]] = {}  # split_config by config but its seed
+_CELLS_KEPT = 4096  # a notebook reading many sweeps does not grow it without end
 
 
 def _split(config: dict[str, Any]) -> tuple[TrialConfig, dict[str, Any]]:
-    """split_config, validated once per cell: the trials of a cell differ in their seed alone, and
-    validating 10,000 configs took most of `status` at 10,000 trials. The seed is set on a copy
-    of the cell's config (an int from the spec's seed list, validated when the sweep began)."""
+    """split_config, the Tune config read once per cell (the trials of a cell differ in their seed
+    alone; reading 10,000 configs whole took most of `status` at 10,000 trials), the seed set after."""
     seedless = {k: v for k, v in config.items() if k != "seed"}
     key = json.dumps(seedless, sort_keys=True, default=repr)
-    if key not in _SPLIT:
-        if len(_SPLIT) >= _SPLIT_CELLS:
-            _SPLIT.clear()
-        _SPLIT[key] = split_config({**seedless, "seed": 0} if "seed" in config else seedless)
-    cfg, opts = _SPLIT[key]
-    if "seed" in config:
-        cfg = copy.copy(cfg)
-        object.__setattr__(cfg, "seed", config["seed"])  # frozen: a copy, set as its __init__ would
-    return cfg, opts
+    if key not in _CELLS:
+        if len(_CELLS) >= _CELLS_KEPT:
+            _CELLS.clear()
+        _CELLS[key] = split_config({**seedless, "seed": 0} if "seed" in config else seedless)
+    cfg, opts = _CELLS[key]
+    return (dataclasses.replace(cfg, seed=config["seed"]) if "seed" in config else cfg), opts
 
 
-def per_seed(t: dict[str, Any]) -> list[tuple[str, TrialConfig, Rows | None, dict[str, Any]]]:
-    """(trial id, config, reports, last result) per seed: one for a plain trial; for a vectorized
-    trial one per seed, its "seed<S>/" keys unprefixed, its id suffixed "-s<S>"."""
-    cfg, opts = _split(t["config"])
+def per_seed(t: TrialRecord) -> list[SeedRecord]:
+    """A trial's seeds: itself for a plain trial; for a vectorized trial one per seed, its "seed<S>/"
+    keys unprefixed, its id suffixed "-s<S>"."""
+    cfg, opts = _split(t.config)
     if not opts["seeds"]:
-        return [(t["trial_id"], cfg, t["rows"], t["last_result"])]
+        return [SeedRecord(t.trial_id, cfg, t.rows, t.last_result)]
     out = []
     for seed in opts["seeds"]:
         prefix = f"seed{seed}/"
@@ -57,29 +67,30 @@ def per_seed(t: dict[str, Any]) -> list[tuple[str, TrialConfig, Rows | None, dic
         def own(row: dict[str, Any], p: str = prefix) -> dict[str, Any]:
             return {k[len(p):]: v for k, v in row.items() if k.startswith(p)}
 
-        rows = None if t["rows"] is None else [own(r) for r in t["rows"]]
+        rows = None if t.rows is None else [own(r) for r in t.rows]
         seed_cfg = dataclasses.replace(cfg, seed=seed)
-        out.append((f"{t['trial_id']}-s{seed}", seed_cfg, rows, own(t["last_result"])))
+        out.append(SeedRecord(f"{t.trial_id}-s{seed}", seed_cfg, rows, own(t.last_result)))
     return out
 
 
-def status_table(trials: list[dict[str, Any]]) -> pd.DataFrame:
+def status_table(trials: list[TrialRecord]) -> pd.DataFrame:
     """One row per trial (per seed of a vectorized one): its cell, state, progress, last metrics,
     and a note: its error, or 'latents unused: ...' when its latents carry nothing."""
     rows = []
-    for trial, (trial_id, cfg, reports, last) in ((t, p) for t in trials for p in per_seed(t)):
-        evaluated = _last_evaluated(reports, last)
-        note = trial["error"] or latents_unused(
+    for trial, run in ((t, r) for t in trials for r in per_seed(t)):
+        cfg, last = run.cfg, run.last
+        evaluated = _last_evaluated(run.rows, last)
+        note = trial.error or latents_unused(
             evaluated.get("train_mse"), evaluated.get("mean_image_mse"), evaluated.get("active_dims")
         )
         rows.append({
-            "trial": trial_id,
+            "trial": run.trial_id,
             "dataset": cfg.dataset,
             "family": cfg.family,
             "width": cfg.width,
-            **trial["config"]["cell"]["axes"],
+            **trial.axes,
             "seed": cfg.seed,
-            "state": trial["status"],
+            "state": trial.status,
             "epochs": f"{last.get('epoch', 0)}/{cfg.epochs}",
             "neg_elbo/pt": last.get("neg_elbo_per_datapoint"),
             "train_mse": evaluated.get("train_mse"),
@@ -88,34 +99,33 @@ def status_table(trials: list[dict[str, Any]]) -> pd.DataFrame:
             "active": evaluated.get("active_dims"),
             "note": note or "",
         })
-    axes = [k for k in trials[0]["config"]["cell"]["axes"]] if trials else []
+    axes = list(trials[0].axes) if trials else []
     table = pd.DataFrame(rows).sort_values(["dataset", "family", "width", *axes, "seed"], na_position="last")
     table["width"] = table["width"].map(lambda w: "-" if w is None or pd.isna(w) else str(int(w)))
     table["active"] = table["active"].map(lambda a: "-" if a is None or pd.isna(a) else str(int(a)))
     return table
 
 
-def progress_lines(trials: list[dict[str, Any]]) -> list[Line]:
+def progress_lines(trials: list[TrialRecord]) -> list[Line]:
     """The trials as the progress display's lines (epochs, seconds), read from the files."""
     out = []
-    for trial, (_, cfg, reports, last) in ((t, p) for t in trials for p in per_seed(t)):
-        seconds = trial["last_result"].get("time_total_s", 0.0)
-        out.append(Line(cfg.dataset, cfg.family, cfg.width, trial["config"]["cell"]["axes"], str(cfg.seed),
-                        trial["status"], last.get("epoch", 0), cfg.epochs,
-                        last.get("neg_elbo_per_datapoint"), _last_evaluated(reports, last).get("train_mse"),
-                        seconds))
+    for trial, run in ((t, r) for t in trials for r in per_seed(t)):
+        cfg, last = run.cfg, run.last
+        out.append(Line(cfg.dataset, cfg.family, cfg.width, trial.axes, str(cfg.seed), trial.status,
+                        last.get("epoch", 0), cfg.epochs, last.get("neg_elbo_per_datapoint"),
+                        _last_evaluated(run.rows, last).get("train_mse"),
+                        trial.last_result.get("time_total_s", 0.0)))
     return out
 
 
-def gap_summary(trials: list[dict[str, Any]]) -> str:
+def gap_summary(trials: list[TrialRecord]) -> str:
     """The measured gap split per dataset, axis values and variant: amortization and approximation
     gap on training and test images, nats per image, mean over seeds ± its standard error (from the
     per-trial standard errors over images)."""
     gaps, _ = gap_tables(trials)
     if gaps.empty:
         return "no gap.json yet"
-    axes = list(trials[0]["config"]["cell"]["axes"])
-    keys = ["dataset", *axes, "variant_order", "variant"]
+    keys = ["dataset", *trials[0].axes, "variant_order", "variant"]
     cols = {}
     for split in ("train", "test"):
         for what, short in (("amortization_gap", "amort."), ("approximation_gap", "approx.")):
@@ -138,37 +148,49 @@ def _last_evaluated(rows: Rows | None, last: dict[str, Any]) -> dict[str, Any]:
 
 
 def config_columns(cfg: TrialConfig) -> dict[str, Any]:
-    """A trial's settings as table columns (its family's options as "family_options.KEY"), and
-    what its family declares for the analysis: "variant" (its label), "variant_order", and
-    whether it has an encoder width, answers for test images, or is per-datapoint (F-VI)."""
+    """A trial's settings as table columns (its family's options as "family_options.KEY"), then
+    its family_columns."""
     cols = cfg.to_dict()
     cols.update({f"family_options.{k}": v for k, v in cols.pop("family_options").items()})
-    fam = cfg.family_class
+    return {**cols, **family_columns(cfg.family, cfg.width)}
+
+
+def family_columns(family: str, width: int | None) -> dict[str, Any]:
+    """What a variant's family declares for the analysis, as table columns: "variant" (its label),
+    "variant_order", and whether it has an encoder width, answers for test images, or is
+    per-datapoint (F-VI)."""
+    fam = families.FAMILIES[family]
     return {
-        **cols,
-        "variant": fam.variant(cfg.width),
-        "variant_order": fam.order * 100_000 + (cfg.width or 0),
+        "variant": fam.variant(width),
+        "variant_order": variant_order(fam.order, width),
         "has_width": fam.has_width,
         "has_test_time_q": fam.has_test_time_q,
         "per_datapoint": fam.per_datapoint,
     }
 
 
-def tidy(trials: list[dict[str, Any]]) -> pd.DataFrame:
+def variant_order(family_order: int, width: int | None) -> int:
+    """The variants' order, the families' declared order then the width, as one integer: the sort
+    key (family_order, width) packed into a column a parquet file holds and pandas sorts and
+    aggregates (a tuple column does neither). Exact while widths stay below 100,000."""
+    return family_order * 100_000 + (width or 0)
+
+
+def tidy(trials: list[TrialRecord]) -> pd.DataFrame:
     """One row per (trial, reported epoch), with the trial's full config as columns.
 
     A trial restored from a checkpoint re-reports the epochs after that checkpoint; the last
     report of each epoch is kept, so each epoch appears once.
     """
     reports, counts, keys, present = [], [], [], {"epoch"}
-    for trial, (trial_id, cfg, rows, _) in ((t, p) for t in trials for p in per_seed(t)):
-        rows = [r for r in rows or () if r.get("epoch") is not None]
+    for trial, run in ((t, r) for t in trials for r in per_seed(t)):
+        rows = [r for r in run.rows or () if r.get("epoch") is not None]
         if not rows:
             continue
         reports += rows
         counts.append(len(rows))
         present |= rows[0].keys() | rows[-1].keys()  # a trial's reports share their keys
-        keys.append({"trial_id": trial_id, "status": trial["status"], **config_columns(cfg)})
+        keys.append({"trial_id": run.trial_id, "status": trial.status, **config_columns(run.cfg)})
     if not reports:
         return pd.DataFrame(columns=["trial_id", "status", *REPORTED])
     # one table of every report at once, not a frame per trial: the work grows with the rows
@@ -194,34 +216,16 @@ def write_parquet(table: pd.DataFrame, out: str | os.PathLike) -> str:
     return storage.norm(out)
 
 
-GAP_KEYS = (
-    "n",
-    "elbo_q",
-    "elbo_q_se",
-    "elbo_qstar",
-    "elbo_qstar_se",
-    "log_px",
-    "log_px_se",
-    "log_px_mc_se",
-    "amortization_gap",
-    "amortization_gap_se",
-    "approximation_gap",
-    "approximation_gap_se",
-    "qstar_steps",
-    "qstar_seconds",
-)
-
-
-def gap_tables(trials: list[dict[str, Any]]) -> tuple[pd.DataFrame, pd.DataFrame]:
+def gap_tables(trials: list[TrialRecord]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """From each trial's gap.json: (one row per trial, seed and split; one row per refinement K)."""
     gaps, refine = [], []
     for t in trials:
-        if not t.get("gap"):
+        if not t.gap:
             continue
-        cfg, opts = split_config(t["config"])
-        for r in t["gap"]["results"]:
-            trial_id = f"{t['trial_id']}-s{r['seed']}" if opts["seeds"] else t["trial_id"]
-            ids = {**config_columns(cfg), "trial_id": trial_id, "seed": r["seed"], "epoch": r["epoch"]}
+        runs = {run.cfg.seed: run for run in per_seed(t)}
+        for r in t.gap["results"]:
+            run = runs[r["seed"]]  # its config columns carry the seed
+            ids = {**config_columns(run.cfg), "trial_id": run.trial_id, "epoch": r["epoch"]}
             for split in ("train", "test"):
                 gaps.append({**ids, "split": split, **{k: r[split][k] for k in GAP_KEYS}})
                 refine += [{**ids, "split": split, **p} for p in r[split].get("refine", [])]
@@ -232,7 +236,7 @@ def gap_tables(trials: list[dict[str, Any]]) -> tuple[pd.DataFrame, pd.DataFrame
     return frames
 
 
-def write_gap_tables(trials: list[dict[str, Any]], out: str | os.PathLike) -> list[str]:
+def write_gap_tables(trials: list[TrialRecord], out: str | os.PathLike) -> list[str]:
     """Beside OUT.parquet: OUT.gaps.parquet and OUT.refine.parquet, when trials were evaluated."""
     stem = PurePath(storage.name(out)).stem
     return [write_parquet(table, storage.sibling(out, f"{stem}.{name}.parquet"))

@@ -1,5 +1,5 @@
 """The spec's rules across keys: families and their widths, the `train` mappings, `grid` axes.
-``SweepSpec.__post_init__`` runs them; each adds one-line problems to a list."""
+``sweep.spec.parse_spec`` runs them; each adds one-line problems to a list."""
 
 from __future__ import annotations
 
@@ -8,15 +8,16 @@ from pathlib import Path
 from typing import Any
 
 from trainables import families
-from trainables.config import field_names
+from trainables.config import field_names, sweep_keys
 from trainables.gap import evaluate_trial
 from trainables.inference import infer
 from trainables.settings import distinct_list, keyword_settings
 
 from .tuneconfig import GRID_KEYS
 
-TRAIN_KEYS = tuple(k for k in field_names() if k not in (*GRID_KEYS, "eval_every", "family_options"))
-AXIS_KEYS = tuple(k for k in TRAIN_KEYS if k != "data_root")
+TRAIN_KEYS = sweep_keys("axis", "train")  # the engine's settings a spec's `train` may hold (its schema says)
+AXIS_KEYS = sweep_keys("axis")  # those that may be `grid` axes
+OWN_KEYS = sweep_keys("key")  # set by top-level spec keys: eval_every (report_every), family_options
 INFER_SKIP, EVALUATE_SKIP = 5, 1  # positional parameters of infer() and evaluate_trial()
 
 # What each `test_inference` and `evaluate` key means, for the reference (sweep/docs.py, `sweep keys`);
@@ -138,7 +139,7 @@ def _train(train: Any, key: str, out: list[str]) -> dict[str, Any]:
         return {}
     if grid := sorted(set(train) & set(GRID_KEYS)):
         out.append(f"{key}: {grid} are set by the fan-out (datasets, families, widths, seeds)")
-    if "eval_every" in train or "family_options" in train:
+    if set(train) & set(OWN_KEYS):
         out.append(f"{key}: eval_every is set by report_every, family_options by the top-level key")
     if unknown := sorted(set(train) - set(field_names())):
         out.append(f"{key}: unknown setting(s) {unknown} (accepted: {', '.join(TRAIN_KEYS)})")

@@ -1,6 +1,7 @@
-"""Everything that drives Ray Tune: launch, the Optuna stage, resume, and reading results back.
+"""Everything that drives Ray: launch, the Optuna stage, resume, and the gap evaluation as Ray tasks.
 
-With the trainable, the only module that imports Ray, so an API churn touches two files.
+Ray's public API is used here and in the modules Ray calls: the trainable (sweep/trainable.py) and
+the display (sweep/display.py); its private state only through sweep/tune_internals.py.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ import logging
 import os
 import shutil
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,8 @@ from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search.optuna import OptunaSearch
 
 from . import capacity, storage
-from .experiment import (  # noqa: F401
+from .display import SweepDisplay
+from .experiment import (
     GAP_FILE,
     SPEC_COPY,
     SPEC_FILE,
@@ -32,16 +33,10 @@ from .experiment import (  # noqa: F401
     read_spec,
     saved_states,
 )
-from .progress import Line, Progress
 from .spec import SweepSpec
 from .trainable import RAY_LOGGERS, RAY_LOGS_ENV, task_device, train_trial
-from .tune_internals import (
-    autoscaler_status,
-    drop_missing_checkpoints,
-    mute_autoscaler_events,
-    restored_run_config,
-)
-from .tuneconfig import cell_slug, split_config
+from .tune_internals import drop_missing_checkpoints, mute_autoscaler_events, restored_run_config
+from .tuneconfig import cell_slug
 
 LR_SEARCH_DIR = "lr_search"
 METRIC = "neg_elbo_per_datapoint"
@@ -178,83 +173,6 @@ def _loggers() -> list:
     return [JsonLoggerCallback(), CSVLoggerCallback()]
 
 
-class SweepDisplay(tune.Callback):
-    """The sweep's progress display (sweep/progress.py) fed from Tune's events. A callback, not a
-    progress_reporter: Tune's new output engine (the default since Ray 2.5) ignores custom
-    reporters unless RAY_AIR_NEW_OUTPUT=0, while callbacks run under either engine."""
-
-    WAIT_S = 20.0  # no trial running this long, some waiting: say what they wait for (then every 30 s)
-
-    def __init__(self, axes: list[str], asked: dict[str, float] | None = None):
-        self.progress = Progress(axes)
-        self.asked = asked or {}  # one trial's resources, as Ray names them
-        self._idle_since: float | None = None  # when the sweep last had no trial running
-        self._noted = 0.0
-        self._mse: dict[str, float] = {}  # the last train MSE each trial reported
-        self._epochs: dict[str, int] = {}  # each trial's configured epochs, read from its config once
-        self._seen = 0  # trials the display has a line for: Tune appends new ones to its list
-
-    def _update(self, trial: Any, result: dict | None = None, state: str | None = None) -> None:
-        c, last = trial.config, (result if result is not None else trial.last_result) or {}
-        cell, key = c["cell"], trial.trial_id
-        mses = [v for k, v in last.items() if k.endswith("train_mse") and v is not None]
-        if mses:
-            self._mse[key] = sum(mses) / len(mses)
-        if key not in self._epochs:
-            self._epochs[key] = split_config(c)[0].epochs
-        seeds = c.get("seeds") or [c.get("seed")]
-        self.progress.update(key, Line(
-            cell["dataset"], cell["family"], cell["width"], cell["axes"], ",".join(map(str, seeds)),
-            state or trial.status, last.get("epoch", 0), self._epochs[key],
-            last.get("neg_elbo_per_datapoint"), self._mse.get(key), last.get("time_total_s", 0.0),
-        ))
-
-    # Each event updates the one trial it is about: a step of Tune's loop touches no other trial,
-    # so a sweep of thousands costs the display the same per trial as one of ten.
-    def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
-        for trial in trials[self._seen :]:  # new ones, PENDING
-            self._update(trial)
-        self._seen = len(trials)
-        self._note_waiting(trials)
-        self.progress.show()
-
-    def _note_waiting(self, trials: list) -> None:
-        """While every trial waits, what no node offers (and whether an autoscaler is bringing it),
-        in place of Ray's warnings every 30 to 60 s; cleared as soon as a trial runs."""
-        states = {t.status for t in trials}
-        waiting = "PENDING" in states and "RUNNING" not in states
-        now = time.monotonic()
-        if not waiting:
-            self._idle_since, self.progress.note = None, None
-            return
-        self._idle_since = self._idle_since or now
-        if now - self._idle_since < self.WAIT_S or now - self._noted < 30:
-            return
-        self._noted = now
-        nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
-        self.progress.note = capacity.waiting_note(self.asked, nodes, autoscaler_status())
-
-    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self._update(trial)
-
-    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
-        self._update(trial, result)  # Tune calls this before it sets the trial's last_result
-
-    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self._update(trial, state="TERMINATED")  # Tune calls this before it sets the status
-
-    def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self._update(trial)  # back to PENDING, to restart from its checkpoint
-
-    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self._update(trial)
-
-    def on_experiment_end(self, trials: list, **info: Any) -> None:
-        for trial in trials:
-            self._update(trial)
-        self.progress.close()
-
-
 def _callbacks(spec: SweepSpec, exp: str, verbose: bool) -> list:
     """The display (unless Ray's own output was asked for) and the trackers the spec names."""
     asked = capacity.request(spec.resources.cpu, spec.resources.gpu)
@@ -349,7 +267,7 @@ def _complete(spec: SweepSpec, exp: str, verbose: bool = False) -> list[str]:
         if restored is not None:
             restored.callbacks, restored.verbose = [*_loggers(), *callbacks], 2 if verbose else 0
     else:  # a first run, or one stopped before Tune wrote its state: the grid from the start
-        cells = spec.cells()
+        cells = [c.tune() for c in spec.cells()]
         for c in cells if best_lr else ():
             c["settings"]["lr"] = best_lr[cell_slug(c)]
         seeds = {"seed": tune.grid_search(list(spec.seeds))}
@@ -383,22 +301,22 @@ def evaluate_experiment(exp: str, settings: dict[str, Any] | None = None, addres
     each writes TRIAL_DIR/gap.json. Returns how many were evaluated now."""
     spec = read_spec(exp)
     settings = {**(spec.evaluate or {}), **(settings or {})}
-    finished = [t for t in load_trials(exp) if t["status"] == "TERMINATED"]
+    finished = [t for t in load_trials(exp, reports="none") if t.status == "TERMINATED"]
     if not finished:
         raise SweepError(f"{exp} has no finished trial to evaluate")
-    todo = [t for t in finished if not t["gap"] or t["gap"].get("settings") != settings]
+    todo = [t for t in finished if not t.gap or t.gap.get("settings") != settings]
     failed = []
     with ray_session(address) as local:
         if local:
             refuse_unplaceable(spec, "evaluate")
         task = ray.remote(_evaluate_trial).options(num_cpus=spec.resources.cpu, num_gpus=spec.resources.gpu)
-        refs = [(t, task.remote(t["path"], t["config"], settings)) for t in todo]
+        refs = [(t, task.remote(t.path, t.config, settings)) for t in todo]
         for t, ref in refs:  # each to its end, so one failure leaves the others' gap.json written
             try:
                 ray.get(ref)
             except ray.exceptions.RayTaskError as e:
                 why = " ".join(str(getattr(e, "cause", None) or e).split())
-                failed.append(f"{storage.name(t['path'])}: {type(getattr(e, 'cause', e)).__name__}: {why}")
+                failed.append(f"{storage.name(t.path)}: {type(getattr(e, 'cause', e)).__name__}: {why}")
     if failed:
         raise SweepError(f"evaluate failed for {len(failed)} of {len(todo)} trial(s): " + "; ".join(failed))
     return len(todo)
@@ -454,7 +372,7 @@ def lr_search(spec: SweepSpec, exp: str, verbose: bool = False) -> dict[str, flo
     stage = spec.optuna
     record = storage.join(exp, LR_SEARCH_DIR, "best_lr.json")
     best: dict[str, float] = storage.read_optional_json(record) or {}
-    for cell in [c for c in spec.cells() if cell_slug(c) not in best]:
+    for cell in [c.tune() for c in spec.cells() if c.slug not in best]:
         partial = storage.join(exp, LR_SEARCH_DIR, cell_slug(cell))
         if storage.exists(partial):  # a search cut short: again
             storage.delete_dir(partial)

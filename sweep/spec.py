@@ -30,8 +30,9 @@ from trainables.settings import (
     unknown_keys,
 )
 
+from .preflight import storage_problems
 from .rules import TRACKERS, grid_problems, normalized
-from .tuneconfig import cell_slug, split_config
+from .tuneconfig import Cell, split_config
 
 
 class SpecError(ValueError):
@@ -74,6 +75,8 @@ class OptunaStage:
 
 @dataclass(frozen=True)
 class SweepSpec:
+    """A sweep spec as validated by ``parse_spec``, the one way to build one."""
+
     name: str = setting(help="experiment name: results go to STORAGE/NAME", check=_name)
     datasets: tuple[str, ...] = setting(
         help="list from mnist, fashion_mnist, cifar10", check=distinct_list(DATASETS))
@@ -115,53 +118,26 @@ class SweepSpec:
         None, f"trackers fed every trial's config and metrics: a mapping of {' and/or '.join(TRACKERS)} to "
         "their settings (`tracking` keys below; {} for a tracker: its defaults)")
 
-    def __post_init__(self) -> None:
-        out = problems(self)
-        values = normalized(self, out)
-        values["resources"] = nested(Resources, self.resources, "resources", out)
-        values["optuna"] = nested(OptunaStage, self.optuna, "optuna", out) if self.optuna else None
-        for key, value in values.items():
-            object.__setattr__(self, key, value)  # frozen: the validated values, set once, here
-        out += grid_problems(self)
-        if is_int(self.report_every) and is_int(self.checkpoint_every) and self.checkpoint_every % max(
-                1, self.report_every):
-            out.append(f"checkpoint_every={self.checkpoint_every} must be a multiple of "
-                       f"report_every={self.report_every}")
-        if not out:  # every cell must make a valid engine config (e.g. batch_size <= n_train)
-            refining = {}
-            for cell in self.cells():
-                try:
-                    cfg = self.trial_config(cell, self.seeds[0])
-                except ConfigError as e:
-                    out.append(f"{cell_slug(cell)}: {e}")
-                    continue
-                if self.vectorize_seeds is True and families.probe(cfg).refines:  # as the trial's reads it
-                    refining[cfg.family] = None
-            if refining:
-                out.append(f"vectorize_seeds with {', '.join(refining)}: its refinement cannot be batched")
-        if out:
-            raise SpecError(out)
-
-    def cells(self) -> list[dict[str, Any]]:
-        """One dict per trial but the seed: dataset, family, width, its axis values, and the
-        family's overrides of `train` ("settings") and own options."""
+    def cells(self) -> list[Cell]:
+        """One cell per trial but the seed: dataset, family, width, its axis values, and the
+        family's overrides of `train` and own options."""
         axes = [[(k, v) for v in vs] for k, vs in self.grid.items()]
         out = []
         for ds, fam in itertools.product(self.datasets, self.families):
             widths = self.widths if families.get(fam).has_width else (None,)
             for width, combo in itertools.product(widths, itertools.product(*axes)):
-                out.append({"dataset": ds, "family": fam, "width": width, "axes": dict(combo),
-                            "settings": dict(self.family_train.get(fam, {})),
-                            "family_options": dict(self.family_options.get(fam, {}))})
+                out.append(Cell(ds, fam, width, dict(combo), dict(self.family_train.get(fam, {})),
+                                dict(self.family_options.get(fam, {}))))
         return out
 
     def tune_base(self) -> dict[str, Any]:
-        """The Tune config every trial shares; the runner adds "cell" and "seed" (or "seeds")."""
+        """The Tune config every trial shares; the runner adds "cell" (Cell.tune) and "seed" (or "seeds")."""
         return {**self.train, "report_every": self.report_every, "checkpoint_every": self.checkpoint_every,
                 "test_inference": self.test_inference, "family_modules": list(self.family_modules)}
 
-    def trial_config(self, cell: dict[str, Any], seed: int) -> TrialConfig:
-        return split_config({**self.tune_base(), "cell": cell, "seed": seed})[0]
+    def trial_config(self, cell: Cell, seed: int) -> TrialConfig:
+        """The engine config of ``cell``'s trial with ``seed``, as the trial itself will read it."""
+        return split_config({**self.tune_base(), "cell": cell.tune(), "seed": seed})[0]
 
     @property
     def num_trials(self) -> int:
@@ -171,17 +147,45 @@ class SweepSpec:
         return yaml.safe_load(yaml.safe_dump(dataclasses.asdict(self)))  # tuples -> lists
 
 
+def _validated(written: SweepSpec) -> SweepSpec:
+    """The spec as written, checked key by key, its values as the schema holds them (tuples,
+    dataclasses, absolute paths), then checked across keys; every problem in one SpecError."""
+    out = problems(written)
+    values = normalized(written, out)
+    values["resources"] = nested(Resources, written.resources, "resources", out)
+    values["optuna"] = nested(OptunaStage, written.optuna, "optuna", out) if written.optuna else None
+    spec = dataclasses.replace(written, **values)
+    out += grid_problems(spec)
+    if is_int(spec.report_every) and is_int(spec.checkpoint_every) and spec.checkpoint_every % max(
+            1, spec.report_every):
+        out.append(f"checkpoint_every={spec.checkpoint_every} must be a multiple of "
+                   f"report_every={spec.report_every}")
+    if not out:  # every cell must make a valid engine config (e.g. batch_size <= n_train)
+        refining = {}
+        for cell in spec.cells():
+            try:
+                cfg = spec.trial_config(cell, spec.seeds[0])
+            except ConfigError as e:
+                out.append(f"{cell.slug}: {e}")
+                continue
+            if spec.vectorize_seeds is True and families.probe(cfg).refines:  # as the trial's reads it
+                refining[cfg.family] = None
+        if refining:
+            out.append(f"vectorize_seeds with {', '.join(refining)}: its refinement cannot be batched")
+    if out:
+        raise SpecError(out)
+    return spec
+
+
 def parse_spec(raw: dict[str, Any], source: str = "spec", launch: bool = False) -> SweepSpec:
     """A validated spec from a mapping; every problem, one line, in one SpecError. ``launch`` also
-    checks the storage: writable, with room for the checkpoints (sweep/specfile.py)."""
-    from .specfile import storage_problems
-
+    checks the storage: writable, with room for the checkpoints (sweep/preflight.py)."""
     out = [f"missing key {k!r}" for k in ("name", "datasets", "families", "seeds") if k not in raw]
     out += [bad] if (bad := unknown_keys(SweepSpec, raw, "key(s)")) else []
     spec = None
     if not out:
         try:
-            spec = SweepSpec(**raw)
+            spec = _validated(SweepSpec(**raw))
         except SpecError as e:
             out += e.problems
     if launch:

@@ -25,22 +25,14 @@ RAY_LOGGERS = ("ray.tune", "ray.train")  # one INFO line per checkpoint and more
 RAY_LOGS_ENV = "AMORTIZATION_GAP_RAY_LOGS"  # set (by `--verbose`) in the workers: Ray's own output
 
 
-SIMULATED_GPUS_ENV = "AMORTIZATION_GAP_SIMULATED_GPUS"  # "1" on nodes whose GPUs are only claimed
-
-
 def task_device() -> torch.device:
-    """cuda when Ray gave this task a GPU. A GPU Ray assigned but torch cannot see is an error
-    (a GPU node with a broken driver must not burn its hours on the CPU), unless the node says
-    its GPUs are simulated (SIMULATED_GPUS_ENV=1, as the fake autoscaler's nodes in the tests):
-    then the task runs on the CPU and says so."""
-    if not ray.get_gpu_ids():
+    """cuda when Ray gave this task a GPU. A GPU Ray assigned that torch cannot see is an error:
+    a GPU node with a broken driver must not burn its hours on the CPU."""
+    gpus = ray.get_gpu_ids()
+    if not gpus:
         return torch.device("cpu")
     if not torch.cuda.is_available():
-        where = f"Ray gave this task GPU {ray.get_gpu_ids()} but torch sees no CUDA device"
-        if os.environ.get(SIMULATED_GPUS_ENV) != "1":
-            raise RuntimeError(f"{where} (no driver?); on a simulated GPU node set {SIMULATED_GPUS_ENV}=1")
-        print(f"{where}: a simulated GPU ({SIMULATED_GPUS_ENV}=1), running on the CPU", flush=True)
-        return torch.device("cpu")
+        raise RuntimeError(f"Ray gave this task GPU {gpus} but torch sees no CUDA device (no driver?)")
     torch.backends.cuda.matmul.allow_tf32 = True  # TF32 matmuls, as in trainables' CLI
     return torch.device("cuda")
 

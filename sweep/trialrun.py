@@ -1,7 +1,8 @@
-"""One Tune trial's work, without Ray: its newest readable checkpoint, the run that continues from
-it (a Trial, or a SeedBatch for vectorized seeds), the rows it replays on a resume and the rows
-it reports as it trains. The trainable moves these rows and checkpoints through ray.tune; the
-runner's `evaluate` and the fault harness read checkpoints through this module too.
+"""One Tune trial's work, without Ray: its newest readable checkpoint, the fit that continues from
+it (its seeds stepped separately, or stacked for vectorized seeds), the rows it replays on a
+resume and the rows it reports as it trains. The trainable moves these rows and checkpoints
+through ray.tune; the runner's `evaluate` and the fault harness read checkpoints through this
+module too.
 
 A restarted trial continues from the newest readable state among Tune's own checkpoint and the
 checkpoints in its trial directory: a driver killed between a checkpoint's upload and its next
@@ -21,11 +22,11 @@ from typing import Any
 import pyarrow.fs as pafs
 import torch
 
-from trainables import Trial
+from trainables import checkpoint
 from trainables.data import load_for
-from trainables.fit import load_state
+from trainables.fit import Fit, SeedRun, Separate
 from trainables.metrics import INFERENCE
-from trainables.vectorized import SeedBatch
+from trainables.vectorized import Stacked
 
 from .tuneconfig import split_config
 
@@ -46,7 +47,7 @@ def newest_state(candidates, device: torch.device) -> tuple[dict[str, Any] | Non
     for fs, path in candidates:
         try:
             with fs.open_input_file(f"{path}/{STATE_FILE}") as f:
-                state = load_state(io.BytesIO(f.read()), device, name=f"{path}/{STATE_FILE}")
+                state = checkpoint.load(io.BytesIO(f.read()), device, name=f"{path}/{STATE_FILE}")
             with fs.open_input_file(f"{path}/{REPORT_FILE}") as f:
                 report = json.loads(f.read())
         except (OSError, ValueError) as e:
@@ -60,14 +61,14 @@ def newest_state(candidates, device: torch.device) -> tuple[dict[str, Any] | Non
 
 def checkpointed_trials(
     fs: pafs.FileSystem, path: str, config: dict[str, Any], device: torch.device
-) -> list[Trial]:
-    """A trial (its directory, its Tune config) as engine Trials, one per seed, at its newest checkpoint."""
+) -> list[SeedRun]:
+    """A trial (its directory, its Tune config) as engine runs, one per seed, at its newest checkpoint."""
     cfg, _ = split_config(config)
     state, _ = newest_state(checkpoint_dirs(fs, path), device)
     if state is None:
         raise FileNotFoundError(f"{path}: no readable checkpoint")
     data = load_for(cfg, device)
-    return [Trial.from_seed_state(s, data, device) for s in state["seeds"]]
+    return [SeedRun.from_state(s, data, device) for s in state["seeds"]]
 
 
 class TrialRun:
@@ -75,33 +76,34 @@ class TrialRun:
 
     def __init__(self, cfg, opts: dict[str, Any], data, device: torch.device, state: dict | None = None):
         self.cfg, self.opts, self.seeds = cfg, opts, opts["seeds"]
-        if self.seeds is None:
-            self.run = Trial.from_state(state, data, device) if state else Trial(cfg, data, device)
+        optim = Separate if self.seeds is None else Stacked
+        if state:
+            self.run = Fit.from_state(state, data, device, optim)
         else:
-            cfgs = [dataclasses.replace(cfg, seed=s) for s in self.seeds]
-            self.run = SeedBatch.from_state(state, data, device) if state else SeedBatch(cfgs, data, device)
-        self.trials = self.run.trials
+            cfgs = [cfg] if self.seeds is None else [dataclasses.replace(cfg, seed=s) for s in self.seeds]
+            self.run = Fit([SeedRun(c, data, device) for c in cfgs], optim)
+        self.runs = self.run.runs
 
     def replay(self, last_row: dict[str, Any] | None) -> list[dict[str, Any]]:
         """The rows a restored trial re-reports: the driver writes results as it gets them, and one
         killed mid-stream never wrote some; export keeps each epoch once."""
         if last_row is None:
             return []
-        history = zip(*(t.history for t in self.trials), strict=True)
+        history = zip(*(r.history for r in self.runs), strict=True)
         every = self.opts["report_every"]
         return [self._row(list(per_seed)) for per_seed in history
                 if per_seed[0]["epoch"] % every == 0 and per_seed[0]["epoch"] < self.run.epoch] + [last_row]
 
     def rows(self) -> Iterator[tuple[dict[str, Any], bool]]:
         """Train to the end: (row, whether a checkpoint is due) at every report epoch and the last."""
-        for out in self.run.train_seeds():
+        for out in self.run.train():
             epoch, last = self.run.epoch, self.run.epoch == self.cfg.epochs
             if epoch % self.opts["report_every"] and not last:
                 continue
             row = self._row(out)
             if last and self.opts["test_inference"] is not None:
-                for prefix, trial in zip(self._prefixes(), self.trials, strict=True):
-                    q = trial.infer_test(**self.opts["test_inference"])
+                for prefix, run in zip(self._prefixes(), self.runs, strict=True):
+                    q = run.infer_test(**self.opts["test_inference"])
                     row.update({f"{prefix}infer_seconds": q.seconds, f"{prefix}infer_steps": q.steps,
                                 f"{prefix}infer_elbo_per_datapoint": q.elbo_per_datapoint})
             yield row, epoch % self.opts["checkpoint_every"] == 0 or last

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 TESTED = "2.60"  # the Ray minor version these touches were written against (pyproject's cap)
@@ -41,6 +42,19 @@ def drop_missing_checkpoints(trial_state: str, exists: Callable[[str], bool]) ->
     return meta.get_json_state(), dropped
 
 
+@dataclass(frozen=True)
+class SnapshotTrial:
+    """One trial's plain fields in an experiment-state snapshot."""
+
+    trial_id: str
+    status: str
+    config: dict[str, Any]
+    dirname: str | None  # the trial's directory, under the experiment's (None before Tune names it)
+    num_failures: int
+    last_result: dict[str, Any]  # {} before its first report
+    error_filename: str | None  # its error file, in its directory, once it failed
+
+
 METADATA_FIELDS = ("num_failures", "last_result", "error_filename")
 _DECODER = json.JSONDecoder()
 
@@ -61,11 +75,10 @@ def _fields(text: str, keys: tuple[str, ...]) -> dict[str, Any]:
     return out
 
 
-def trial_records(snapshot: bytes | str) -> list[dict[str, Any]]:
+def trial_records(snapshot: bytes | str) -> list[SnapshotTrial]:
     """The trials of an experiment-state snapshot (experiment_state-*.json), each as the plain
-    fields the sweep reads: trial_id, status, config, dirname (the trial's directory, under the
-    experiment's), num_failures, last_result and error_filename. Plain JSON, nothing unpickled; a
-    config Tune had to pickle (a value JSON cannot hold) is decoded as Tune decodes it."""
+    fields the sweep reads. Plain JSON, nothing unpickled; a config Tune had to pickle (a value
+    JSON cannot hold) is decoded as Tune decodes it."""
     out = []
     for state_json, metadata_json in json.loads(snapshot)["trial_data"]:
         state, meta = json.loads(state_json), _fields(metadata_json, METADATA_FIELDS)
@@ -74,9 +87,8 @@ def trial_records(snapshot: bytes | str) -> list[dict[str, Any]]:
             from ray.tune.utils.serialization import _loads_with_cloudpickle  # Tune's own state
 
             config = _loads_with_cloudpickle(json.dumps(config))
-        out.append({"trial_id": state["trial_id"], "status": state["status"], "config": config,
-                    "dirname": state["relative_logdir"], "num_failures": meta["num_failures"],
-                    "last_result": meta["last_result"] or {}, "error_filename": meta["error_filename"]})
+        out.append(SnapshotTrial(state["trial_id"], state["status"], config, state["relative_logdir"],
+                                 meta["num_failures"], meta["last_result"] or {}, meta["error_filename"]))
     return out
 
 
@@ -145,7 +157,7 @@ def shape_problems() -> list[str]:
         record = trial_records(json.dumps({"trial_data": [trial.get_json_state()]}))[0]
         want = {"trial_id": "t0", "status": Trial.PENDING, "config": {"seed": 3},
                 "num_failures": 0, "last_result": {"epoch": 2}, "error_filename": None}
-        if {k: record[k] for k in want} != want or not isinstance(record["dirname"], str | None):
+        if {k: getattr(record, k) for k in want} != want or not isinstance(record.dirname, str | None):
             out.append(f"a trial's snapshot fields as trial_records reads them (got {record})")
     except Exception as e:
         out.append(f"a trial's snapshot fields as trial_records reads them ({type(e).__name__}: {e})")

@@ -19,7 +19,9 @@ Ray on the machine (a user's cluster, another test run's `ray.init()`):
 
 `FakeAutoscalingCluster` is the same head with Ray's fake multi-node provider as its autoscaler
 (`RAY_FAKE_CLUSTER=1 ray start --head --autoscaling-config=...`): workers come and go with demand,
-as `ray up cluster.yaml` would make them on a cloud.
+as `ray up cluster.yaml` would make them on a cloud. The GPUs its nodes advertise are claims:
+`simulated_gpu/sitecustomize.py` on their PYTHONPATH runs a trial given one that torch cannot see
+on the CPU.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ FOREIGN_VARS = ("RAY_ADDRESS", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH", "RAY_AUT
                 "RAY_API_SERVER_ADDRESS", MARK, NODE_MARK)
 FAKE_HEAD_TYPE = "ray.head.default"  # the fake provider tags its head so, whatever the config says
 UNIX_SOCKET_ROOM = 50  # Ray's sockets live under <root>/<node>/session_<stamp>_<pid>/sockets/; sun_path < 108
+SIMULATED_GPU = Path(__file__).resolve().parent / "simulated_gpu"  # a sitecustomize for nodes' claimed GPUs
 
 
 class ClusterError(RuntimeError):
@@ -322,6 +325,15 @@ class LocalCluster:
         """The workers whose raylet is running."""
         return [w for w in self.workers if self._raylets(w)]
 
+    def node_of(self, pid: int) -> str | None:
+        """The node ("head", "worker-0", ...) that process ``pid`` belongs to (a task's worker process
+        inherits its raylet's environment, marks included); None if it is gone or not this cluster's."""
+        try:
+            env = psutil.Process(pid).environ()
+        except (psutil.Error, OSError):
+            return None
+        return env.get(NODE_MARK) if env.get(MARK) == self.id else None
+
     def _raylets(self, node: str | None = None) -> list[psutil.Process]:
         out = []
         for p in self.processes(node):
@@ -433,11 +445,19 @@ class FakeAutoscalingCluster(LocalCluster):
         self.config_path = write_fake_autoscaling_config(self.cluster_yaml, self.root / "autoscaling.yaml",
                                                          f"{node_ip()}:{self.port}", **self.fake)
         # AUTOSCALER_UPDATE_INTERVAL_S: the autoscaler's loop every second, not every 5
-        return ([f"--autoscaling-config={self.config_path}"],
-                {"RAY_FAKE_CLUSTER": "1", "AUTOSCALER_UPDATE_INTERVAL_S": "1"})
+        env = {"RAY_FAKE_CLUSTER": "1", "AUTOSCALER_UPDATE_INTERVAL_S": "1"}
+        if self.fake["gpus"]:  # the nodes it starts inherit the head's environment
+            env["PYTHONPATH"] = simulated_gpu_path(os.environ.get("PYTHONPATH"))
+        return [f"--autoscaling-config={self.config_path}"], env
 
     def add_worker(self, *args, **kwargs) -> int:
         raise ClusterError("FakeAutoscalingCluster adds workers itself, on demand")
+
+
+def simulated_gpu_path(pythonpath: str | None) -> str:
+    """``pythonpath`` with SIMULATED_GPU first: a process started with it runs a sweep trial given a
+    GPU that torch cannot see on the CPU (simulated_gpu/sitecustomize.py)."""
+    return os.pathsep.join([str(SIMULATED_GPU), *filter(None, (pythonpath or "").split(os.pathsep))])
 
 
 def own_env() -> dict[str, str]:

@@ -10,7 +10,8 @@ import pytest
 
 from analysis.cli import main
 from analysis.load import load_gaps, load_results, with_variant
-from analysis.tables import gap_table, to_markdown
+from analysis.markdown import gap_markdown
+from analysis.tables import gap_table
 
 VARIANTS = [("amortized", 4), ("amortized", 16), ("factorized", None), ("constant", None)]
 # final -ELBO per datapoint by (variant, seed), and the epoch each first got train MSE < threshold
@@ -81,7 +82,7 @@ def test_gap_table_reproduces_known_values():
     assert np.isnan(g.loc["k=4", "speedup_iterations"])  # F-VI never reached it: no ratio
     assert g.loc["factorized", "infer_seconds_mean"] == 3.0
     assert np.isnan(g.loc["factorized", "test_mse_mean"])
-    md = to_markdown(gap_table(synthetic()))
+    md = gap_markdown(gap_table(synthetic()))
     fvi_line = next(ln for ln in md.splitlines() if "factorized" in ln)
     assert "never" in fvi_line
     assert "12.0 ± 3.0" in md  # SE: sd 4.24 of 9 and 15, over sqrt(2)
@@ -92,8 +93,9 @@ def test_the_gap_against_an_axis_is_a_column_per_value_with_its_se(tmp_path):
     measured amortization gap is 10 * seed + 1 on training images (+ 100 at 0.3). Each cell of the
     table against sigma_x is the mean over the two seeds and its standard error over them; the
     report writes it, and the figure against the axis has a training-images panel."""
+    from analysis.markdown import axis_markdown
     from analysis.report import write_report
-    from analysis.tables import axis_markdown, axis_table, seed_table
+    from analysis.tables import axis_table, seed_table
 
     low = synthetic()
     high = synthetic().assign(sigma_x=0.3, trial_id=lambda t: t.trial_id + "b")
@@ -409,7 +411,7 @@ def test_collapse_is_flagged_in_plain_words():
     assert g.loc["constant", "note"] == "latents unused: no active latent dimension"
     # train MSE 0.02 (k=16 reached the threshold at once) is far below the floor 0.05: used
     assert g.loc["k=16", "note"] == ""
-    assert "latents unused" in to_markdown(gap_table(t))
+    assert "latents unused" in gap_markdown(gap_table(t))
 
 
 def test_curves_are_the_mean_over_seeds_in_a_band_from_the_lowest_to_the_highest():
@@ -448,6 +450,7 @@ def test_cell_labels_keep_each_axis_as_written():
 def test_many_cells_draw_the_first_ones_and_say_so(tmp_path):
     """Past MAX_CELLS cells (or MAX_SEEDS seeds) a per-cell figure draws the first ones, in the axes'
     order, and its title names what it left out; --all draws every one."""
+    from analysis import figures
     from analysis.figures import MAX_CELLS, MAX_SEEDS, _cell_of, _first_cells, seeds, title
     from analysis.load import cells
 
@@ -455,21 +458,20 @@ def test_many_cells_draw_the_first_ones_and_say_so(tmp_path):
     t = with_variant(pd.concat([synthetic().assign(lr=lr, trial_id=lambda d, i=i: d.trial_id + f"-{i}")
                                 for i, lr in enumerate(reversed(lrs))], ignore_index=True))
     t = t.assign(cell=_cell_of(t, ["lr"]))
-    shown = _first_cells(t)
+    shown, cut = _first_cells(t)
     assert cells(shown) == [f"lr={lr}" for lr in lrs[:MAX_CELLS]]  # the axis' order, not the table's
-    assert "the first 12 of 14 cells; every one: python -m analysis figures --all" in title(shown, "x")
+    assert "the first 12 of 14 cells; every one: python -m analysis figures --all" in title(shown, "x", cut)
     assert "cells" not in title(t, "x")
-    assert _first_cells(t[t.lr == lrs[0]]).attrs == {"max_seeds": MAX_SEEDS}  # one cell: nothing left out
+    one = t[t.lr == lrs[0]]
+    assert _first_cells(one)[0] is one and _first_cells(one)[1] == ""  # one cell: nothing left out
 
     many = pd.concat([t[t.lr == lrs[0]].assign(seed=s, trial_id=lambda d, s=s: d.trial_id + f"-{s}")
                       for s in range(MAX_SEEDS + 3)], ignore_index=True)
-    import matplotlib.pyplot as plt
-
     drawn = []
-    real = plt.subplots
+    real = figures._subplots
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(plt, "subplots", lambda *a, **kw: drawn.append(a) or real(*a, **kw))
-        seeds(_first_cells(many), tmp_path, "capped")
-        seeds(many, tmp_path, "all")
+        mp.setattr(figures, "_subplots", lambda *a, **kw: drawn.append(a) or real(*a, **kw))
+        seeds(many, tmp_path, "capped", MAX_SEEDS)  # as all_figures draws it by default
+        seeds(many, tmp_path, "all", None)  # --all
     assert drawn == [(1, MAX_SEEDS), (1, MAX_SEEDS + 3)]  # one row of panels: 10 seeds, then all 13
     assert (tmp_path / "capped.png").exists() and (tmp_path / "all.png").exists()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -107,6 +108,35 @@ def test_a_gpu_spec_on_a_machine_without_gpus_exits_at_once_in_one_line(fashion_
                       "on the CPU, or run on a cluster with GPUs (--address)"]
     assert not (here / "results").exists()  # nothing claimed, nothing written
     assert _raylets() <= before  # its local Ray is gone with it
+
+
+GIVEN_A_GPU = """
+import ray, torch
+ray.get_gpu_ids = lambda: [0]  # Ray gave this task GPU 0
+torch.cuda.is_available = lambda: False  # and torch sees none
+from sweep.trainable import task_device
+print(task_device())
+"""
+
+
+@pytest.mark.parametrize("simulated", [False, True])
+def test_a_gpu_torch_cannot_see_is_an_error_but_on_a_simulated_gpu_node(simulated):
+    """A GPU Ray assigned that torch cannot see fails the trial in one line (a node with a broken
+    driver must not train on its CPU); on the fake autoscaler's nodes, whose GPUs are claims
+    (testbed/simulated_gpu on their PYTHONPATH), the trial runs on the CPU and says so."""
+    from testbed.cluster import simulated_gpu_path
+
+    path = simulated_gpu_path(str(ROOT)) if simulated else str(ROOT)
+    done = subprocess.run([sys.executable, "-c", GIVEN_A_GPU], env={**os.environ, "PYTHONPATH": path},
+                          capture_output=True, text=True, timeout=120)
+    if simulated:
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert done.stdout.splitlines() == ["Ray gave this task GPU [0], a simulated one: running on the CPU",
+                                            "cpu"]
+    else:
+        assert done.returncode == 1
+        assert done.stderr.strip().splitlines()[-1] == (
+            "RuntimeError: Ray gave this task GPU [0] but torch sees no CUDA device (no driver?)")
 
 
 @pytest.mark.slow

@@ -149,12 +149,9 @@ def test_ray_job_submit_with_a_working_dir(tmp_path):
 @pytest.fixture(scope="module")
 def autoscaling(s3_server):
     """cluster.yaml's node types under the fake provider: up to 2 gpu_workers of 1 CPU and 1 GPU,
-    a simulated GPU (AMORTIZATION_GAP_SIMULATED_GPUS=1 in the nodes' environment, with the S3
-    server's variables, which the nodes the autoscaler launches inherit from the head)."""
-    mp = pytest.MonkeyPatch()
-    mp.setenv("AMORTIZATION_GAP_SIMULATED_GPUS", "1")
+    a simulated GPU (testbed/simulated_gpu on the nodes' PYTHONPATH, with the S3 server's
+    variables in their environment, which the nodes the autoscaler launches inherit from the head)."""
     with FakeAutoscalingCluster(ROOT / "cluster.yaml", max_workers=2, cpus=1, gpus=1) as cluster:
-        mp.undo()
         yield cluster
 
 

@@ -4,12 +4,13 @@ import math
 
 import pytest
 import torch
+from test_fit import trained
 from torch.distributions import MultivariateNormal
 
-from trainables import Trial, TrialConfig, load
+from trainables import TrialConfig, load
 from trainables.families import Factorized
 from trainables.families.q import DiagonalGaussian
-from trainables.gap import evaluate_trial, gap_of_split, iwae
+from trainables.gap import GAP_KEYS, evaluate_trial, gap_of_split, iwae
 from trainables.model import BayesianDecoder
 
 d, H, D, SIGMA = 2, 4, 6, 0.5
@@ -148,20 +149,19 @@ def test_evaluate_a_trained_trial(fashion_available):
         theta_init="torch",
         lr=3e-3,
     )
-    trial = Trial(cfg, data_)
-    list(trial.train())
+    trial = trained(cfg, data_)
     out = evaluate_trial(
         trial, points=50, iwae_samples=64, eval_samples=16, refine_steps=(0, 1, 5), qstar={"max_steps": 50}
     )
     for split in ("train", "test"):
         r = out[split]
+        assert set(r) == {*GAP_KEYS, "refine"}  # the row gap.json holds, as the results table reads it
         assert r["n"] == 50 and r["amortization_gap"] >= 0 and math.isfinite(r["approximation_gap"])
         assert r["log_px"] >= r["elbo_qstar"] - 1.0
         ks = [p["steps"] for p in r["refine"]]
         assert ks == [0, 1, 5] and r["refine"][0]["elbo"] == pytest.approx(r["elbo_q"], rel=1e-6)
         assert r["refine"][-1]["seconds"] >= r["refine"][0]["seconds"]
-    fvi = Trial(TrialConfig(**{**cfg.to_dict(), "family": "factorized", "width": None}), data_)
-    list(fvi.train())
+    fvi = trained(TrialConfig(**{**cfg.to_dict(), "family": "factorized", "width": None}), data_)
     out = evaluate_trial(fvi, points=30, iwae_samples=32, eval_samples=8, qstar={"max_steps": 30})
     assert math.isfinite(out["train"]["amortization_gap"])
     assert math.isnan(out["test"]["amortization_gap"])  # F-VI has no q for unseen images

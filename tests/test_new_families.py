@@ -2,15 +2,17 @@
 
 import pytest
 import torch
+from test_fit import trained
 from test_gap import SIGMA, d, data, exact, ppca
 from torch.distributions import MultivariateNormal
 
-from trainables import Trial, TrialConfig, load
-from trainables.elbo import Noise, draw_noise, elbo_terms, z_terms
+from trainables import Fit, SeedRun, TrialConfig, load
+from trainables.elbo import Noise, draw_noise, elbo_terms
 from trainables.families import FullCovariance, SemiAmortized
 from trainables.families.q import DiagonalGaussian, FullCovGaussian, gaussian_kl, standard_normal_log_prob
 from trainables.gap import gap_of_split
 from trainables.inference import per_point_elbo
+from trainables.terms import z_terms
 
 
 def _random_fullcov(n=5, dim=4, seed=0):
@@ -69,16 +71,15 @@ def _strip(hist):
 
 
 def test_sa_vae_with_no_steps_is_the_amortized_family_bit_for_bit(fashion):
-    plain = list(Trial(TrialConfig(family="amortized", **SMALL), fashion).train())
-    sa = list(Trial(TrialConfig(family="sa_vae", family_options={"steps": 0}, **SMALL), fashion).train())
+    plain = trained(TrialConfig(family="amortized", **SMALL), fashion).history
+    sa = trained(TrialConfig(family="sa_vae", family_options={"steps": 0}, **SMALL), fashion).history
     assert _strip(sa) == _strip(plain)
 
 
 def test_sa_vae_refined_elbo_is_never_below_the_encoders(fashion):
     torch.manual_seed(0)
     cfg = TrialConfig(family="sa_vae", family_options={"steps": 5, "step_size": 0.1}, **SMALL)
-    trial = Trial(cfg, fashion)
-    list(trial.train(2))
+    trial = trained(cfg, fashion, 2)
     x = trial.x_train[:64]
     theta = trial.decoder.mean.detach()[None]
     eps = torch.randn(3, 64, 8, generator=torch.Generator().manual_seed(2))
@@ -97,11 +98,11 @@ def test_sa_vae_trains_through_its_refinement(fashion):
     for steps in (0, 3):
         torch.manual_seed(0)
         cfg = TrialConfig(family="sa_vae", family_options={"steps": steps}, **SMALL)
-        trial = Trial(cfg, fashion)
-        trial._step(torch.arange(100))
-        grads.append(trial.family.mean_head.weight.detach().clone())
+        fit = Fit([SeedRun(cfg, fashion)])
+        fit.optim.step(torch.arange(100)[None])  # one seed's rows (1, B)
+        grads.append(fit.runs[0].family.mean_head.weight.detach().clone())
     assert not torch.allclose(grads[0], grads[1])
-    hist = list(Trial(TrialConfig(family="sa_vae", family_options={"steps": 3}, **SMALL), fashion).train())
+    hist = trained(TrialConfig(family="sa_vae", family_options={"steps": 3}, **SMALL), fashion).history
     assert all(m["neg_elbo"] == m["neg_elbo"] for m in hist) and hist[-1]["test_mse"] > 0
 
 
@@ -121,7 +122,7 @@ def test_sa_vae_scores_its_refined_q_on_draws_other_than_it_was_refined_on(fashi
     """Refined on the draws that score it, q fits them and the objective flatters it; the step
     refines on Noise.refine and scores on Noise.z: its terms are that q's, scored on z."""
     torch.manual_seed(0)
-    trial = Trial(TrialConfig(family="sa_vae", family_options={"steps": 3}, **SMALL), fashion)
+    trial = SeedRun(TrialConfig(family="sa_vae", family_options={"steps": 3}, **SMALL), fashion)
     idx = torch.arange(100)
     x, dec, fam = trial.x_train[idx], trial.decoder, trial.family
     noise = draw_noise(dec.num_params, 100, 8, 1, torch.Generator().manual_seed(1), refine=True)

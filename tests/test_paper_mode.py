@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from trainables import Trial, TrialConfig, load
+from trainables import Fit, SeedRun, TrialConfig, load
 from trainables.elbo import Noise, elbo_terms
 from trainables.families import Constant, Factorized
-from trainables.fit import optimizers
+from trainables.fit import Separate, optimizers
 from trainables.model import BayesianDecoder
 
 D, H, d, N, B = 6, 5, 3, 12, 4
@@ -130,14 +130,14 @@ def fashion(fashion_available):
 
 def _batches(cfg, data, monkeypatch, epochs=2):
     seen = []
-    original = Trial._step
+    original = Separate.step
 
     def record(self, idx):
-        seen.append(idx[0].tolist())  # (seeds, B): a trial is a loop of one seed
+        seen.append(idx[0].tolist())  # (seeds, B): a lone run is a fit of one seed
         return original(self, idx)
 
-    monkeypatch.setattr(Trial, "_step", record)
-    list(Trial(cfg, data).train(epochs))
+    monkeypatch.setattr(Separate, "step", record)
+    list(Fit([SeedRun(cfg, data)]).train(epochs))
     return seen
 
 
@@ -167,7 +167,7 @@ def test_every_mode_trains_and_reports_true_nats(fashion):
     cfg = TrialConfig(family="factorized", n_train=300, n_test=100, batch_size=100, epochs=2,
                       objective="paper", latent_terms="all", shuffle=False, sigma_theta=HALF,
                       family_options={"init": "random", "optimizer": "dense"})
-    hist = list(Trial(cfg, fashion).train())
+    hist = [m for (m,) in Fit([SeedRun(cfg, fashion)]).train()]
     for m in hist:
         assert m["neg_elbo"] == pytest.approx(-(m["loglik"] - m["kl_z"] - m["kl_theta"]), rel=1e-6)
         assert m["kl_z_per_datapoint"] == pytest.approx(m["kl_z"] / 300)

@@ -179,6 +179,21 @@ def test_every_page_quotes_its_numbers_from_their_source():
         assert must in keys
 
 
+def test_the_layout_lists_every_module_of_the_tree():
+    """docs/extending.md's Layout is drawn from the tree: every module of the packages, the
+    benchmarks and the scripts is named under its folder with what its docstring says."""
+    sync = _sync_docs()
+    layout = sync.collect({"layout"})["layout.tree"]
+    assert layout in (ROOT / "docs" / "extending.md").read_text()
+    for pkg in ("trainables", "sweep", "analysis", "testbed", "benchmarks", "scripts"):
+        for path in (ROOT / pkg).rglob("*.py"):
+            if path.name in ("__init__.py", "__main__.py") or "__pycache__" in path.parts:
+                continue
+            folder = path.parent.relative_to(ROOT)
+            section = layout.split(f"- **`{folder}/`**", 1)[1].split("\n- **", 1)[0]
+            assert f"  - `{path.name}`: " in section, path
+
+
 def _tables(text: str):
     """Each markdown table of a page: (its lines, the paragraph lines before it)."""
     lines = text.splitlines()

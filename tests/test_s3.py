@@ -18,7 +18,7 @@ from analysis.cli import main as analysis_main
 from sweep import storage
 from sweep.cli import main
 from sweep.trialrun import checkpointed_trials
-from trainables.fit import load_state
+from trainables import checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ROOT / "sweep" / "specs" / "smoke.yaml"
@@ -44,7 +44,7 @@ def whole_checkpoints(trial_uri: str) -> list[str]:
 
 
 def saved_epoch(checkpoint_uri: str) -> int:
-    state = load_state(io.BytesIO(storage.read_bytes(f"{checkpoint_uri}/trial.pt")))
+    state = checkpoint.load(io.BytesIO(storage.read_bytes(f"{checkpoint_uri}/trial.pt")))
     return state["seeds"][0]["epoch"]
 
 

@@ -8,7 +8,7 @@ import yaml
 from sweep.cli import main
 from sweep.spec import SpecError, parse_spec
 from sweep.specfile import load_spec
-from sweep.tuneconfig import split_config
+from sweep.tuneconfig import Cell, split_config
 from trainables.config import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -21,9 +21,9 @@ def test_fan_out_is_datasets_seeds_widths():
     )
     assert spec.num_trials == 2 * 3 * (3 + 1 + 1)
     cells = spec.cells()
-    assert {"dataset": "mnist", "family": "amortized", "width": 16, "axes": {}, "settings": {},
-            "family_options": {}} in cells
-    assert sum(c["family"] == "factorized" for c in cells) == 2  # once per dataset
+    assert Cell(dataset="mnist", family="amortized", width=16, axes={}, settings={},
+                family_options={}) in cells
+    assert sum(c.family == "factorized" for c in cells) == 2  # once per dataset
     cfg = spec.trial_config(cells[0], 2)
     assert (cfg.seed, cfg.n_train, cfg.eval_every) == (2, 200, GOOD["report_every"])
 
@@ -131,7 +131,7 @@ def test_relative_data_root_made_absolute(tmp_path, monkeypatch):
 
 def test_tune_config_with_unknown_key_is_refused():
     spec = load_spec(ROOT / "sweep" / "specs" / "smoke.yaml")
-    config = {**spec.tune_base(), "cell": spec.cells()[0], "seed": 0}
+    config = {**spec.tune_base(), "cell": spec.cells()[0].tune(), "seed": 0}
     assert split_config(config)[0].family == "amortized"
     with pytest.raises(ConfigError, match="unknown config key"):
         split_config({**config, "learning_rate": 0.1})
@@ -161,7 +161,7 @@ def test_cluster_yaml_validates_with_rays_own_schema():
 
 def test_family_train_overrides_reach_the_trial_config():
     spec = parse_spec({**GOOD, "family_train": {"factorized": {"lr": 0.01, "epochs": 8}}})
-    by_family = {c["family"]: spec.trial_config(c, 0) for c in spec.cells()}
+    by_family = {c.family: spec.trial_config(c, 0) for c in spec.cells()}
     assert (by_family["factorized"].lr, by_family["factorized"].epochs) == (0.01, 8)
     assert by_family["constant"].lr == GOOD["train"]["lr"]
 

@@ -15,6 +15,7 @@ import yaml
 
 from sweep.cli import main
 from sweep.specfile import load_spec
+from testbed.trials import trial_dirs
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ROOT / "sweep" / "specs" / "smoke.yaml"
@@ -130,9 +131,9 @@ def test_export_is_tidy_with_configs(smoke_experiment, tmp_path, capsys):
 
 def test_checkpoints_every_k_epochs_and_at_end(smoke_experiment):
     _, exp = smoke_experiment
-    trial_dirs = [p for p in exp.iterdir() if p.is_dir() and "fashion_mnist" in p.name]
-    assert len(trial_dirs) == 8
-    for d in trial_dirs:
+    dirs = trial_dirs(exp)
+    assert len(dirs) == 8
+    for d in dirs.values():
         assert sorted(p.name for p in d.glob("checkpoint_*")) == ["checkpoint_000000", "checkpoint_000001"]
         assert (d / "checkpoint_000001" / "trial.pt").stat().st_size > 0
 
@@ -239,7 +240,7 @@ def test_vectorized_seeds_sweep_matches_separate_trials(ray_address, smoke_exper
     spec = write_spec(tmp_path / "s.yaml", name="vec", vectorize_seeds=True)
     assert main(["run", str(spec), "--storage", str(tmp_path / "res")]) == 0
     exp = tmp_path / "res" / "vec"
-    assert len([d for d in exp.iterdir() if d.is_dir() and "fashion_mnist" in d.name]) == 4  # one per cell
+    assert len(trial_dirs(exp)) == 4  # one per cell
     main(["export", str(exp), "-o", str(tmp_path / "v.parquet")])
     main(["export", str(plain), "-o", str(tmp_path / "p.parquet")])
     vec, sep = pd.read_parquet(tmp_path / "v.parquet"), pd.read_parquet(tmp_path / "p.parquet")
@@ -266,10 +267,10 @@ def test_forgets_checkpoints_the_storage_lost(smoke_experiment, tmp_path):
     _, exp = smoke_experiment
     copy = tmp_path / "smoke"
     shutil.copytree(exp, copy)
-    victim = sorted(d for d in copy.iterdir() if d.is_dir() and "fashion_mnist" in d.name)[0]
+    victim_id, victim = next(iter(trial_dirs(copy).items()))
     shutil.rmtree(victim / "checkpoint_000001")
     assert forget_missing_checkpoints(str(copy)) == 2  # the latest and its entry in the kept list
-    trial = next(t for t in ExperimentAnalysis(str(copy)).trials if victim.name.startswith(t.trial_id))
+    trial = next(t for t in ExperimentAnalysis(str(copy)).trials if t.trial_id == victim_id)
     assert trial.checkpoint.path.endswith("checkpoint_000000")
     assert forget_missing_checkpoints(str(copy)) == 0  # nothing left to forget
 
@@ -311,7 +312,8 @@ def test_run_never_joins_a_cluster_it_was_not_given(fashion_available, tmp_path)
 def test_a_launch_makes_its_experiment_whole(tmp_path):
     """The directory appears with its spec inside (made aside, renamed): a launch killed at any
     point leaves nothing (launch again) or an experiment `resume` can read."""
-    from sweep.runner import SPEC_FILE, SweepError, _claim
+    from sweep.experiment import SPEC_FILE, SweepError
+    from sweep.runner import _claim
 
     exp = tmp_path / "res" / "x"
     _claim(str(exp), {"name": "x"})
@@ -325,7 +327,8 @@ def test_a_launch_makes_its_experiment_whole(tmp_path):
 def test_a_spec_file_tune_left_empty_is_read_from_its_copy(tmp_path):
     """Tune, restoring an experiment, copies its top-level files back over themselves at every
     save: a resume killed then leaves sweep-spec.json empty. The spec is read from its copy."""
-    from sweep.runner import SPEC_FILE, _claim, read_spec
+    from sweep.experiment import SPEC_FILE, read_spec
+    from sweep.runner import _claim
 
     raw = yaml.safe_load(SMOKE.read_text())
     exp = tmp_path / "res" / "smoke"

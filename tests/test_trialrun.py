@@ -66,7 +66,7 @@ def test_checkpointed_trials_give_each_seed_at_its_newest_checkpoint(fashion, tm
         _checkpoint(tmp_path, run, epoch)
     trials = trialrun.checkpointed_trials(fs, str(tmp_path), config, torch.device("cpu"))
     assert [(t.cfg.seed, t.epoch) for t in trials] == [(3, 2), (5, 2)]
-    for got, want in zip(trials, run.run.trials, strict=True):
+    for got, want in zip(trials, run.runs, strict=True):
         assert torch.equal(got.decoder.mean, want.decoder.mean)
 
 
@@ -85,10 +85,10 @@ def test_rows_replay_and_checkpoints(fashion, tmp_path):
     resumed = TrialRun(cfg, opts(), fashion, torch.device("cpu"), state)
     replayed = resumed.replay(last)
     assert [r["epoch"] for r in replayed] == [2, 4] and replayed[-1] is last
-    assert replayed[0]["train_mse"] == pytest.approx(fresh.run.history[1]["train_mse"])
+    assert replayed[0]["train_mse"] == pytest.approx(fresh.runs[0].history[1]["train_mse"])
     rest = [row for row, _ in resumed.rows()]
     assert [r["epoch"] for r in rest] == [6]
-    assert rest[0]["neg_elbo"] == pytest.approx(fresh.run.history[-1]["neg_elbo"], rel=1e-6)
+    assert rest[0]["neg_elbo"] == pytest.approx(fresh.runs[0].history[-1]["neg_elbo"], rel=1e-6)
 
 
 def test_vectorized_rows_carry_each_seed(fashion):

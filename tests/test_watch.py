@@ -33,7 +33,7 @@ def test_the_display_counts_a_trial_finished_when_tune_says_so(ray_address, tmp_
     display reading the status there kept it RUNNING to the end), and the summary counts it."""
     from ray import tune
 
-    from sweep.runner import SweepDisplay
+    from sweep.display import SweepDisplay
     from sweep.specfile import load_spec
 
     spec = load_spec(SMOKE)
@@ -50,7 +50,7 @@ def test_the_display_counts_a_trial_finished_when_tune_says_so(ray_address, tmp_
         for epoch in (1, 2):
             tune.report({"epoch": epoch, "neg_elbo_per_datapoint": 10.0 / epoch})
 
-    cells = spec.cells()[:2]
+    cells = [c.tune() for c in spec.cells()[:2]]
     tune.Tuner(two_epochs, param_space={**spec.tune_base(), "cell": tune.grid_search(cells), "seed": 0},
                run_config=tune.RunConfig(storage_path=str(tmp_path), callbacks=[display, Seen()],
                                          verbose=0)).fit()

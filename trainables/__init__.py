@@ -2,6 +2,6 @@
 
 from .config import ConfigError, TrialConfig
 from .data import Data, load
-from .fit import NonFiniteELBOError, Trial
+from .fit import Fit, NonFiniteELBOError, SeedRun
 
-__all__ = ["ConfigError", "Data", "NonFiniteELBOError", "Trial", "TrialConfig", "load"]
+__all__ = ["ConfigError", "Data", "Fit", "NonFiniteELBOError", "SeedRun", "TrialConfig", "load"]

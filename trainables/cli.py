@@ -29,9 +29,9 @@ import yaml
 from . import config as C
 from . import families
 from .data import DataFileError, DataUnavailableError, load, load_for
-from .fit import NonFiniteELBOError, Trial
+from .fit import Fit, NonFiniteELBOError, SeedRun
 from .oneline import OneLineParser, UsageError
-from .vectorized import SeedBatch
+from .vectorized import Stacked
 
 
 def _field_type(f: dataclasses.Field) -> Any:
@@ -135,18 +135,18 @@ def _run(args: argparse.Namespace) -> int:
     if args.seeds:
         return _run_seeds(args, cfg, data, device, start)
     if args.resume:  # the same command again, plus --resume: continue where it stopped
-        trial = Trial.restore(args.resume, data, device)
-        differ = [k for k, v in cfg.to_dict().items() if trial.cfg.to_dict()[k] != v]
+        fit = Fit.restore(args.resume, data, device)
+        differ = [k for k, v in cfg.to_dict().items() if fit.cfg.to_dict()[k] != v]
         if differ:
             raise UsageError(f"--resume {args.resume}: saved run differs in {', '.join(differ)}")
     else:
-        trial = Trial(cfg, data, device)
-    for metrics in trial.train():
+        fit = Fit([SeedRun(cfg, data, device)])
+    for (metrics,) in fit.train():
         _emit({"event": "epoch", **metrics}, args.json)
         if args.save:
-            trial.save(args.save)
+            fit.save(args.save)
     wall = time.perf_counter() - start  # data loading + training + saving, as Tune's time_total_s
-    _finish([trial], wall, args)
+    _finish(fit.runs, wall, args)
     return 0
 
 
@@ -156,28 +156,28 @@ def _run_seeds(args, cfg, data, device, start) -> int:
         raise UsageError("--seeds trains a vectorized batch, which --save and --resume do not support")
     if len(set(args.seeds)) != len(args.seeds) or min(args.seeds) < 0:
         raise UsageError(f"--seeds {args.seeds} must be distinct non-negative integers")
-    batch = SeedBatch([dataclasses.replace(cfg, seed=s) for s in args.seeds], data, device)
-    for rows in batch.train():
+    fit = Fit([SeedRun(dataclasses.replace(cfg, seed=s), data, device) for s in args.seeds], Stacked)
+    for rows in fit.train():
         for seed, metrics in zip(args.seeds, rows, strict=True):
             _emit({"event": "epoch", "seed": seed, **metrics}, args.json)
-    _finish(batch.trials, time.perf_counter() - start, args)
+    _finish(fit.runs, time.perf_counter() - start, args)
     return 0
 
 
-def _finish(trials: list[Trial], wall: float, args: argparse.Namespace) -> None:
-    for trial in trials if not args.skip_inference else []:
-        q = trial.infer_test()
+def _finish(runs: list[SeedRun], wall: float, args: argparse.Namespace) -> None:
+    for run in runs if not args.skip_inference else []:
+        q = run.infer_test()
         row = {
             "event": "test_inference",
-            "family": trial.cfg.family,
-            "seed": trial.cfg.seed,
-            "n_test": trial.cfg.n_test,
+            "family": run.cfg.family,
+            "seed": run.cfg.seed,
+            "n_test": run.cfg.n_test,
             "seconds": q.seconds,
             "steps": q.steps,
             "elbo_per_datapoint": q.elbo_per_datapoint,
         }
         _emit(row, args.json)
-    _emit({"event": "done", "epochs": trials[0].epoch, "wall_seconds": wall}, args.json)
+    _emit({"event": "done", "epochs": runs[0].epoch, "wall_seconds": wall}, args.json)
 
 
 def _data(args: argparse.Namespace) -> int:

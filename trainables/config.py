@@ -26,6 +26,11 @@ from .settings import (
 )
 
 DATASETS = ("mnist", "fashion_mnist", "cifar10")
+# Where a sweep spec (sweep/spec.py) sets each field, the field's metadata "sweep" (sweep_keys reads it):
+#   axis    a `train` setting, which may also be a `grid` axis (the default)
+#   train   a `train` setting only (data_root: a path, not a quantity to compare)
+#   fanout  the spec's datasets, families, widths and seeds
+#   key     a top-level spec key of its own (eval_every: report_every; family_options)
 
 
 class ConfigError(ValueError):
@@ -35,7 +40,8 @@ class ConfigError(ValueError):
 @dataclass(frozen=True)
 class TrialConfig:
     # data
-    dataset: str = setting("fashion_mnist", "one of mnist, fashion_mnist, cifar10", choices=DATASETS)
+    dataset: str = setting("fashion_mnist", "one of mnist, fashion_mnist, cifar10", choices=DATASETS,
+                           sweep="fanout")
     n_train: int = setting(10_000, "training images: the data (N)", check=positive_int)
     n_test: int = setting(10_000, "the first n_test test images measure test MSE", check=positive_int)
     train_subset: str = setting(
@@ -43,16 +49,19 @@ class TrialConfig:
         "Margossian & Blei's shuffled loader did)", choices=("first", "random"),
     )
     data_root: str | None = setting(
-        None, "torchvision-layout folder with the dataset; unset: Debian's files, then download"
+        None, "torchvision-layout folder with the dataset; unset: Debian's files, then download",
+        sweep="train",
     )
     # variational family for z
     family: str = setting(
         "amortized", "q(z_n): amortized (encoder), factorized (per-point), constant, or a family "
-        "a user's module registers"
+        "a user's module registers", sweep="fanout",
     )
-    width: int | None = setting(None, "encoder hidden width k; for families with an encoder (required there)")
+    width: int | None = setting(None, "encoder hidden width k; for families with an encoder (required there)",
+                                sweep="fanout")
     family_options: dict[str, Any] = setting(
-        help="the family's own settings (tables below); unset ones take their defaults", factory=dict
+        help="the family's own settings (tables below); unset ones take their defaults", factory=dict,
+        sweep="key",
     )
     spread_param: str = setting(
         "logvar", "how the families hold q's spread: logvar (log-variance), or log_sd (log-sd, as their "
@@ -93,16 +102,18 @@ class TrialConfig:
     lr: float = setting(1e-3, "Adam learning rate", check=positive_number)
     grad_clip: float | None = setting(
         None, "clip the norm of each step's gradient over the dense parameters (decoder, encoder, "
-        "a dense F-VI table; not F-VI's sparse table) to this, in nats per datapoint (the objective "
-        "/ n_train, the scale of Kim et al.'s loss, who clip at 5); unset: no clipping, as the paper",
+        "a dense F-VI table; not F-VI's sparse table) to this; unset: no clipping, as the paper. "
+        "Unit: nats per datapoint, the scale of Kim et al.'s loss, who clip at 5; the step's objective "
+        "sums all n_train images, so its gradient is clipped at grad_clip x n_train",
         check=optional(positive_number),
     )
     lr_schedule: str = setting(
         "constant", "constant, or step3: learning rate x0.1 at each third", choices=("constant", "step3")
     )
-    seed: int = setting(0, "seeds parameter init, shuffling and Monte Carlo noise", check=non_negative_int)
+    seed: int = setting(0, "seeds parameter init, shuffling and Monte Carlo noise", check=non_negative_int,
+                        sweep="fanout")
     eval_every: int = setting(1, "compute train/test MSE every this many epochs (and the last)",
-                              check=positive_int)
+                              check=positive_int, sweep="key")
     mse_threshold: float = setting(0.03, "train MSE whose first crossing is timed (epochs, seconds)",
                                    check=positive_number)
 
@@ -165,3 +176,8 @@ def _mode_problems(c: TrialConfig, probe: bool) -> list[str]:
 
 def field_names() -> tuple[str, ...]:
     return tuple(f.name for f in dataclasses.fields(TrialConfig))
+
+
+def sweep_keys(*roles: str) -> tuple[str, ...]:
+    """The fields a sweep spec sets in one of ``roles`` (axis, train, fanout, key), in the schema's order."""
+    return tuple(f.name for f in dataclasses.fields(TrialConfig) if f.metadata["sweep"] in roles)

@@ -1,129 +1,45 @@
 """The fit loop: Adam over shuffled minibatches, per-epoch metrics, exact save and restore.
 
-    trial = Trial(cfg, data, device)
-    for metrics in trial.train():   # one dict per epoch
+    fit = Fit([SeedRun(cfg, data, device)])      # one seed; several seeds of one config: a run each
+    for per_seed in fit.train():                  # each epoch: a metrics dict per seed
         ...
-    trial.save(path); Trial.restore(path, data, device)  # continues bit for bit on CPU
+    fit.save(path); Fit.restore(path, data, device)   # continues bit for bit on CPU
 
-``Loop`` is the loop itself: the epochs, the minibatches, the optimizers and learning-rate
-schedules, gradient clipping and one state format. A ``Trial`` is a loop of one seed;
-``vectorized.SeedBatch`` is a loop of several seeds of one configuration, each a ``Trial`` for its
-model, streams and history, stepped together.
+A ``SeedRun`` is one seed's record: its images on the device, decoder, family, random stream,
+history and timings. ``Fit`` is the one loop, over a list of them: the epochs, the minibatches,
+the learning-rate schedules and the saved state (its format: trainables/checkpoint.py). How a
+step moves the seeds' parameters is its ``optim``: ``Separate`` (each seed's own ELBO, backward
+and Adam), or ``vectorized.Stacked`` (the seeds' parameters stacked under one vmapped ELBO).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import time
-import typing
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from . import families
+from . import checkpoint, families
 from .config import TrialConfig
 from .data import Data
 from .elbo import TERMS, draw_noise, elbo_terms, noise_rows
 from .inference import InferredQ, infer
 from .model import BayesianDecoder
 
-STATE_VERSION = 3  # 3: one format for a trial and a batch of seeds; 2: F-VI's one (N, 2d) table
-
 
 class NonFiniteELBOError(FloatingPointError):
     """The ELBO went NaN or infinite; the message names the epoch and the term."""
 
 
-class Loop:
-    """The training loop of ``trials``, seeds of one configuration trained side by side: subclasses
-    build ``trials``, ``optimizers`` and ``schedulers`` and take one step (``_step``)."""
+class SeedRun:
+    """One seed of one configuration: its data, decoder, family, random stream, history and timings."""
 
-    cfg: TrialConfig
-    device: torch.device
-    trials: list[Trial]
-    optimizers: list[torch.optim.Optimizer]
-    schedulers: list[torch.optim.lr_scheduler.LRScheduler]
-
-    def train_seeds(self, epochs: int | None = None) -> Iterator[list[dict[str, Any]]]:
-        """Run up to ``epochs`` total (default cfg.epochs), yielding each epoch's metrics, a dict per seed."""
-        until = self.cfg.epochs if epochs is None else epochs
-        while self.trials[0].epoch < until:  # the seeds step together
-            yield self.run_seeds_epoch()
-
-    def run_seeds_epoch(self) -> list[dict[str, Any]]:
-        cfg, n = self.cfg, self.cfg.n_train
-        lr = self.optimizers[0].param_groups[0]["lr"]
-        start = time.perf_counter()
-        perms = torch.stack([t.permutation() for t in self.trials])  # (S, N): each seed's own stream
-        sums = torch.zeros(len(self.trials), len(TERMS), device=self.device)
-        for lo in range(0, n, cfg.batch_size):
-            idx = perms[:, lo : lo + cfg.batch_size]  # (S, B)
-            # weight |B|/N: equal batches give the plain mean of the minibatch estimates
-            sums += self._step(idx) * (idx.shape[1] / n)
-        for sched in self.schedulers:
-            sched.step()
-        values = sums.tolist()  # the epoch's one host read
-        seconds = time.perf_counter() - start
-        self._write_back()
-        return [t.record_epoch(dict(zip(TERMS, v, strict=True)), lr, seconds)
-                for t, v in zip(self.trials, values, strict=True)]
-
-    def _step(self, idx: torch.Tensor) -> torch.Tensor:
-        """One optimizer step on each seed's minibatch rows idx (S, B); its ELBO terms (S, 4)."""
-        raise NotImplementedError
-
-    def _write_back(self) -> None:
-        """Before an epoch is recorded: each seed's Trial holds its current parameters."""
-
-    def _update(self, objective: torch.Tensor, clip: list[list[torch.Tensor]] | None = None) -> None:
-        """Minimize -``objective``: gradients, clipping (cfg.grad_clip; ``clip``: per seed, as
-        ``clip_gradients``), and a step of every optimizer."""
-        for opt in self.optimizers:
-            opt.zero_grad(set_to_none=True)
-        (-objective).backward()
-        if self.cfg.grad_clip is not None:
-            clip_gradients(self.clip_parameters(), self.cfg.grad_clip * self.cfg.n_train, clip)
-        for opt in self.optimizers:
-            opt.step()
-
-    def clip_parameters(self) -> list[torch.Tensor]:
-        return dense_parameters(self.optimizers)
-
-    # ---- state: one format, one seed or many ----------------------------------------------------
-    def state_dict(self) -> dict[str, Any]:
-        return {
-            "version": STATE_VERSION,
-            "seeds": [t.seed_state() for t in self.trials],
-            "optimizers": [o.state_dict() for o in self.optimizers],
-            "schedulers": [s.state_dict() for s in self.schedulers],
-        }
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        for t, s in zip(self.trials, state["seeds"], strict=True):
-            t.load_seed_state(s)
-        self._read_back()
-        for opt, s in zip(self.optimizers, state["optimizers"], strict=True):
-            opt.load_state_dict(s)
-        for sched, s in zip(self.schedulers, state["schedulers"], strict=True):
-            sched.load_state_dict(s)
-
-    def _read_back(self) -> None:
-        """After a load: the loop's parameters from each seed's Trial."""
-
-    def save(self, path: str | os.PathLike) -> None:
-        save_state(self.state_dict(), path)
-
-
-class Trial(Loop):
-    """One run of one configuration: its data, decoder, family, optimizers, RNG and history."""
-
-    def __init__(
-        self, cfg: TrialConfig, data: Data, device: str | torch.device = "cpu", compile: bool = False
-    ):
+    def __init__(self, cfg: TrialConfig, data: Data, device: str | torch.device = "cpu"):
         if data.x_train.shape[0] != cfg.n_train or data.x_test.shape[0] != cfg.n_test:
             raise ValueError(
                 f"data has {data.x_train.shape[0]}/{data.x_test.shape[0]} train/test images; "
@@ -143,28 +59,12 @@ class Trial(Loop):
             self.family = families.build(cfg, cfg.n_train, data.dim)
         self.decoder.to(self.device)
         self.family.to(self.device)
-        self.trials = [self]
-        self.optimizers = optimizers([self.decoder, self.family], cfg.lr)
-        self.schedulers = [scheduler(opt, cfg) for opt in self.optimizers]
         self.generator = torch.Generator(self.device).manual_seed(cfg.seed)
-        # compile: the ELBO's forward and backward through torch.compile; on CUDA with CUDA
-        # graphs ("reduce-overhead"), since these small layers are bound by kernel launches
-        mode = "reduce-overhead" if self.device.type == "cuda" else "default"
-        self._elbo = torch.compile(elbo_terms, mode=mode) if compile else elbo_terms
         self.epoch = 0
         self.history: list[dict[str, Any]] = []
         self.opt_seconds = 0.0
         self.eval_seconds = 0.0
         self.threshold: tuple[int, float] | None = None  # (epoch, opt seconds) of first crossing
-
-    # ---- training -------------------------------------------------------------------------
-    def train(self, epochs: int | None = None) -> Iterator[dict[str, Any]]:
-        """Run up to ``epochs`` total (default cfg.epochs), yielding each epoch's metrics."""
-        for (metrics,) in self.train_seeds(epochs):
-            yield metrics
-
-    def run_epoch(self) -> dict[str, Any]:
-        return self.run_seeds_epoch()[0]
 
     def permutation(self) -> torch.Tensor:
         """This epoch's order of the n_train rows: shuffled by the seed's stream, or fixed contiguous
@@ -192,20 +92,6 @@ class Trial(Loop):
         self.history.append(metrics)
         return metrics
 
-    def _step(self, idx: torch.Tensor) -> torch.Tensor:
-        cfg, idx = self.cfg, idx[0]  # one seed: its rows (B,)
-        x = self.x_train[idx]  # (B, D)
-        rows = noise_rows(cfg.latent_terms, cfg.objective, idx.numel(), cfg.n_train,
-                          self.family.q_type.closed_form_kl)
-        noise = draw_noise(self.decoder.num_params, rows, cfg.latent_dim, cfg.mc_samples, self.generator,
-                           refine=self.family.refines)
-        x_all = self.x_train if cfg.latent_terms == "all" else None
-        terms = self._elbo(
-            self.decoder, self.family, x, idx, cfg.n_train, cfg.sigma_x, noise, x_all, cfg.objective
-        )
-        self._update(terms.get("objective", terms["elbo"]))
-        return torch.stack([terms[k].detach() for k in TERMS])[None]  # (1, 4), stays on device
-
     def _evaluate(self) -> dict[str, Any]:
         """Plug-in MSEs on eval epochs, timed apart from optimization."""
         cfg = self.cfg
@@ -232,9 +118,8 @@ class Trial(Loop):
         gen = torch.Generator(self.device).manual_seed(self.cfg.seed + 1_000_003)
         return infer(self.decoder, self.family, self.x_test, self.cfg.sigma_x, gen, **kwargs)
 
-    # ---- state ------------------------------------------------------------------------------
-    def seed_state(self) -> dict[str, Any]:
-        """This seed's part of a loop's state: all but the optimizers and schedules."""
+    def state_dict(self) -> dict[str, Any]:
+        """This seed's part of a fit's state: all but the optimizers and schedules."""
         return {
             "config": self.cfg.to_dict(),
             "decoder": self.decoder.state_dict(),
@@ -247,7 +132,7 @@ class Trial(Loop):
             "threshold": self.threshold,
         }
 
-    def load_seed_state(self, state: dict[str, Any]) -> None:
+    def load_state_dict(self, state: dict[str, Any]) -> None:
         # through TrialConfig: a state saved before a setting existed reads as its default
         if TrialConfig.from_dict(state["config"]) != self.cfg:
             raise ValueError("saved state belongs to a different config")
@@ -261,54 +146,139 @@ class Trial(Loop):
         self.threshold = tuple(state["threshold"]) if state["threshold"] else None
 
     @classmethod
-    def restore(cls, path: str | os.PathLike, data: Data, device: str | torch.device = "cpu") -> Trial:
-        return cls.from_state(load_state(path, device), data, device)
+    def from_state(cls, state: dict[str, Any], data: Data, device: str | torch.device = "cpu") -> SeedRun:
+        """One seed of a saved fit (``state["seeds"][i]``), its model and history: to evaluate."""
+        run = cls(TrialConfig.from_dict(state["config"]), data, device)
+        run.load_state_dict(state)
+        return run
+
+
+class Separate:
+    """Each seed's parameters moved on their own: its ELBO, backward, clipping and Adam, as a lone
+    run's. ``compile``: the ELBO's forward and backward through torch.compile; on CUDA with CUDA
+    graphs ("reduce-overhead"), since these small layers are bound by kernel launches."""
+
+    def __init__(self, runs: list[SeedRun], compile: bool = False):
+        self.runs = runs
+        self.own = [optimizers([r.decoder, r.family], r.cfg.lr) for r in runs]
+        self.optimizers = [o for opts in self.own for o in opts]
+        self.clipped = [dense_parameters(opts) for opts in self.own]
+        mode = "reduce-overhead" if runs[0].device.type == "cuda" else "default"
+        self.elbo = torch.compile(elbo_terms, mode=mode) if compile else elbo_terms
+
+    def step(self, idx: torch.Tensor) -> torch.Tensor:
+        """One optimizer step on each seed's minibatch rows idx (S, B); its ELBO terms (S, 4)."""
+        seeds = zip(self.runs, self.own, self.clipped, idx, strict=True)
+        return torch.stack([self._step(*seed) for seed in seeds])
+
+    def _step(self, run: SeedRun, opts: list, clipped: list, idx: torch.Tensor) -> torch.Tensor:
+        cfg = run.cfg
+        x = run.x_train[idx]  # (B, D)
+        rows = noise_rows(cfg.latent_terms, cfg.objective, idx.numel(), cfg.n_train,
+                          run.family.q_type.closed_form_kl)
+        noise = draw_noise(run.decoder.num_params, rows, cfg.latent_dim, cfg.mc_samples, run.generator,
+                           refine=run.family.refines)
+        x_all = run.x_train if cfg.latent_terms == "all" else None
+        terms = self.elbo(
+            run.decoder, run.family, x, idx, cfg.n_train, cfg.sigma_x, noise, x_all, cfg.objective
+        )
+        update(opts, terms.get("objective", terms["elbo"]), cfg, clipped)
+        return torch.stack([terms[k].detach() for k in TERMS])  # (4,), stays on device
+
+    def write_back(self) -> None:
+        """Each run holds its parameters itself: nothing to copy."""
+
+    def read_back(self) -> None:
+        """Each run holds its parameters itself: nothing to copy."""
+
+
+class Fit:
+    """The training loop of ``runs``, seeds of one configuration trained side by side, their
+    parameters moved by ``optim`` (``Separate``, or ``vectorized.Stacked``)."""
+
+    def __init__(self, runs: list[SeedRun], optim: type = Separate, compile: bool = False):
+        first = runs[0].cfg
+        if len({r.cfg.seed for r in runs}) != len(runs) or any(
+            dataclasses.replace(r.cfg, seed=first.seed) != first for r in runs
+        ):
+            raise ValueError("a fit takes configs that differ in their seeds only, each seed once")
+        self.runs, self.device = runs, runs[0].device
+        self.optim = optim(runs, compile=compile)
+        self.schedulers = [scheduler(opt, first) for opt in self.optim.optimizers]
+
+    @property
+    def cfg(self) -> TrialConfig:
+        """The runs' configuration (the first's seed)."""
+        return self.runs[0].cfg
+
+    @property
+    def epoch(self) -> int:
+        return self.runs[0].epoch  # the seeds step together
+
+    def train(self, epochs: int | None = None) -> Iterator[list[dict[str, Any]]]:
+        """Run up to ``epochs`` total (default cfg.epochs), yielding each epoch's metrics, a dict per seed."""
+        until = self.cfg.epochs if epochs is None else epochs
+        while self.epoch < until:
+            yield self.run_epoch()
+
+    def run_epoch(self) -> list[dict[str, Any]]:
+        cfg, n = self.cfg, self.cfg.n_train
+        lr = self.optim.optimizers[0].param_groups[0]["lr"]
+        start = time.perf_counter()
+        perms = torch.stack([r.permutation() for r in self.runs])  # (S, N): each seed's own stream
+        sums = torch.zeros(len(self.runs), len(TERMS), device=self.device)
+        for lo in range(0, n, cfg.batch_size):
+            idx = perms[:, lo : lo + cfg.batch_size]  # (S, B)
+            # weight |B|/N: equal batches give the plain mean of the minibatch estimates
+            sums += self.optim.step(idx) * (idx.shape[1] / n)
+        for sched in self.schedulers:
+            sched.step()
+        values = sums.tolist()  # the epoch's one host read
+        seconds = time.perf_counter() - start
+        self.optim.write_back()
+        return [r.record_epoch(dict(zip(TERMS, v, strict=True)), lr, seconds)
+                for r, v in zip(self.runs, values, strict=True)]
+
+    def state_dict(self) -> dict[str, Any]:
+        return checkpoint.state(
+            [r.state_dict() for r in self.runs],
+            [o.state_dict() for o in self.optim.optimizers],
+            [s.state_dict() for s in self.schedulers],
+        )
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if len(state["optimizers"]) != len(self.optim.optimizers):
+            raise ValueError(
+                f"a state of {len(state['seeds'])} seeds and {len(state['optimizers'])} optimizers is not "
+                f"this fit's ({len(self.optim.optimizers)} under {type(self.optim).__name__}): it resumes "
+                "under the optim it was saved with"
+            )
+        for r, s in zip(self.runs, state["seeds"], strict=True):
+            r.load_state_dict(s)
+        self.optim.read_back()
+        for opt, s in zip(self.optim.optimizers, state["optimizers"], strict=True):
+            opt.load_state_dict(s)
+        for sched, s in zip(self.schedulers, state["schedulers"], strict=True):
+            sched.load_state_dict(s)
+
+    def save(self, path: str | os.PathLike) -> None:
+        checkpoint.save(self.state_dict(), path)
 
     @classmethod
-    def from_state(cls, state: dict[str, Any], data: Data, device: str | torch.device = "cpu") -> Trial:
-        """The trial of a one-seed state, to continue it."""
-        if len(state["seeds"]) != 1:
-            raise ValueError(f"a state of {len(state['seeds'])} seeds is a SeedBatch's, not a Trial's")
-        trial = cls.from_seed_state(state["seeds"][0], data, device)
-        trial.load_state_dict(state)
-        return trial
+    def from_state(
+        cls, state: dict[str, Any], data: Data, device: str | torch.device = "cpu", optim: type = Separate
+    ) -> Fit:
+        """The fit of a state (``checkpoint.load``), to continue it under the optim it was saved with."""
+        runs = [SeedRun(TrialConfig.from_dict(s["config"]), data, device) for s in state["seeds"]]
+        fit = cls(runs, optim)
+        fit.load_state_dict(state)
+        return fit
 
     @classmethod
-    def from_seed_state(cls, seed: dict[str, Any], data: Data, device: str | torch.device = "cpu") -> Trial:
-        """One seed of a state (a trial's, or one of a batch's), its model and history: to evaluate."""
-        trial = cls(TrialConfig.from_dict(seed["config"]), data, device)
-        trial.load_seed_state(seed)
-        return trial
-
-
-def save_state(state: dict[str, Any], path: str | os.PathLike) -> None:
-    """Write a state atomically: a crash mid-write leaves the old file whole."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
-
-
-def load_state(
-    path: str | os.PathLike | typing.BinaryIO, device: str | torch.device = "cpu", name: str | None = None
-) -> dict[str, Any]:
-    """A state written by ``Trial.save``, from a path or an open binary file."""
-    try:
-        state = torch.load(path, map_location=device, weights_only=True)
-    except Exception as e:  # a truncated or foreign file: say which, not a pickle traceback
-        raise ValueError(f"cannot read trial state {name or path}: {type(e).__name__}: {e}") from None
-    if not isinstance(state, dict) or state.get("version") not in (2, STATE_VERSION):
-        raise ValueError(f"cannot read trial state {name or path}: not a version 2 or {STATE_VERSION} state")
-    return _from_version_2(state) if state["version"] == 2 else state
-
-
-def _from_version_2(state: dict[str, Any]) -> dict[str, Any]:
-    """A version 2 state (a Trial's, or a SeedBatch's "seed_states") in the one format of version 3."""
-    loop = {"optimizers": state["optimizers"], "schedulers": state["schedulers"]}
-    seeds = state.get("seed_states", [state])
-    drop = {"version", "optimizers", "schedulers"}
-    seeds = [{k: v for k, v in s.items() if k not in drop} for s in seeds]
-    return {"version": STATE_VERSION, "seeds": seeds, **loop}
+    def restore(
+        cls, path: str | os.PathLike, data: Data, device: str | torch.device = "cpu", optim: type = Separate
+    ) -> Fit:
+        return cls.from_state(checkpoint.load(path, device), data, device, optim)
 
 
 @torch.no_grad()
@@ -350,6 +320,21 @@ def optimizers(modules: list[nn.Module], lr: float) -> list[torch.optim.Optimize
     if sparse:
         opts.append(torch.optim.SparseAdam(sparse, lr=lr))
     return opts
+
+
+def update(
+    optimizers: list[torch.optim.Optimizer], objective: torch.Tensor, cfg: TrialConfig,
+    clipped: list[torch.Tensor], per_seed: list[list[torch.Tensor]] | None = None,
+) -> None:
+    """Minimize -``objective``: gradients, clipping of ``clipped`` (cfg.grad_clip; ``per_seed``: as
+    ``clip_gradients``), and a step of every optimizer."""
+    for opt in optimizers:
+        opt.zero_grad(set_to_none=True)
+    (-objective).backward()
+    if cfg.grad_clip is not None:
+        clip_gradients(clipped, cfg.grad_clip * cfg.n_train, per_seed)
+    for opt in optimizers:
+        opt.step()
 
 
 def dense_parameters(optimizers: list[torch.optim.Optimizer]) -> list[torch.Tensor]:

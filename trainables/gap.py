@@ -22,11 +22,29 @@ from typing import Any
 
 import torch
 
-from .elbo import log_gaussian, z_terms
 from .families.q import detached, standard_normal_log_prob, where
 from .inference import optimize_local_q, per_point_elbo
+from .terms import log_gaussian, z_terms
 
 REFINE_STEPS = (0, 1, 5, 20, 100)
+# a split's summary in gap.json (``gap_of_split``; "refine" and "points" besides when asked for):
+# each mean over the images with its standard error ("_se"), the IWAE's Monte Carlo error, q*'s cost
+GAP_KEYS = (
+    "n",
+    "elbo_q",
+    "elbo_q_se",
+    "elbo_qstar",
+    "elbo_qstar_se",
+    "log_px",
+    "log_px_se",
+    "log_px_mc_se",
+    "amortization_gap",
+    "amortization_gap_se",
+    "approximation_gap",
+    "approximation_gap_se",
+    "qstar_steps",
+    "qstar_seconds",
+)
 
 
 @torch.no_grad()
@@ -166,7 +184,7 @@ def gap_of_split(
 
 
 def evaluate_trial(
-    trial,
+    run,
     points: int = 1000,
     iwae_samples: int = 5000,
     eval_samples: int = 100,
@@ -174,20 +192,20 @@ def evaluate_trial(
     qstar: dict[str, Any] | None = None,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """Both splits of a trained ``Trial``: the first ``points`` training and test images."""
-    gen = torch.Generator(trial.device).manual_seed(seed)
-    n_train, n_test = min(points, trial.x_train.shape[0]), min(points, trial.x_test.shape[0])
-    idx = torch.arange(n_train, device=trial.device)
+    """Both splits of a trained ``fit.SeedRun``: the first ``points`` training and test images."""
+    gen = torch.Generator(run.device).manual_seed(seed)
+    n_train, n_test = min(points, run.x_train.shape[0]), min(points, run.x_test.shape[0])
+    idx = torch.arange(n_train, device=run.device)
     common = dict(
-        sigma_x=trial.cfg.sigma_x,
+        sigma_x=run.cfg.sigma_x,
         generator=gen,
         iwae_samples=iwae_samples,
         eval_samples=eval_samples,
-        refine_steps=refine_steps if trial.family.refinable else None,
+        refine_steps=refine_steps if run.family.refinable else None,
         qstar=qstar,
     )
     return {
-        "epoch": trial.epoch,
-        "train": gap_of_split(trial.decoder, trial.family, trial.x_train[:n_train], idx, **common),
-        "test": gap_of_split(trial.decoder, trial.family, trial.x_test[:n_test], None, **common),
+        "epoch": run.epoch,
+        "train": gap_of_split(run.decoder, run.family, run.x_train[:n_train], idx, **common),
+        "test": gap_of_split(run.decoder, run.family, run.x_test[:n_test], None, **common),
     }

@@ -14,8 +14,8 @@ from typing import Any
 
 import torch
 
-from .elbo import z_terms
 from .families.q import detached
+from .terms import z_terms
 
 
 @dataclass

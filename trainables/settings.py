@@ -27,12 +27,14 @@ def setting(
     choices: tuple | None = None,
     check: Check | None = None,
     factory: Any = dataclasses.MISSING,
+    sweep: str = "axis",
 ) -> Any:
-    """A dataclass field with its help, and either the values it accepts or a check."""
+    """A dataclass field with its help, and either the values it accepts or a check; ``sweep``: for a
+    TrialConfig field, where a sweep spec sets it (trainables/config.py lists the roles)."""
     return dataclasses.field(
         default=default,
         default_factory=factory,
-        metadata={"help": help, "choices": choices, "check": check},
+        metadata={"help": help, "choices": choices, "check": check, "sweep": sweep},
     )
 
 

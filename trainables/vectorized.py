@@ -1,33 +1,31 @@
 """Several seeds of one configuration trained at once, their matrix multiplies batched.
 
-    batch = SeedBatch([cfg_seed0, cfg_seed1, ...], data, device)
-    for rows in batch.train():        # one metrics dict per seed per epoch
+    fit = Fit([SeedRun(cfg_seed0, data), SeedRun(cfg_seed1, data), ...], Stacked)
+    for per_seed in fit.train():      # one metrics dict per seed per epoch
         ...
 
-Each seed keeps what a separate ``Trial`` has (its initial parameters, its shuffling and Monte
-Carlo streams, drawn in the same order, its history and threshold timing), so its numbers are
-those of a separate run of that seed up to floating-point reassociation in the batched matmuls.
-The one objective, ``elbo.elbo_terms``, is ``torch.func.vmap``-ed over a leading seed dimension
-through ``functional_call`` on the seeds' stacked parameters (the Linear layers become batched
-matmuls); Adam is elementwise, so one Adam over the stacked parameters is S independent Adams.
-A per-datapoint family (F-VI) keeps each seed's own table and optimizer outside the vmap (its
-rows are looked up per seed, so SparseAdam still moves only the minibatch's rows).
+Each seed keeps what a separate run has (its initial parameters, its shuffling and Monte Carlo
+streams, drawn in the same order, its history and threshold timing: its ``fit.SeedRun``), so its
+numbers are those of a separate run of that seed up to floating-point reassociation in the
+batched matmuls. The one objective, ``elbo.elbo_terms``, is ``torch.func.vmap``-ed over a leading
+seed dimension through ``functional_call`` on the seeds' stacked parameters (the Linear layers
+become batched matmuls); Adam is elementwise, so one Adam over the stacked parameters is S
+independent Adams. A per-datapoint family (F-VI) keeps each seed's own table and optimizer
+outside the vmap (its rows are looked up per seed, so SparseAdam still moves only the
+minibatch's rows).
 """
 
 from __future__ import annotations
 
 import copy
-import dataclasses
-from typing import Any
 
 import torch
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
 from .config import TrialConfig
-from .data import Data
 from .elbo import TERMS, Noise, draw_noise, elbo_terms, noise_rows
-from .fit import Loop, Trial, dense_parameters, optimizers, scheduler
+from .fit import SeedRun, dense_parameters, optimizers, update
 
 
 class _Objective(nn.Module):
@@ -55,64 +53,42 @@ class _Given:
         return self.q_type.from_local(**self.local)
 
 
-class SeedBatch(Loop):
-    def __init__(self, cfgs: list[TrialConfig], data: Data, device: str | torch.device = "cpu"):
-        first = cfgs[0]
-        if len({c.seed for c in cfgs}) != len(cfgs) or any(
-            dataclasses.replace(c, seed=first.seed) != first for c in cfgs
-        ):
-            raise ValueError("SeedBatch takes configs that differ in their seeds only, each seed once")
+class Stacked:
+    """The seeds' parameters stacked (name -> (S, ...)) under one vmapped ELBO and one Adam; each
+    seed's run gets its slice back before it evaluates or saves, as a lone run would."""
+
+    def __init__(self, runs: list[SeedRun], compile: bool = False):
+        first, family = runs[0].cfg, runs[0].family
+        if compile:
+            raise ValueError("vectorized seeds: compile applies to seeds stepped separately")
         if first.train_subset != "first":
             raise ValueError("vectorized seeds share their images: train_subset 'random' draws them per seed")
-        self.cfg, self.device = first, torch.device(device)
-        self.trials = [Trial(c, data, device) for c in cfgs]  # per-seed init, streams, histories
-        family = self.trials[0].family
         if family.refines:  # autograd.grad inside vmap: torch.func would be needed
             raise ValueError(f"vectorized seeds: {first.family!r} refines q by autograd; vmap can't batch it")
-        self.x_train = self.trials[0].x_train
+        self.runs, self.cfg, self.device = runs, first, runs[0].device
+        self.x_train = runs[0].x_train
         self.per_point = family.per_datapoint
-        modules = [_Objective(t.decoder, t.family, first) for t in self.trials]
-        if self.per_point:  # only the decoders are stacked; each seed's table stays its own
-            modules = [_Objective(t.decoder, nn.Module(), first) for t in self.trials]
+        # a per-datapoint family: only the decoders are stacked; each seed's table stays its own
+        modules = [_Objective(r.decoder, nn.Module() if self.per_point else r.family, first) for r in runs]
         self.params, _ = stack_module_state(modules)  # name -> (S, ...)
-        self.base = copy.deepcopy(_Objective(self.trials[0].decoder, family, first)).to("meta")
-        self.optimizers = [torch.optim.Adam(list(self.params.values()), lr=first.lr, fused=True)]
+        self.stacked = list(self.params.values())
+        self.base = copy.deepcopy(_Objective(runs[0].decoder, family, first)).to("meta")
+        self.optimizers = [torch.optim.Adam(self.stacked, lr=first.lr, fused=True)]
         # a per-datapoint family: each seed's own table, its own optimizer
-        self.own_optimizers = [optimizers([t.family], first.lr) if self.per_point else []
-                               for t in self.trials]
-        self.optimizers += [o for opts in self.own_optimizers for o in opts]
-        self.schedulers = [scheduler(o, first) for o in self.optimizers]
+        self.own = [optimizers([r.family], first.lr) if self.per_point else [] for r in runs]
+        self.optimizers += [o for opts in self.own for o in opts]
+        # seeds share no parameter: each gets its own gradient, and is clipped on its own
+        self.clipped = [dense_parameters(opts) for opts in self.own]
 
-    @property
-    def epoch(self) -> int:
-        return self.trials[0].epoch
-
-    @property
-    def history(self) -> list[list[dict[str, Any]]]:
-        """Per epoch, one metrics dict per seed."""
-        return [list(rows) for rows in zip(*(t.history for t in self.trials), strict=True)]
-
-    @classmethod
-    def from_state(cls, state: dict[str, Any], data: Data, device: str | torch.device = "cpu") -> SeedBatch:
-        batch = cls([TrialConfig.from_dict(s["config"]) for s in state["seeds"]], data, device)
-        batch.load_state_dict(state)
-        return batch
-
-    def train(self, epochs: int | None = None):
-        """Up to ``epochs`` total (default cfg.epochs), yielding each epoch's metrics, a dict per seed."""
-        return self.train_seeds(epochs)
-
-    def run_epoch(self) -> list[dict[str, Any]]:
-        return self.run_seeds_epoch()
-
-    def _step(self, idx: torch.Tensor) -> torch.Tensor:
+    def step(self, idx: torch.Tensor) -> torch.Tensor:
+        """One optimizer step on each seed's minibatch rows idx (S, B); its ELBO terms (S, 4)."""
         cfg = self.cfg
         x = self.x_train[idx]  # (S, B, D)
         rows = noise_rows(cfg.latent_terms, cfg.objective, idx.shape[1], cfg.n_train,
-                          self.trials[0].family.q_type.closed_form_kl)
+                          self.runs[0].family.q_type.closed_form_kl)
         num_params = self.params["decoder.mean"].shape[1]
-        noise = [  # each seed's draws from its own generator, in a separate trial's order
-            draw_noise(num_params, rows, cfg.latent_dim, cfg.mc_samples, t.generator) for t in self.trials
+        noise = [  # each seed's draws from its own generator, in a separate run's order
+            draw_noise(num_params, rows, cfg.latent_dim, cfg.mc_samples, r.generator) for r in self.runs
         ]
         eps_theta = torch.stack([nz.theta for nz in noise])  # (S, S_mc, P)
         eps_z = torch.stack([nz.z for nz in noise])  # (S, S_mc, R, d)
@@ -124,38 +100,35 @@ class SeedBatch(Loop):
 
         in_dims = (0, 0, 0, 0, 0, 0 if given is not None else None)
         terms = vmap(one_seed, in_dims=in_dims)(self.params, x, idx, eps_theta, eps_z, given)  # (S, 1 + 4)
-        # seeds share no parameter: each gets its own gradient, and is clipped on its own
-        self._update(terms[:, 0].sum(), clip=[dense_parameters(opts) for opts in self.own_optimizers])
+        # the stacked parameters clipped per seed; the seeds' own tables are clip's per-seed lists
+        update(self.optimizers, terms[:, 0].sum(), cfg, self.stacked, self.clipped)
         return terms[:, 1:].detach()  # (S, 4)
-
-    def clip_parameters(self) -> list[torch.Tensor]:
-        return list(self.params.values())  # stacked; the seeds' own tables are clip's per-seed lists
 
     def _given(self, x, idx, x_all) -> dict[str, torch.Tensor]:
         """Each seed's own per-datapoint q for the step's rows (all N with latent_terms "all"), stacked."""
         if x_all is not None:
             rows = torch.arange(self.cfg.n_train, device=self.device)
-            qs = [t.family.q(x_all, rows) for t in self.trials]
+            qs = [r.family.q(x_all, rows) for r in self.runs]
         else:
-            qs = [t.family.q(xs, ix) for t, xs, ix in zip(self.trials, x, idx, strict=True)]
+            qs = [r.family.q(xs, ix) for r, xs, ix in zip(self.runs, x, idx, strict=True)]
         return {k: torch.stack([q.local()[k] for q in qs]) for k in qs[0].local()}
 
-    def _own(self, trial: Trial) -> dict[str, torch.Tensor]:
+    def _own(self, run: SeedRun) -> dict[str, torch.Tensor]:
         """One seed's parameters, by the names of the stacked ones."""
-        mine = {f"decoder.{k}": v for k, v in trial.decoder.named_parameters()}
+        mine = {f"decoder.{k}": v for k, v in run.decoder.named_parameters()}
         if not self.per_point:
-            mine.update({f"family.{k}": v for k, v in trial.family.named_parameters()})
+            mine.update({f"family.{k}": v for k, v in run.family.named_parameters()})
         return mine
 
     @torch.no_grad()
-    def _write_back(self) -> None:
-        """Copy each seed's slice into its Trial, which evaluates and saves it as a lone run would."""
-        for s, t in enumerate(self.trials):
-            for name, p in self._own(t).items():
+    def write_back(self) -> None:
+        """Copy each seed's slice into its run, which evaluates and saves it as a lone run would."""
+        for s, r in enumerate(self.runs):
+            for name, p in self._own(r).items():
                 p.copy_(self.params[name][s])
 
     @torch.no_grad()
-    def _read_back(self) -> None:
+    def read_back(self) -> None:
         """The stacked parameters from the seeds' own, after a load."""
         for name, p in self.params.items():
-            p.copy_(torch.stack([self._own(t)[name] for t in self.trials]))
+            p.copy_(torch.stack([self._own(r)[name] for r in self.runs]))

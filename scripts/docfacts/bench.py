@@ -148,8 +148,8 @@ def families() -> dict[str, str]:
         runs("amortized", 64, None)
     # the demo's learning rates (quick.yaml) against each grid's best
     quick = spec("quick")
-    lr = {c["family"]: quick.trial_config(c, quick.seeds[0]).lr for c in quick.cells()
-          if c["family"] in ("amortized", "factorized")}
+    lr = {c.family: quick.trial_config(c, quick.seeds[0]).lr for c in quick.cells()
+          if c.family in ("amortized", "factorized")}
     best = {"amortized": min(avi, key=avi.get), "factorized": min(dense, key=dense.get)}
     if best == lr:
         verdict = (f"the demo's (`quick.yaml`: A-VI {lr['amortized']:g}, F-VI {lr['factorized']:g}) are "

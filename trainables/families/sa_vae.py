@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import torch
 
 from ..settings import non_negative_int, positive_number, setting
+from ..terms import z_terms
 from .amortized import Amortized
 from .q import where
 
@@ -55,8 +56,6 @@ class SemiAmortized(Amortized):
         only q is refined."""
         if self.steps == 0:
             return q
-        from ..elbo import z_terms  # the objective imports the families: imported when first used
-
         through = torch.is_grad_enabled() and q.mean.requires_grad
         with torch.enable_grad():
             current = q if through else type(q).from_local(
