@@ -18,10 +18,11 @@ $(BIN)/.installed: pyproject.toml
 	touch $@
 
 # Debian packages, installed where apt is usable (root, or sudo without a password) and one is
-# missing: `data` real Fashion-MNIST for offline machines; `system` that and a real Slurm (slurm-wlm,
-# munge) for the tests and `make slurm-demo`.
+# missing: `data` real Fashion-MNIST for offline machines; `system` that, a real Slurm (slurm-wlm,
+# munge) for the tests and `make slurm-demo`, and headless Chromium (chromium, chromium-driver) for the
+# test of report.html in a browser.
 DATA_PACKAGES := dataset-fashion-mnist
-SYSTEM_PACKAGES := $(DATA_PACKAGES) slurm-wlm munge
+SYSTEM_PACKAGES := $(DATA_PACKAGES) slurm-wlm munge chromium chromium-driver
 define apt_install
 	@missing=$$(for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done 2>/dev/null); \
 	if [ -z "$$missing" ] || ! command -v dpkg >/dev/null; then :; \
@@ -30,7 +31,8 @@ define apt_install
 	elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then \
 		sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	else echo "note: apt unusable, not installed: $$missing (without dataset-fashion-mnist, Fashion-MNIST \
-	is downloaded; without slurm-wlm and munge, the Slurm tests skip)"; fi
+	is downloaded; without slurm-wlm and munge, the Slurm tests skip; without chromium and chromium-driver, \
+	the browser test skips)"; fi
 endef
 
 data:

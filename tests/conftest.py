@@ -215,3 +215,19 @@ def slurm():
         pytest.skip(msg)
     with SlurmCluster(nodes=3, cpus=1) as cluster:
         yield cluster
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Headless Chromium (testbed/browser.py: Debian's chromium and chromium-driver, offline) for
+    the whole session. Without them: a one-line skip, or a failure with CI=true (`make` installs
+    them where apt is usable)."""
+    from testbed.browser import INSTALL, Browser, missing_binaries
+
+    if missing := missing_binaries():
+        msg = f"no {', '.join(missing)} on this machine: {INSTALL}"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(msg)
+        pytest.skip(msg)
+    with Browser() as chromium:
+        yield chromium
