@@ -59,7 +59,8 @@ demo: venv data
 	$(BIN)/python -m analysis figures results/$(DEMO_NAME) -o results/$(DEMO_NAME)-report
 	@echo
 	@echo "Done. Report: results/$(DEMO_NAME)-report/report.md"
-	@echo "      Gap table: results/$(DEMO_NAME)-report/gap_table.md; figures beside them (PNG, PDF)"
+	@echo "      Gap table: results/$(DEMO_NAME)-report/gap_table.md; figures beside them (PNG)"
+	@echo "      In a browser: results/$(DEMO_NAME)-report/report.html"
 
 # `make notebook`: JupyterLab on analysis/notebooks/explore.ipynb, reading the newest `make demo` results
 # (RESULTS_DIR/quick-*, through AMORTIZATION_GAP_RESULTS); as root (a container) with --allow-root.

@@ -1,4 +1,4 @@
-"""The paper-style figures of the study, one set per dataset, as PNG and PDF.
+"""The paper-style figures of the study, one set per dataset, as PNG (and PDF when asked).
 
 Every figure uses the same colour per variant: each encoder family's widths on a sequential scale
 of its own (amortized: viridis, light = narrow), then the families without a width: the
@@ -10,6 +10,7 @@ per cell of its axes, and for each numeric axis a figure of the gap against it.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib.ticker
@@ -75,8 +76,17 @@ def _subplots(nrows: int, ncols: int, **kw) -> tuple[Figure, np.ndarray]:
     return fig, fig.subplots(nrows, ncols, **kw)
 
 
-def _save(fig: Figure, out: Path, stem: str) -> list[Path]:
-    paths = [out / f"{stem}.png", out / f"{stem}.pdf"]
+@dataclass(frozen=True)
+class Folder:
+    """Where figures are saved, and in which file formats (a plain path: PNG)."""
+
+    path: Path
+    formats: tuple[str, ...] = ("png",)
+
+
+def _save(fig: Figure, out: Path | Folder, stem: str) -> list[Path]:
+    where = out if isinstance(out, Folder) else Folder(Path(out))
+    paths = [where.path / f"{stem}.{f}" for f in where.formats]
     for p in paths:
         fig.savefig(p, dpi=130, bbox_inches="tight")
     return paths
@@ -351,13 +361,15 @@ def _cell_of(frame: pd.DataFrame, axes: list[str]) -> list[str]:
 
 def all_figures(
     table: pd.DataFrame, out: Path, measured: pd.DataFrame | None = None, refine: pd.DataFrame | None = None,
-    limit: bool = True,
+    limit: bool = True, formats: tuple[str, ...] = ("png",),
 ) -> dict[str, dict[str, list[Path]]]:
-    """Every figure for every dataset; returns {dataset: {figure name: [png, pdf]}}. With ``limit``,
-    the per-cell figures draw the first MAX_CELLS cells and the seeds figure MAX_SEEDS seeds."""
+    """Every figure for every dataset, each saved in ``formats``; returns {dataset: {figure name:
+    its files}}. With ``limit``, the per-cell figures draw the first MAX_CELLS cells and the seeds
+    figure MAX_SEEDS seeds."""
     from .reference import comparable
 
-    out.mkdir(parents=True, exist_ok=True)
+    Path(out).mkdir(parents=True, exist_ok=True)
+    out = Folder(Path(out), tuple(formats))
     made: dict[str, dict[str, list[Path]]] = {}
     for ds, d in table.groupby("dataset", sort=True):
         d = d.sort_values(["trial_id", "epoch"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 from pathlib import Path, PurePath
+from typing import NamedTuple
 
 import pandas as pd
 from pyarrow.fs import FileType
@@ -32,27 +33,62 @@ class AnalysisError(ValueError):
     """Input the analysis cannot use; the message says what and why, on one line."""
 
 
-def load_results(path: str | Path) -> pd.DataFrame:
-    """Read RESULTS (experiment dir or parquet, a path or a URI such as s3://bucket/exp) into the
-    tidy table, checking its columns."""
+class Results(NamedTuple):
+    """An experiment read once: the tidy table, and `sweep evaluate`'s gap split (``measured``, one
+    row a trial) and refinement rows, each None where the experiment has none."""
+
+    table: pd.DataFrame
+    measured: pd.DataFrame | None
+    refine: pd.DataFrame | None
+
+
+def load(path: str | Path) -> Results:
+    """Read RESULTS (experiment dir or parquet, a path or a URI such as s3://bucket/exp) once: each
+    trial's files are read one time, for the table and the gap split both."""
     from sweep import storage
 
     where = storage.kind(path)
     if where == FileType.Directory:
         from sweep.experiment import SweepError, load_trials
-        from sweep.results import tidy
+        from sweep.results import gap_tables, tidy
 
         try:
-            table = tidy(load_trials(str(path)))
+            trials = load_trials(str(path))
         except SweepError as e:
             raise AnalysisError(str(e)) from None
+        table, frames = tidy(trials), gap_tables(trials)
     elif where == FileType.File:
-        try:
-            table = pd.read_parquet(io.BytesIO(storage.read_bytes(path)))
-        except Exception as e:  # pyarrow's errors vary by what the file really is
-            raise AnalysisError(f"{path} is not a readable parquet file ({type(e).__name__})") from None
+        table, frames = _parquet(path), _beside(path)
     else:
         raise AnalysisError(f"{path}: no such file or directory")
+    return Results(_checked(table, path), *(with_variant(f) if len(f) else None for f in frames))
+
+
+def load_results(path: str | Path) -> pd.DataFrame:
+    """The tidy table of RESULTS (see ``load``), its columns checked."""
+    return load(path).table
+
+
+def _parquet(path: str | Path) -> pd.DataFrame:
+    from sweep import storage
+
+    try:
+        return pd.read_parquet(io.BytesIO(storage.read_bytes(path)))
+    except Exception as e:  # pyarrow's errors vary by what the file really is
+        raise AnalysisError(f"{path} is not a readable parquet file ({type(e).__name__})") from None
+
+
+def _beside(path: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """OUT.gaps.parquet and OUT.refine.parquet beside an exported OUT.parquet (empty where missing)."""
+    from sweep import storage
+
+    stem = PurePath(storage.name(path)).stem
+    beside = [storage.sibling(path, f"{stem}.{name}.parquet") for name in ("gaps", "refine")]
+    return tuple(pd.read_parquet(io.BytesIO(storage.read_bytes(p))) if storage.exists(p) else pd.DataFrame()
+                 for p in beside)
+
+
+def _checked(table: pd.DataFrame, path: str | Path) -> pd.DataFrame:
     missing = [c for c in REQUIRED if c not in table.columns]
     if missing:
         raise AnalysisError(
@@ -123,8 +159,5 @@ def load_gaps(path: str | Path) -> tuple[pd.DataFrame | None, pd.DataFrame | Non
 
         frames = gap_tables(load_trials(str(path), reports="none"))
     else:
-        stem = PurePath(storage.name(path)).stem
-        beside = [storage.sibling(path, f"{stem}.{name}.parquet") for name in ("gaps", "refine")]
-        frames = tuple(pd.read_parquet(io.BytesIO(storage.read_bytes(p))) if storage.exists(p)
-                       else pd.DataFrame() for p in beside)
+        frames = _beside(path)
     return tuple(with_variant(f) if len(f) else None for f in frames)

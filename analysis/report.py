@@ -1,5 +1,6 @@
 """OUTDIR: figures, gap_table.csv/.md (gap_by_AXIS_table.csv/.md for each numeric axis of the
-sweep), and a one-page report.md that embeds them."""
+sweep), a one-page report.md that embeds them, and report.html (analysis/html.py), the same numbers
+drawn to hover and filter in a browser."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pandas as pd
 
 from . import tables
 from .figures import all_figures
+from .html import write_html
 from .load import sweep_axes
 from .markdown import axis_markdown, check_markdown, gap_markdown, refine_markdown
 
@@ -33,12 +35,13 @@ CAPTIONS = {
 
 def write_report(
     table: pd.DataFrame, out: Path, measured: pd.DataFrame | None = None, refine: pd.DataFrame | None = None,
-    limit: bool = True,
+    limit: bool = True, formats: tuple[str, ...] = ("png",),
 ) -> dict[str, Path]:
-    """OUT's figures (``limit``: see all_figures), tables and report.md."""
+    """OUT's figures (``limit``, ``formats``: see all_figures), tables, report.md and report.html."""
     out = Path(out)
-    made = all_figures(table, out, measured, refine, limit)
+    made = all_figures(table, out, measured, refine, limit, formats)
     gap_table = tables.gap_table(table, measured)
+    write_html(table, gap_table, measured, out / "report.html")
     _atomic_text(out / "gap_table.csv", gap_table.to_csv(index=False))
     md = gap_markdown(gap_table)
     _atomic_text(out / "gap_table.md", md + "\n")
@@ -81,7 +84,8 @@ def write_report(
             caption = CAPTIONS.get(name) or CAPTIONS["gap_vs_axis"].format(axis=name.removeprefix("gap_vs_"))
             lines += [f"![{ds} {name}]({paths[0].name})", "", f"*{caption}*", ""]
     _atomic_text(out / "report.md", "\n".join(lines))
-    return {"report": out / "report.md", "gap_csv": out / "gap_table.csv", "gap_md": out / "gap_table.md"}
+    return {"report": out / "report.md", "html": out / "report.html", "gap_csv": out / "gap_table.csv",
+            "gap_md": out / "gap_table.md"}
 
 
 def _reference_section(table: pd.DataFrame, out: Path) -> list[str]:

@@ -3,6 +3,7 @@
 import itertools
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -167,11 +168,12 @@ def _valid_png(path):
 
 def test_figures_on_real_smoke_results(smoke_experiment, tmp_path, capsys):
     _, exp = smoke_experiment
-    assert main(["figures", str(exp), "-o", str(tmp_path / "out")]) == 0
+    assert main(["figures", str(exp), "-o", str(tmp_path / "out"), "--formats", "png,pdf"]) == 0
     out = tmp_path / "out"
     for name in FIGURES:
         _valid_png(out / f"fashion_mnist_{name}.png")
         assert (out / f"fashion_mnist_{name}.pdf").read_bytes()[:5] == b"%PDF-"
+    assert (out / "report.html").stat().st_size > 0
     report = (out / "report.md").read_text()
     assert all(f"fashion_mnist_{n}.png" in report for n in FIGURES)
     assert "Partial" not in report
@@ -199,6 +201,45 @@ def test_figures_on_real_smoke_results(smoke_experiment, tmp_path, capsys):
     assert set(steps.steps) == {0, 1, 5, 20, 100} and set(steps.variant) == {"k=2", "k=8"}
     assert (steps[steps.steps == 0].gap_closed.abs() < 1e-6).all()  # K = 0 is the encoder's q itself
     assert "amort. gap closed" in (out / "refine_table.md").read_text()
+
+
+def test_figures_read_the_experiment_once(smoke_experiment, tmp_path, monkeypatch):
+    """`analysis figures EXP` reads each file of the experiment one time: the table and the gap split
+    come from one reading (on a bucket, every read is a request)."""
+    from collections import Counter
+
+    from sweep import storage
+
+    _, exp = smoke_experiment
+    opened: Counter = Counter()
+    resolve, read_bytes = storage.resolve, storage.read_bytes
+
+    class Counting:
+        def __init__(self, fs):
+            self.fs = fs
+
+        def open_input_stream(self, path):
+            opened[path] += 1
+            return self.fs.open_input_stream(path)
+
+        def __getattr__(self, name):
+            return getattr(self.fs, name)
+
+    def counted_resolve(location):
+        fs, path = resolve(location)
+        return Counting(fs), path
+
+    def counted_read(location):
+        opened[str(location)] += 1
+        return read_bytes(location)
+
+    monkeypatch.setattr(storage, "resolve", counted_resolve)
+    monkeypatch.setattr(storage, "read_bytes", counted_read)
+    assert main(["figures", str(exp), "-o", str(tmp_path / "out")]) == 0
+    results = [p for p in opened if p.endswith("/result.json")]
+    gaps = [p for p in opened if p.endswith("/gap.json")]
+    assert len(results) == len(gaps) == 8  # the smoke sweep's trials, each evaluated
+    assert max(opened.values()) == 1, opened.most_common(3)
 
 
 def test_parquet_input_gives_the_same_table(smoke_experiment, tmp_path):
@@ -475,3 +516,42 @@ def test_many_cells_draw_the_first_ones_and_say_so(tmp_path):
         seeds(many, tmp_path, "all", None)  # --all
     assert drawn == [(1, MAX_SEEDS), (1, MAX_SEEDS + 3)]  # one row of panels: 10 seeds, then all 13
     assert (tmp_path / "capped.png").exists() and (tmp_path / "all.png").exists()
+
+
+@pytest.mark.parametrize("given, bad", [("svg", "svg"), ("png,jpeg", "jpeg"), ("", "nothing")])
+def test_an_unknown_figure_format_is_one_line(given, bad, capsys):
+    with pytest.raises(SystemExit) as done:
+        main(["figures", "x", "-o", "y", "--formats", given])
+    err = capsys.readouterr().err.strip()
+    assert done.value.code == 2 and len(err.splitlines()) == 1
+    assert f"{bad} is not one of png, pdf" in err and "--formats" in err
+
+
+def test_watch_rewrites_the_report_until_every_trial_has_ended(smoke_copy, tmp_path, monkeypatch, capsys):
+    """`analysis figures --watch` of a running sweep writes the report of the epochs so far, then
+    again as results arrive, and stops once every trial has ended."""
+    import analysis.cli
+    from sweep.experiment import experiment_states
+
+    newest = Path(experiment_states(str(smoke_copy))[-1])
+    finished = newest.read_text()
+    state = json.loads(finished)
+    trial = json.loads(state["trial_data"][0][0])
+    trial["status"] = "RUNNING"
+    state["trial_data"][0][0] = json.dumps(trial)
+    newest.write_text(json.dumps(state))
+    result = next(smoke_copy.glob(f"{trial['trial_id']}-*/result.json"))
+    whole = result.read_text()
+    result.write_text("".join(whole.splitlines(keepends=True)[:2]))  # two epochs reported so far
+    out, seen = tmp_path / "out", []
+
+    def sleep(seconds):  # between two rewrites: the report so far, then the trial finishes
+        seen.append((out / "report.md").read_text())
+        newest.write_text(finished)
+        result.write_text(whole)
+
+    monkeypatch.setattr(analysis.cli.time, "sleep", sleep)
+    assert main(["figures", str(smoke_copy), "-o", str(out), "--watch", "--every", "1"]) == 0
+    assert len(seen) == 1 and "Partial results" in seen[0]
+    assert capsys.readouterr().out.count("in a browser:") == 2
+    assert "Partial results" not in (out / "report.md").read_text() and (out / "report.html").exists()
