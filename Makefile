@@ -97,6 +97,7 @@ readme-figures: venv data
 	rm -rf docs/demo && mkdir -p docs/demo
 	cp $(READ)-report/*.png $(READ)-report/*_table.md $(READ)-report/*_table.csv docs/demo/
 	cp $(READ)-timing.json docs/demo/timing.json && cp $(READ)-display.log docs/demo/display.log
+	$(BIN)/python scripts/screenshot.py $(READ)-report/report.html docs/demo/report_html.png
 	$(BIN)/python scripts/sync_docs.py
 
 # A shipped study end to end, its figures and tables (markdown and CSV) and its wall time

@@ -40,6 +40,8 @@ FINAL = {"neg_elbo": "final -ELBO per image", "gap_vs_fvi": "gap vs F-VI (nats)"
          "amort_gap_test": "amortization gap, test (nats)", "train_mse": "train MSE"}
 COLUMNS = ("trial_id", "dataset", "variant", "variant_order", "family", "has_width", "per_datapoint",
            "has_test_time_q", "seed", "width", "epoch", "epochs", *(c for c, _ in CURVES))
+POINTS = 200  # epochs per curve at most (log-spaced)
+MAX_LINES = 300  # lines per curve panel at most: a trial's each, else means (_line_kind)
 CONFIG = {"displaylogo": False, "responsive": True}
 STYLE = ("body{font-family:sans-serif;max-width:1400px;margin:1em auto;padding:0 1em;color:#222}"
          "p.caption{color:#555;font-size:90%;margin-top:0}")
@@ -91,8 +93,10 @@ def _dataset_figures(d: pd.DataFrame, gaps: pd.DataFrame, seeds: pd.DataFrame,
         made.append(("gap-split", "log p(x) - L[q] = approximation gap (grey) + amortization gap "
                      "(coloured), mean over seeds (the gap table); a marker per trial at its total.",
                      _gap_split(gaps, measured, axes, pal)))
-    made.append(("curves", "Every trial's curves, a line per trial (test MSE: the variants with a "
-                 "test-time q).", _curves(d, axes, pal)))
+    lines = {"trial": "a line per trial", "cell": "a line per variant and cell, the mean over its seeds",
+             "variant": "a line per variant, the mean of its trials in every cell"}[_line_kind(d, axes)]
+    made.append(("curves", f"The curves, {lines}, at most {POINTS} epochs each, log-spaced (test MSE: "
+                 "the variants with a test-time q).", _curves(d, axes, pal)))
     made.append(("trials", "Every trial at the last epoch every trial of its cell has reached, coloured "
                  "by variant: drag along an axis to select a range.", _parallel(seeds, axes, pal)))
     return [(slug, caption, fig) for slug, caption, fig in made if fig is not None]
@@ -125,7 +129,9 @@ def _gap_against(gaps: pd.DataFrame, seeds: pd.DataFrame, x: str, axes: list[str
     others = [a for a in axes if a != x]
     gaps = gaps.assign(others=_cell_labels(gaps, others)).sort_values(["others", x], kind="stable")
     seeds = seeds.assign(others=_cell_labels(seeds, others))
-    trials = seeds.groupby(["others", "variant"], sort=False).trial_id.agg(", ".join)
+    # the trials of each mean: its cell of the other axes, its variant, its x
+    at = seeds.assign(at=seeds[x].astype(str))
+    trials = at.groupby(["others", "variant", "at"], sort=False).trial_id.agg(_some)
     per_variant = dict(list(seeds.groupby("variant", sort=False)))
     widths = _floats(gaps.loc[gaps.has_width.astype(bool), "width"])
     span = [np.nanmin(widths), np.nanmax(widths)] if len(widths) else [1.0, 1.0]
@@ -134,8 +140,8 @@ def _gap_against(gaps: pd.DataFrame, seeds: pd.DataFrame, x: str, axes: list[str
         for variant, g in _by_variant(gaps, pal):
             s = per_variant.get(variant, seeds.iloc[:0])
             errors = g[se] if se else [np.nan] * len(g)
-            text = [f"{variant} {o}<br>{_pm(m, e)} nats, mean of {n}: {trials.get((o, variant), '')}"
-                    for o, m, e, n in zip(g.others, g[mean], errors, g.seeds, strict=True)]
+            text = [f"{variant} {o}<br>{_pm(m, e)} nats, mean of {n}: {trials.get((o, variant, str(v)), '')}"
+                    for o, m, e, n, v in zip(g.others, g[mean], errors, g.seeds, g[x], strict=True)]
             common = {"type": "scatter", "name": variant, "legendgroup": variant, "hoverinfo": "text",
                       "line": {"color": pal[variant]}, "marker": {"color": pal[variant], "size": 9}, **_on(j)}
             if x == "width" and not g.has_width.astype(bool).any():  # no width: a level across them
@@ -195,8 +201,8 @@ def _gap_split(gaps: pd.DataFrame, measured: pd.DataFrame, axes: list[str], pal:
                 "showlegend": False, "marker": {"color": "black", "size": 6}, "hoverinfo": "text", **_on(j),
                 "hovertext": [f"trial {t}<br>{variant}, seed {sd} {c}<br>approximation {_pm(a, np.nan)} + "
                               f"amortization {_pm(m, np.nan)} nats" for t, sd, c, a, m in
-                              zip(s.trial_id, s.seed, s.cell, s.approximation_gap, s.amortization_gap,
-                                  strict=True)]})
+                              zip(s.get("trial_id", s.seed.map(lambda _: "(unnamed)")), s.seed, s.cell,
+                                  s.approximation_gap, s.amortization_gap, strict=True)]})
     layout = _panels(["training images", "test images"], height=420) | {"barmode": "relative"}
     layout["yaxis1"]["title"] = {"text": "nats per image"}
     layout["yaxis2"]["matches"] = "y"
@@ -217,26 +223,57 @@ def _category(frame: pd.DataFrame, axes: list[str]) -> list:
 
 
 def _curves(d: pd.DataFrame, axes: list[str], pal: dict[str, str]) -> dict:
-    """-ELBO per image, train and test MSE against epoch: per variant one trace, a line per trial."""
+    """-ELBO per image, train and test MSE against epoch (log scale), at most POINTS epochs per line,
+    log-spaced: per variant one trace of lines (_line_kind: a trial's, or the mean of a cell's or
+    of a variant's trials)."""
     d = d.sort_values(["trial_id", "epoch"], kind="stable")
     first = d.drop_duplicates("trial_id")
     d = d.assign(cell=d.trial_id.map(dict(zip(first.trial_id, _cell_labels(first, axes), strict=True))))
+    kind = _line_kind(d, axes)
     data = []
     for j, (col, _) in enumerate(CURVES):
         rows = d[d[col].notna() & (d.has_test_time_q.astype(bool) if col == "test_mse" else True)]
+        rows = rows[rows.epoch.isin(_spaced(rows.epoch))]
+        if kind == "trial":
+            custom = ["trial_id", "seed", "cell"]
+            hover = "trial %{customdata[0]}, seed %{customdata[1]} %{customdata[2]}"
+        else:
+            keys = ["variant", "cell"] if kind == "cell" else ["variant"]
+            rows = (rows.groupby([*keys, "epoch"], sort=False)[col].agg(["mean", "size"]).reset_index()
+                    .rename(columns={"mean": col}).sort_values([*keys, "epoch"]))
+            if kind == "variant":
+                rows["cell"] = "(every cell)"
+            custom, hover = ["size", "cell"], "mean of %{customdata[0]} trials %{customdata[1]}"
         for variant, r in _by_variant(rows, pal):
-            at = _breaks(r.trial_id)
+            at = _breaks(r.trial_id if kind == "trial" else r.cell)
             data.append({
                 "type": "scatter", "x": _with_gaps(r.epoch, at), "y": _with_gaps(r[col], at), "mode": "lines",
                 "name": variant, "legendgroup": variant, "showlegend": j == 0,
                 "line": {"color": pal[variant], "width": 1.5}, **_on(j),
-                "customdata": np.insert(r[["trial_id", "seed", "cell"]].to_numpy(object), at, None, axis=0),
-                "hovertemplate": "trial %{customdata[0]}, seed %{customdata[1]} %{customdata[2]}"
-                                 "<br>epoch %{x}: %{y:.4g}<extra>" + variant + "</extra>"})
+                "customdata": np.insert(r[custom].to_numpy(object), at, None, axis=0),
+                "hovertemplate": hover + "<br>epoch %{x}: %{y:.4g}<extra>" + variant + "</extra>"})
     layout = _panels([t for _, t in CURVES], height=420)
     for j in range(len(CURVES)):
-        layout[f"xaxis{j + 1}"]["title"] = {"text": "epoch"}
+        layout[f"xaxis{j + 1}"] |= {"title": {"text": "epoch"}, "type": "log"}
     return {"data": data, "layout": layout}
+
+
+def _line_kind(d: pd.DataFrame, axes: list[str]) -> str:
+    """What a curve is, the finest of which there are at most MAX_LINES: "trial" (one trial's),
+    "cell" (the mean of a variant's trials in one cell of the axes: its seeds), or "variant"."""
+    if d.trial_id.nunique() <= MAX_LINES:
+        return "trial"
+    return "cell" if len(d.drop_duplicates(["variant", *axes])) <= MAX_LINES else "variant"
+
+
+def _spaced(epochs: pd.Series) -> np.ndarray:
+    """At most POINTS of the epochs present, log-spaced (every one when there are fewer), the
+    first and the last among them: a curve of 5,000 epochs drawn from 200 of them looks the same
+    on a log axis and the page stays small."""
+    present = np.unique(epochs.to_numpy())
+    if len(present) <= POINTS:
+        return present
+    return present[np.unique(np.geomspace(1, len(present), POINTS).round().astype(int) - 1)]
 
 
 def _parallel(seeds: pd.DataFrame, axes: list[str], pal: dict[str, str]) -> dict:
@@ -297,6 +334,12 @@ def _breaks(keys) -> np.ndarray:
 def _with_gaps(values, at: np.ndarray) -> np.ndarray:
     """``values`` as floats with NaN inserted before each position ``at`` (a break in Plotly's line)."""
     return np.insert(_floats(values), at, np.nan)
+
+
+def _some(ids: pd.Series, most: int = 10) -> str:
+    """Trial ids for a hover text: every one up to ``most``, then how many more."""
+    more = len(ids) - most
+    return ", ".join(ids.iloc[:most]) + (f" and {more} more" if more > 0 else "")
 
 
 def _pm(mean: float, se: float) -> str:

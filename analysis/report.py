@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from . import tables
-from .figures import all_figures
+from .figures import drawn, figure_jobs
 from .html import write_html
 from .load import sweep_axes
 from .markdown import axis_markdown, check_markdown, gap_markdown, refine_markdown
@@ -35,13 +35,19 @@ CAPTIONS = {
 
 def write_report(
     table: pd.DataFrame, out: Path, measured: pd.DataFrame | None = None, refine: pd.DataFrame | None = None,
-    limit: bool = True, formats: tuple[str, ...] = ("png",),
+    limit: bool = True, formats: tuple[str, ...] = ("png",), workers: int | None = None,
 ) -> dict[str, Path]:
-    """OUT's figures (``limit``, ``formats``: see all_figures), tables, report.md and report.html."""
+    """OUT's figures (``limit``, ``formats``, ``workers``: see all_figures), tables, report.md and
+    report.html."""
     out = Path(out)
-    made = all_figures(table, out, measured, refine, limit, formats)
+    out.mkdir(parents=True, exist_ok=True)
     gap_table = tables.gap_table(table, measured)
-    write_html(table, gap_table, measured, out / "report.html")
+    # report.html first, the longest job, then the figures: drawn side by side on the machine's cores
+    jobs = [("", "html", write_html, (table, gap_table, measured, out / "report.html")),
+            *figure_jobs(table, out, measured, refine, limit, formats)]
+    made: dict[str, dict[str, list[Path]]] = {}
+    for (ds, name, _, _), paths in list(zip(jobs, drawn(jobs, workers), strict=True))[1:]:
+        made.setdefault(ds, {})[name] = paths
     _atomic_text(out / "gap_table.csv", gap_table.to_csv(index=False))
     md = gap_markdown(gap_table)
     _atomic_text(out / "gap_table.md", md + "\n")

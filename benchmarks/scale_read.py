@@ -3,6 +3,7 @@
     python benchmarks/scale_read.py                            # 135 trials x 5,000 epochs: the paper
     python benchmarks/scale_read.py --sizes 135x5000 10000x100
     python benchmarks/scale_read.py --sizes 20x300 --analysis /tmp/old   # another copy of analysis/
+    python benchmarks/scale_read.py --sizes --experiments results/quick-*   # make demo's results
 
 A synthetic table of TRIALSxEPOCHS rows with the columns and dtypes `python -m sweep export` writes
 (sweep.results.tidy, from sweep/specs/paper.yaml's configs, reporting every epoch): its trials are
@@ -10,14 +11,17 @@ the paper's grid (3 datasets x (7 widths + factorized + constant) x 5 seeds), an
 more cells along a `lr` axis; plausible falling curves, the MSEs every epoch, the test-time inference
 at the last. Beside it the gap split and the refinement tables of `sweep evaluate`. Prints the
 rows, the wall seconds of `python -m analysis figures` (a subprocess: Python's start and imports
-included), the figures it drew, and the seconds of loading the table (`analysis.load.load_results`,
-imports excluded). --json PATH writes them, the machine and the command line to a file.
+included), the figures it drew, the notebook's first cells (its imports and the table's loading, as
+a fresh kernel runs them) and the seconds of loading the table (`analysis.load.load_results`,
+imports excluded). --experiments times the same on a sweep's own experiment directories.
+--json PATH writes them, the machine and the command line to a file.
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import math
 import os
 import subprocess
@@ -133,11 +137,37 @@ def _python(args: list[str], analysis: Path) -> tuple[float, str]:
 
 LOAD = ("import sys, time; from analysis.load import load_results; t = time.perf_counter(); "
         "load_results(sys.argv[1]); print(time.perf_counter() - t)")
+NOTEBOOK = ROOT / "analysis" / "notebooks" / "explore.ipynb"
+
+
+def notebook_start(path: str, analysis: Path) -> float:
+    """Wall seconds of the notebook's first cells, its imports and the loading of ``path`` (the
+    code cells up to the first that loads the table; IPython's %-lines left out), as a kernel
+    runs them: a fresh Python, imports included."""
+    cells = [c["source"] for c in json.loads(NOTEBOOK.read_text())["cells"] if c["cell_type"] == "code"]
+    upto = next(i for i, c in enumerate(cells) if any("load_results(" in line for line in c)) + 1
+    code = "".join(line for c in cells[:upto] for line in [*c, "\n"] if not line.startswith("%"))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(analysis), str(ROOT)]),
+           "AMORTIZATION_GAP_RESULTS": path}
+    start = time.perf_counter()
+    out = subprocess.run([sys.executable, "-c", code], cwd=analysis, env=env, capture_output=True, text=True)
+    if out.returncode:
+        raise RuntimeError(f"the notebook's first cells failed on {path}:\n{out.stderr[-2000:]}")
+    return time.perf_counter() - start
+
+
+def timed_reads(path: str, out: str, analysis: Path) -> dict:
+    """Seconds of `python -m analysis figures PATH` (into ``out``), the figures drawn, the
+    notebook's first cells, and the loading alone (imports excluded)."""
+    figures_s, _ = _python(["-m", "analysis", "figures", path, "-o", out], analysis)
+    return {"figures_s": figures_s, "figures": len(list(Path(out).glob("*.png"))),
+            "notebook_s": notebook_start(path, analysis),
+            "load_s": float(_python(["-c", LOAD, path], analysis)[1])}
 
 
 def read_side(sizes: list[tuple[int, int]], analysis: Path = ROOT) -> list[dict]:
-    """Per (trials, epochs): rows, seconds of `python -m analysis figures` and of loading; the
-    ``analysis`` package taken from that folder (default: this checkout's)."""
+    """Per (trials, epochs): rows, seconds of `python -m analysis figures`, of the notebook's first
+    cells and of loading; the ``analysis`` package taken from that folder (default: this checkout's)."""
     out = []
     for trials, epochs in sizes:
         table = synthetic_results(trials, epochs)
@@ -146,12 +176,19 @@ def read_side(sizes: list[tuple[int, int]], analysis: Path = ROOT) -> list[dict]
             write_parquet(table, path)
             for name, frame in zip(("gaps", "refine"), synthetic_gaps(table), strict=True):
                 write_parquet(frame, Path(tmp, f"results.{name}.parquet"))
-            figures_s, _ = _python(["-m", "analysis", "figures", path, "-o", f"{tmp}/figures"], analysis)
-            drawn = len(list(Path(tmp, "figures").glob("*.png")))
-            load_s = float(_python(["-c", LOAD, path], analysis)[1])
-        out.append({"trials": trials, "epochs": epochs, "rows": len(table), "figures_s": figures_s,
-                    "figures": drawn, "load_s": load_s})
+            out.append({"what": f"{trials}x{epochs}", "trials": trials, "epochs": epochs, "rows": len(table),
+                        **timed_reads(path, f"{tmp}/figures", analysis)})
     return out
+
+
+def experiment(path: Path, analysis: Path = ROOT) -> dict:
+    """timed_reads of a sweep's own experiment directory (e.g. `make demo`'s), read where it is."""
+    from analysis.load import load_results
+
+    table = load_results(str(path))
+    with tempfile.TemporaryDirectory() as tmp:
+        return {"what": path.name, "trials": int(table.trial_id.nunique()), "epochs": int(table.epoch.max()),
+                "rows": len(table), **timed_reads(str(path.resolve()), f"{tmp}/figures", analysis)}
 
 
 def size(text: str) -> tuple[int, int]:
@@ -165,25 +202,35 @@ def size(text: str) -> tuple[int, int]:
     return trials, epochs
 
 
-def report(sizes: list[str], analysis: Path = ROOT) -> list[dict]:
-    """read_side of each size (TRIALSxEPOCHS), a line printed as each is done."""
-    print(f"{'trials':>7} {'epochs':>7} {'rows':>10} {'figures s':>10} {'drawn':>6} {'load s':>8}")
+def report(sizes: list[str], experiments: list[Path] = (), analysis: Path = ROOT) -> list[dict]:
+    """read_side of each size (TRIALSxEPOCHS), then of each experiment directory, a line printed as
+    each is done."""
+    print(f"{'results':>28} {'trials':>7} {'rows':>10} {'figures s':>10} {'drawn':>6} {'notebook s':>11} "
+          f"{'load s':>8}")
     out = []
-    for trials, epochs in map(size, sizes):
-        out += read_side([(trials, epochs)], analysis.resolve())
+    for what in [*map(size, sizes), *experiments]:
+        if isinstance(what, tuple):
+            out += read_side([what], analysis.resolve())
+        else:
+            out.append(experiment(what, analysis))
         r = out[-1]
-        print(f"{r['trials']:>7} {r['epochs']:>7} {r['rows']:>10,} {r['figures_s']:>10.1f} {r['figures']:>6} "
-              f"{r['load_s']:>8.2f}", flush=True)
+        print(f"{r['what'][-28:]:>28} {r['trials']:>7} {r['rows']:>10,} {r['figures_s']:>10.1f} "
+              f"{r['figures']:>6} {r['notebook_s']:>11.1f} {r['load_s']:>8.2f}", flush=True)
     return out
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--sizes", nargs="+", default=["135x5000"], help="TRIALSxEPOCHS, reported every epoch")
+    p.add_argument("--sizes", nargs="*", default=["135x5000"], help="TRIALSxEPOCHS, reported every epoch")
+    p.add_argument("--experiments", nargs="*", type=Path, default=[], metavar="DIR",
+                   help="also a sweep's experiment directories (e.g. make demo's results/quick-*)")
     p.add_argument("--analysis", type=Path, default=ROOT, help="the folder holding the analysis package")
     p.add_argument("--json", metavar="PATH", help="also write every figure to this file")
     args = p.parse_args()
-    rows = report(args.sizes, args.analysis)
+    for d in args.experiments:
+        if not d.is_dir():
+            raise SystemExit(f"scale: error: --experiments {d}: no such directory")
+    rows = report(args.sizes, args.experiments, args.analysis)
     if args.json:
         sys.path.insert(0, str(ROOT / "benchmarks"))
         from record import write

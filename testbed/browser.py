@@ -21,6 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 CHROMIUM = ("chromium", "chromedriver")  # Debian's chromium and chromium-driver
+# A page of Plotly figures is drawn when Plotly has laid out every plot (its SVG in place).
+PLOTLY_READY = ("[...document.querySelectorAll('.plotly-graph-div')].every(gd => gd._fullLayout && "
+                "gd.querySelector('svg.main-svg')) && "
+                "document.querySelectorAll('.plotly-graph-div').length > 0")
 INSTALL = "apt-get install chromium chromium-driver (`make` does, where apt is usable)"
 FLAGS = (
     "--headless=new",

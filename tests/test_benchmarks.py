@@ -109,12 +109,19 @@ def test_families_benchmark_writes_the_figures_it_prints(tmp_path, fashion_avail
                 f"{r['kl_z_per_datapoint']:>8.1f}{r['seconds']:>9.1f}") in out
 
 
-def test_scale_read_writes_the_figures_it_prints(tmp_path):
-    """One trial of one epoch: the smallest table."""
-    out = run("benchmarks/scale_read.py", "--sizes", "1x1", "--json", str(tmp_path / "r.json")).stdout
-    (r,) = recorded(tmp_path / "r.json", "scale_read.py", None)["sizes"]
-    assert (r["trials"], r["epochs"], r["rows"]) == (1, 1, 1) and r["figures"] >= 1
-    assert f"{1:>7} {1:>7} {1:>10,} {r['figures_s']:>10.1f} {r['figures']:>6} {r['load_s']:>8.2f}" in out
+def test_scale_read_writes_the_figures_it_prints(tmp_path, smoke_experiment):
+    """One trial of one epoch, the smallest table, and a sweep's own experiment directory (the
+    smoke sweep's): figures, the notebook's first cells and the loading timed, as printed."""
+    _, exp = smoke_experiment
+    out = run("benchmarks/scale_read.py", "--sizes", "1x1", "--experiments", str(exp),
+              "--json", str(tmp_path / "r.json")).stdout
+    synthetic, smoke = recorded(tmp_path / "r.json", "scale_read.py", None)["sizes"]
+    assert [synthetic[k] for k in ("what", "trials", "epochs", "rows")] == ["1x1", 1, 1, 1]
+    assert (smoke["what"], smoke["trials"]) == (Path(exp).name, 8) and smoke["figures"] >= 6
+    for r in (synthetic, smoke):
+        assert r["figures"] >= 1 and 0 < r["load_s"] < r["notebook_s"]
+        assert (f"{r['what'][-28:]:>28} {r['trials']:>7} {r['rows']:>10,} {r['figures_s']:>10.1f} "
+                f"{r['figures']:>6} {r['notebook_s']:>11.1f} {r['load_s']:>8.2f}") in out
 
 
 @pytest.mark.slow  # a Ray cluster's start (the scenarios themselves: tests/test_faults.py)

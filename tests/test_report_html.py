@@ -15,11 +15,9 @@ from plotly.offline import get_plotlyjs
 from analysis.html import write_html
 from analysis.load import load_gaps, load_results
 from analysis.tables import gap_table
+from testbed.browser import PLOTLY_READY
 
 PLOTS = ("gap-width", "gap-split", "curves", "trials")  # the smoke sweep's, per dataset
-# Ready when Plotly has laid out every plot (its SVG in place).
-READY = ("[...document.querySelectorAll('.plotly-graph-div')].every(gd => gd._fullLayout && "
-         "gd.querySelector('svg.main-svg')) && document.querySelectorAll('.plotly-graph-div').length > 0")
 # Per plot: its SVG marks (lines, markers, bars) and parallel-coordinates axes.
 MARKS = """[...document.querySelectorAll('.plotly-graph-div')].map(gd => ({
     id: gd.id, types: [...new Set(gd.data.map(t => t.type))],
@@ -71,7 +69,7 @@ def test_axes_and_no_measured_gaps(smoke_tables, tmp_path):
 
 
 def test_in_chromium(smoke_html, smoke_tables, browser, tmp_path):
-    visit = browser.visit(smoke_html, tmp_path / "report.png", ready=READY, probe=MARKS, timeout=120)
+    visit = browser.visit(smoke_html, tmp_path / "report.png", ready=PLOTLY_READY, probe=MARKS, timeout=120)
     assert visit.console_errors == []
     assert visit.requests == [visit.url]  # nothing beyond the file itself
     plots = {p["id"].split("-", 1)[1]: p for p in visit.probe}
@@ -95,7 +93,7 @@ def test_in_chromium(smoke_html, smoke_tables, browser, tmp_path):
 
 
 def test_hover_and_legend_in_chromium(smoke_html, smoke_tables, browser, tmp_path):
-    browser.visit(smoke_html, tmp_path / "report.png", ready=READY)
+    browser.visit(smoke_html, tmp_path / "report.png", ready=PLOTLY_READY)
     ds = smoke_tables[0].dataset.iloc[0]
     trials = set(smoke_tables[0].trial_id)
     for plot in ("curves", "gap-width"):  # hover the first point of the first trace naming trials

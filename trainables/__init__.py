@@ -1,7 +1,17 @@
-"""The study engine: data, Bayesian decoder, variational families, ELBO, fit loop. No Ray here."""
+"""The study engine: data, Bayesian decoder, variational families, ELBO, fit loop. No Ray here.
 
-from .config import ConfigError, TrialConfig
-from .data import Data, load
-from .fit import Fit, NonFiniteELBOError, SeedRun
+Its names are imported on first use, so a module that needs none of torch (trainables.oneline,
+trainables.config read by the analysis) does not load it.
+"""
 
-__all__ = ["ConfigError", "Data", "Fit", "NonFiniteELBOError", "SeedRun", "TrialConfig", "load"]
+import importlib
+
+_WHERE = {"ConfigError": "config", "TrialConfig": "config", "Data": "data", "load": "data", "Fit": "fit",
+          "NonFiniteELBOError": "fit", "SeedRun": "fit"}
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str):
+    if name not in _WHERE:
+        raise AttributeError(f"module 'trainables' has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)

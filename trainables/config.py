@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from . import families
-from .families.q import DiagonalGaussian
 from .settings import (
     boolean,
     is_int,
@@ -24,6 +22,9 @@ from .settings import (
     setting,
     unit_interval,
 )
+
+if TYPE_CHECKING:
+    from . import families
 
 DATASETS = ("mnist", "fashion_mnist", "cifar10")
 # Where a sweep spec (sweep/spec.py) sets each field, the field's metadata "sweep" (sweep_keys reads it):
@@ -118,6 +119,8 @@ class TrialConfig:
                                    check=positive_number)
 
     def __post_init__(self) -> None:
+        from . import families  # here, not at the top: reading a results table needs no torch
+
         out = problems(self)
         if self.family not in families.FAMILIES:
             out.append(f"family={self.family!r} is not one of {', '.join(families.FAMILIES)}")
@@ -149,10 +152,14 @@ class TrialConfig:
 
     @property
     def family_class(self) -> type[families.Family]:
+        from . import families
+
         return families.FAMILIES[self.family]
 
 
 def _width_problems(c: TrialConfig) -> list[str]:
+    from . import families
+
     if families.FAMILIES[c.family].has_width:
         if not is_int(c.width) or c.width <= 0:
             return [f"width={c.width!r} must be a positive integer for family {c.family!r}"]
@@ -165,6 +172,9 @@ def _width_problems(c: TrialConfig) -> list[str]:
 def _mode_problems(c: TrialConfig, probe: bool) -> list[str]:
     """Settings the family cannot take; ``probe``: the rest are valid, so a family can be built to
     read what it does with its options, as the trial's own will."""
+    from . import families
+    from .families.q import DiagonalGaussian
+
     fam = families.FAMILIES[c.family]
     out = []
     if c.objective == "paper" and fam.q_type is not DiagonalGaussian:

@@ -5,7 +5,8 @@ in docs/bench/, written by the command it records (its "command" key):
     python benchmarks/tune_overhead.py --json docs/bench/tune_overhead.json
     python benchmarks/step_compare.py 905c54d --rounds 3 --epochs 3 --json docs/bench/step_compare.json
     python benchmarks/families.py --sigma-x 0.1 --runs ... --json docs/bench/families_demo.json
-    python benchmarks/scale_read.py --sizes 135x5000 --json docs/bench/scale_read.json
+    python benchmarks/scale_read.py --sizes 100x100 135x5000 10000x100 --experiments results/DEMO \
+        --json docs/bench/scale_read.json
     python benchmarks/faults.py --kills 2 --json docs/bench/faults.json
     python benchmarks/scale.py --trials 100 1000 10000 --s3 --reads --json docs/bench/scale.json
 
@@ -173,15 +174,27 @@ def families() -> dict[str, str]:
 
 def scale_read() -> dict[str, str]:
     r = _load(READ)
-    (row,) = r["sizes"]
-    return {
+    rows = r["sizes"]
+    paper = next(row for row in rows if row.get("what", "") == "135x5000")
+    demo = next((row for row in rows if not row.get("what", "x")[0].isdigit()), None)
+    table = _table(["results", "trials", "rows", "`analysis figures` s", "figures drawn",
+                    "notebook's first cells s", "loading s"],
+                   [[("`make demo`'s experiment directory" if row is demo else
+                      f"synthetic, {row['trials']:,} trials x {fmt(row['epochs'])} epochs"),
+                     f"{row['trials']:,}", f"{row['rows']:,}", fmt(row["figures_s"], 1), str(row["figures"]),
+                     fmt(row["notebook_s"], 1), fmt(row["load_s"], 2)] for row in rows])
+    out = {
         "bench.read-command": _cmd(r),
-        "bench.read-size": f"{row['trials']} trials x {fmt(row['epochs'])} epochs reported every epoch, "
-                           f"{fmt(row['rows'])} rows",
-        "bench.read-figures-s": fmt(row["figures_s"], 1),
-        "bench.read-drawn": f"{row['figures']}",
-        "bench.read-load-s": fmt(row["load_s"], 1),
+        "bench.read-table": table,
+        "bench.read-size": f"{paper['trials']} trials x {fmt(paper['epochs'])} epochs reported every epoch, "
+                           f"{fmt(paper['rows'])} rows",
+        "bench.read-figures-s": fmt(paper["figures_s"], 1),
+        "bench.read-drawn": f"{paper['figures']}",
+        "bench.read-load-s": fmt(paper["load_s"], 1),
     }
+    if demo is not None:
+        out["bench.read-demo-s"] = fmt(demo["figures_s"], 1)
+    return out
 
 
 def faults() -> dict[str, str]:
