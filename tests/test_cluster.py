@@ -120,6 +120,7 @@ print(json.dumps({"done": done, "after": after, "alive": alive}))
     assert not (home / ".ray").exists(), "the cluster's token is its own file, not ~/.ray/auth_token"
 
 
+@pytest.mark.slow  # a cluster with a dashboard: a minute; `ray job submit` in make test: test_cluster_sweep
 @NEEDS_DASHBOARD
 def test_ray_job_submit_with_a_working_dir(tmp_path):
     workdir = tmp_path / "job"

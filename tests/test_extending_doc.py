@@ -99,6 +99,7 @@ def test_the_one_trial_command_runs_as_shown(workdir, fashion_available):
     assert [e["family"] for e in events if e["event"] == "test_inference"] == [family]
 
 
+@pytest.mark.slow  # a sweep of the user family on Ray: 40 s (its one-trial command runs in make test)
 def test_the_sweep_runs_as_shown(workdir, ray_address, fashion_available, tmp_path, monkeypatch, capsys):
     import pandas as pd
     import yaml

@@ -18,9 +18,10 @@ ROOT = Path(__file__).resolve().parents[1]
 # (worker_kill, node_loss: epoch 1 to 8; corrupt_checkpoint: 2 to 8); an epoch is ~0.15 s here, so a
 # sweep's time is its processes starting (~12 s a command), not its epochs.
 FAST = ["--one-cluster", "--n-train", "200", "--epochs", "10", "--checkpoint-every", "1"]
-# in `make test`: the driver's and a worker's loss, full storage; `slow` (`make test-all`): a node's
-# loss, a truncated checkpoint (the reader's fallback also: tests/test_trialrun.py, tests/test_s3.py)
-# and non-finite trials (a trial erroring while others finish also: tests/test_sweep.py)
+# every scenario is `slow` (`make test-all`, which CI runs): the benchmark's cluster takes two minutes
+# to start and run them. In `make test`, a killed and resumed sweep: tests/test_s3.py; a worker's
+# loss: tests/test_cluster_sweep.py; the reader's fallback past a truncated checkpoint:
+# tests/test_trialrun.py; a trial erroring while others finish: tests/test_sweep.py
 SCENARIOS = ["driver_kill", "worker_kill", "storage_full"]
 SLOW_SCENARIOS = ["node_loss", "corrupt_checkpoint", "nonfinite"]
 
@@ -61,6 +62,7 @@ def finished_every_epoch_once(r: dict, trials: int) -> None:
     assert r["epochs_lost"] == 0 and r["duplicates"] == 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name, trials", [("driver_kill", 6), ("worker_kill", 4)])
 def test_recovered_trials_finish_with_every_epoch_once(faults, name, trials):
     finished_every_epoch_once(faults[name], trials)
@@ -72,6 +74,7 @@ def test_trials_of_a_lost_node_restart_from_checkpoints_and_finish(more_faults):
     assert more_faults["node_loss"]["restarts"] >= 1
 
 
+@pytest.mark.slow
 def test_resume_after_driver_kill_continues_checkpoints_and_reruns_nothing(faults):
     """The driver SIGKILLed once some trials finished and others had checkpoints (and the trials'
     processes gone with it); `sweep resume` finishes every trial. For each epoch up to a trial's
@@ -85,6 +88,7 @@ def test_resume_after_driver_kill_continues_checkpoints_and_reruns_nothing(fault
     assert r["terminated"] == r["trials"], r
 
 
+@pytest.mark.slow
 def test_worker_loss_restarts_from_checkpoints(faults):
     assert faults["worker_kill"]["restarts"] == 1
 
@@ -103,6 +107,7 @@ def test_non_finite_trials_error_others_finish_resume_ends(more_faults):
     assert r["rc_resume"] == 1 and r["resume_seconds"] < 120  # retried once, not forever
 
 
+@pytest.mark.slow
 def test_full_storage_refused_before_any_trial(faults):
     r = faults["storage_full"]
     if "skipped" in r:
