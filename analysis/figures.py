@@ -255,7 +255,7 @@ def gap_split(ds_table: pd.DataFrame, measured: pd.DataFrame, out: Path, stem: s
               cut: str = "") -> list[Path]:
     """Stacked bars per variant: approximation gap below, amortization gap above, train and test,
     error bars the sd over seeds (Cremer, Li & Duvenaud's decomposition, measured)."""
-    measured = measured.assign(cell=_cell_of(measured, sweep_axes(ds_table)))
+    measured = measured.assign(cell=cell_labels(measured, sweep_axes(ds_table)))
 
     def draw(cell: pd.DataFrame, row, pal) -> None:
         here = measured[measured.cell == cell.cell.iloc[0]]
@@ -283,7 +283,7 @@ def gap_split(ds_table: pd.DataFrame, measured: pd.DataFrame, out: Path, stem: s
 def refine_curves(ds_table: pd.DataFrame, refine: pd.DataFrame, out: Path, stem: str,
                   cut: str = "") -> list[Path]:
     """Semi-amortized: the ELBO and the seconds as the encoder's q takes K refinement steps."""
-    refine = refine[refine.split == "test"].assign(cell=_cell_of(refine[refine.split == "test"],
+    refine = refine[refine.split == "test"].assign(cell=cell_labels(refine[refine.split == "test"],
                                                                  sweep_axes(ds_table)))
 
     def draw(cell: pd.DataFrame, row, pal) -> None:
@@ -311,7 +311,7 @@ def gap_vs_axis(ds_table: pd.DataFrame, axis: str, measured: pd.DataFrame | None
     table = seed_table(ds_table, measured)
     table = table[table.has_width.astype(bool)]
     others = [a for a in sweep_axes(ds_table) if a != axis]
-    table = table.assign(others=_cell_of(table, others))
+    table = table.assign(others=cell_labels(table, others))
     panels = [("gap_vs_fvi", "gap vs F-VI (nats per datapoint)")]
     measured = (("amort_gap_train", "amortization gap, training images (nats)"),
                 ("amort_gap_test", "amortization gap, test images (nats)"))
@@ -367,7 +367,7 @@ def against_reference(ds_table: pd.DataFrame, out: Path, stem: str) -> list[Path
     return _save(fig, out, stem)
 
 
-def _cell_of(frame: pd.DataFrame, axes: list[str]) -> list[str]:
+def cell_labels(frame: pd.DataFrame, axes: list[str]) -> list[str]:
     """The cell label of each row of a table (the results, measured gaps, refinement, seed table)."""
     if not axes:
         return [""] * len(frame)
@@ -408,7 +408,7 @@ def figure_jobs(
     jobs: list[Job] = []
     for ds, d in table.groupby("dataset", sort=True):
         d = d.sort_values(["trial_id", "epoch"])
-        d = d.assign(cell=_cell_of(d, sweep_axes(d)))
+        d = d.assign(cell=cell_labels(d, sweep_axes(d)))
         whole, (d, cut) = d, _first_cells(d) if limit else (d, "")
         jobs += [
             (ds, "neg_elbo", curve, (d, "neg_elbo_per_datapoint", "-ELBO per datapoint (nats)", out,

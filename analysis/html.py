@@ -23,7 +23,9 @@ import pandas as pd
 import plotly.io as pio
 from plotly.offline import get_plotlyjs
 
-from .figures import palette
+from sweep import storage
+
+from .figures import cell_labels, palette
 from .load import sweep_axes
 from .tables import is_partial, seed_table
 
@@ -69,9 +71,7 @@ def write_html(table: pd.DataFrame, gaps: pd.DataFrame, measured: pd.DataFrame |
     page = ("<!DOCTYPE html>\n<html><head><meta charset=utf-8><title>Amortization gap</title>"
             f"<style>{STYLE}</style>\n<script>{get_plotlyjs()}</script></head>\n<body>\n"
             + "\n".join(body) + "\n</body></html>\n")
-    tmp = out_path.with_name(f".{out_path.name}.tmp{os.getpid()}")
-    tmp.write_bytes(page.encode())
-    os.replace(tmp, out_path)
+    storage.write_bytes(out_path, page.encode())  # whole or not at all
     return out_path
 
 
@@ -93,10 +93,11 @@ def _dataset_figures(d: pd.DataFrame, gaps: pd.DataFrame, seeds: pd.DataFrame,
         made.append(("gap-split", "log p(x) - L[q] = approximation gap (grey) + amortization gap "
                      "(coloured), mean over seeds (the gap table); a marker per trial at its total.",
                      _gap_split(gaps, measured, axes, pal)))
+    kind = _line_kind(d, axes)
     lines = {"trial": "a line per trial", "cell": "a line per variant and cell, the mean over its seeds",
-             "variant": "a line per variant, the mean of its trials in every cell"}[_line_kind(d, axes)]
+             "variant": "a line per variant, the mean of its trials in every cell"}[kind]
     made.append(("curves", f"The curves, {lines}, at most {POINTS} epochs each, log-spaced (test MSE: "
-                 "the variants with a test-time q).", _curves(d, axes, pal)))
+                 "the variants with a test-time q).", _curves(d, axes, pal, kind)))
     made.append(("trials", "Every trial at the last epoch every trial of its cell has reached, coloured "
                  "by variant: drag along an axis to select a range.", _parallel(seeds, axes, pal)))
     return [(slug, caption, fig) for slug, caption, fig in made if fig is not None]
@@ -111,14 +112,6 @@ def _seed_rows(table: pd.DataFrame, measured: pd.DataFrame | None, axes: list[st
     return seeds.merge(own, on=keys, how="left")
 
 
-def _cell_labels(frame: pd.DataFrame, axes: list[str]) -> list[str]:
-    """'axis=value, ...' per row ("" without axes)."""
-    if not axes:
-        return [""] * len(frame)
-    return [", ".join(f"{a}={v}" for a, v in zip(axes, values, strict=True))
-            for values in frame[axes].itertuples(index=False, name=None)]
-
-
 def _gap_against(gaps: pd.DataFrame, seeds: pd.DataFrame, x: str, axes: list[str],
                  pal: dict[str, str]) -> dict | None:
     """The gap panels (GAP_PANELS, those measured) against ``x``: width, or a numeric axis of the
@@ -127,11 +120,11 @@ def _gap_against(gaps: pd.DataFrame, seeds: pd.DataFrame, x: str, axes: list[str
     if not panels:
         return None
     others = [a for a in axes if a != x]
-    gaps = gaps.assign(others=_cell_labels(gaps, others)).sort_values(["others", x], kind="stable")
-    seeds = seeds.assign(others=_cell_labels(seeds, others))
+    gaps = gaps.assign(others=cell_labels(gaps, others)).sort_values(["others", x], kind="stable")
+    seeds = seeds.assign(others=cell_labels(seeds, others))
     # the trials of each mean: its cell of the other axes, its variant, its x
-    at = seeds.assign(at=seeds[x].astype(str))
-    trials = at.groupby(["others", "variant", "at"], sort=False).trial_id.agg(_some)
+    trials = (seeds.assign(x_value=seeds[x].astype(str))
+              .groupby(["others", "variant", "x_value"], sort=False).trial_id.agg(_some))
     per_variant = dict(list(seeds.groupby("variant", sort=False)))
     widths = _floats(gaps.loc[gaps.has_width.astype(bool), "width"])
     span = [np.nanmin(widths), np.nanmax(widths)] if len(widths) else [1.0, 1.0]
@@ -178,8 +171,8 @@ def _gap_against(gaps: pd.DataFrame, seeds: pd.DataFrame, x: str, axes: list[str
 def _gap_split(gaps: pd.DataFrame, measured: pd.DataFrame, axes: list[str], pal: dict[str, str]) -> dict:
     """Stacked bars per variant (and cell): the approximation gap, the amortization gap above it,
     train and test; a marker per trial at its total, log p(x) - L[q]."""
-    gaps = gaps.assign(cell=_cell_labels(gaps, axes))
-    measured = measured.assign(cell=_cell_labels(measured, axes))
+    gaps = gaps.assign(cell=cell_labels(gaps, axes))
+    measured = measured.assign(cell=cell_labels(measured, axes))
     data = []
     for j, split in enumerate(("train", "test")):
         per_variant = dict(list(measured[measured.split == split].groupby("variant", sort=False)))
@@ -222,14 +215,13 @@ def _category(frame: pd.DataFrame, axes: list[str]) -> list:
     return [list(frame.cell), list(frame.variant)]
 
 
-def _curves(d: pd.DataFrame, axes: list[str], pal: dict[str, str]) -> dict:
+def _curves(d: pd.DataFrame, axes: list[str], pal: dict[str, str], kind: str) -> dict:
     """-ELBO per image, train and test MSE against epoch (log scale), at most POINTS epochs per line,
-    log-spaced: per variant one trace of lines (_line_kind: a trial's, or the mean of a cell's or
-    of a variant's trials)."""
+    log-spaced: per variant one trace of lines, each of ``kind`` (_line_kind: a trial's, or the mean
+    of a cell's or of a variant's trials)."""
     d = d.sort_values(["trial_id", "epoch"], kind="stable")
     first = d.drop_duplicates("trial_id")
-    d = d.assign(cell=d.trial_id.map(dict(zip(first.trial_id, _cell_labels(first, axes), strict=True))))
-    kind = _line_kind(d, axes)
+    d = d.assign(cell=d.trial_id.map(dict(zip(first.trial_id, cell_labels(first, axes), strict=True))))
     data = []
     for j, (col, _) in enumerate(CURVES):
         rows = d[d[col].notna() & (d.has_test_time_q.astype(bool) if col == "test_mse" else True)]

@@ -4,10 +4,11 @@ drawn to hover and filter in a browser."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pandas as pd
+
+from sweep import storage
 
 from . import tables
 from .figures import drawn, figure_jobs
@@ -113,6 +114,4 @@ def _reference_section(table: pd.DataFrame, out: Path) -> list[str]:
 
 
 def _atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    storage.write_bytes(path, text.encode())  # whole or not at all

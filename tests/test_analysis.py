@@ -473,27 +473,27 @@ def test_curves_are_the_mean_over_seeds_in_a_band_from_the_lowest_to_the_highest
 
 
 def test_cell_labels_keep_each_axis_as_written():
-    from analysis.figures import _cell_of
+    from analysis.figures import cell_labels
 
     numeric = pd.DataFrame({"n_train": [100, 200, 100], "sigma_x": [0.3, 0.5, 0.3]})  # no text column
-    assert _cell_of(numeric, ["n_train", "sigma_x"]) == [
+    assert cell_labels(numeric, ["n_train", "sigma_x"]) == [
         "n_train=100, sigma_x=0.3", "n_train=200, sigma_x=0.5", "n_train=100, sigma_x=0.3"]
     with_text = numeric.assign(dataset="mnist")
-    assert _cell_of(with_text, ["n_train"]) == ["n_train=100", "n_train=200", "n_train=100"]
-    assert _cell_of(numeric, []) == ["", "", ""]
+    assert cell_labels(with_text, ["n_train"]) == ["n_train=100", "n_train=200", "n_train=100"]
+    assert cell_labels(numeric, []) == ["", "", ""]
 
 
 def test_many_cells_draw_the_first_ones_and_say_so(tmp_path):
     """Past MAX_CELLS cells (or MAX_SEEDS seeds) a per-cell figure draws the first ones, in the axes'
     order, and its title names what it left out; --all draws every one."""
     from analysis import figures
-    from analysis.figures import MAX_CELLS, MAX_SEEDS, _cell_of, _first_cells, seeds, title
+    from analysis.figures import MAX_CELLS, MAX_SEEDS, _first_cells, cell_labels, seeds, title
     from analysis.load import cells
 
     lrs = [round(1e-3 * (i + 1), 4) for i in range(MAX_CELLS + 2)]
     t = with_variant(pd.concat([synthetic().assign(lr=lr, trial_id=lambda d, i=i: d.trial_id + f"-{i}")
                                 for i, lr in enumerate(reversed(lrs))], ignore_index=True))
-    t = t.assign(cell=_cell_of(t, ["lr"]))
+    t = t.assign(cell=cell_labels(t, ["lr"]))
     shown, cut = _first_cells(t)
     assert cells(shown) == [f"lr={lr}" for lr in lrs[:MAX_CELLS]]  # the axis' order, not the table's
     assert "the first 12 of 14 cells; every one: python -m analysis figures --all" in title(shown, "x", cut)
