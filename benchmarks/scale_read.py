@@ -125,9 +125,10 @@ def synthetic_gaps(table: pd.DataFrame, seed=0) -> tuple[pd.DataFrame, pd.DataFr
     return gaps, refine
 
 
-def _python(args: list[str], analysis: Path) -> tuple[float, str]:
-    """(wall seconds, stdout) of `python ARGS`, the analysis package taken from ``analysis``."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(analysis), str(ROOT)])}
+def _python(args: list[str], analysis: Path, **env: str) -> tuple[float, str]:
+    """(wall seconds, stdout) of `python ARGS`, the analysis package taken from ``analysis``, with
+    ``env`` added to the environment."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(analysis), str(ROOT)]), **env}
     start = time.perf_counter()
     out = subprocess.run([sys.executable, *args], cwd=analysis, env=env, capture_output=True, text=True)
     if out.returncode:
@@ -147,13 +148,7 @@ def notebook_start(path: str, analysis: Path) -> float:
     cells = [c["source"] for c in json.loads(NOTEBOOK.read_text())["cells"] if c["cell_type"] == "code"]
     upto = next(i for i, c in enumerate(cells) if any("load_results(" in line for line in c)) + 1
     code = "".join(line for c in cells[:upto] for line in [*c, "\n"] if not line.startswith("%"))
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(analysis), str(ROOT)]),
-           "AMORTIZATION_GAP_RESULTS": path}
-    start = time.perf_counter()
-    out = subprocess.run([sys.executable, "-c", code], cwd=analysis, env=env, capture_output=True, text=True)
-    if out.returncode:
-        raise RuntimeError(f"the notebook's first cells failed on {path}:\n{out.stderr[-2000:]}")
-    return time.perf_counter() - start
+    return _python(["-c", code], analysis, AMORTIZATION_GAP_RESULTS=path)[0]
 
 
 def timed_reads(path: str, out: str, analysis: Path) -> dict:

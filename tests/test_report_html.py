@@ -13,7 +13,7 @@ import pytest
 from plotly.offline import get_plotlyjs
 
 from analysis.html import write_html
-from analysis.load import load_gaps, load_results
+from analysis.load import load
 from analysis.tables import gap_table
 from testbed.browser import PLOTLY_READY
 
@@ -31,8 +31,8 @@ MARKS = """[...document.querySelectorAll('.plotly-graph-div')].map(gd => ({
 def smoke_tables(smoke_experiment):
     rc, exp = smoke_experiment
     assert rc == 0
-    table = load_results(exp)
-    return table, load_gaps(exp)[0]
+    results = load(exp)  # read once, as `analysis figures` reads it
+    return results.table, results.measured
 
 
 @pytest.fixture(scope="module")

@@ -121,6 +121,12 @@ def test_status_evaluate_export_and_figures_read_the_bucket(bucket_smoke, tmp_pa
     from_bucket = storage.read_bytes("s3://gap/figures/gap_table.md").decode()
     assert (tmp_path / "from_dir" / "gap_table.md").read_text() == from_bucket  # same table both ways
     assert storage.exists("s3://gap/figures/fashion_mnist_gap_split.png")
+    assert storage.exists("s3://gap/figures/report.html")
+    # --watch from the bucket into the bucket: every trial has ended, so one report and done
+    capsys.readouterr()
+    assert analysis_main(["figures", exp, "-o", "s3://gap/watched", "--watch", "--every", "1"]) == 0
+    assert capsys.readouterr().out.count("in a browser: s3://gap/watched/report.html") == 1
+    assert storage.read_bytes("s3://gap/watched/gap_table.md").decode() == from_bucket
     assert sorted(p.name for p in tmp_path.iterdir()) == ["from_dir"]
 
 
