@@ -521,6 +521,16 @@ def test_an_unknown_figure_format_is_one_line(given, bad, capsys):
     assert f"{bad} is not one of png, pdf" in err and "--formats" in err
 
 
+@pytest.mark.parametrize("every", ["0", "-5"])
+def test_a_watch_interval_that_is_not_positive_is_one_line(every, tmp_path, capsys):
+    """Refused before anything is read or written."""
+    out = tmp_path / "out"
+    assert main(["figures", str(tmp_path), "-o", str(out), "--watch", "--every", every]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"--every {float(every)} must be a positive number" in err
+    assert not out.exists()
+
+
 def test_watch_rewrites_the_report_until_every_trial_has_ended(smoke_copy, tmp_path, monkeypatch, capsys):
     """`analysis figures --watch` of a running sweep writes the report of the epochs so far, then
     again as results arrive, and stops once every trial has ended."""
