@@ -72,7 +72,7 @@ class SlurmCluster:
             self._spawn("slurmctld", [_command("slurmctld"), "-D", "-c", "-f", str(self.conf)])
             for name in self.names:
                 self._spawn(f"slurmd-{name}", [_command("slurmd"), "-D", "-N", name, "-f", str(self.conf)])
-            self._wait_idle(timeout)
+            self.wait_idle(timeout)
         except BaseException:
             self.stop()
             raise
@@ -123,7 +123,8 @@ class SlurmCluster:
         self.procs[name] = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
                                             start_new_session=True)
 
-    def _wait_idle(self, timeout: float) -> None:
+    def wait_idle(self, timeout: float = 120.0) -> None:
+        """Until every node is idle: up, and done cleaning up after the jobs that ran on it."""
         """Until `sinfo` shows every node idle (slurmd registers a second or two after it starts)."""
         deadline = time.monotonic() + timeout
         while True:

@@ -118,9 +118,12 @@ def test_a_job_requeued_after_the_preemption_signal_finishes_every_epoch_once(sl
     log = job_log(tmp_path, job)
     assert info["Restarts"] == "1" and "after USR1" in log and f"requeueing job {job}" in log, log[-3000:]
     assert "stopped early, its state saved" in log  # the driver stopped cleanly, not killed
-    # Slurm holds a requeued job back for two minutes before it is eligible again; start it now
+    # Slurm holds a requeued job back for two minutes before it is eligible again, time for its nodes
+    # to finish cleaning up after the first run: start it now, once they have
+    slurm.wait_idle()
     slurm.run("scontrol", "update", f"JobId={job}", "StartTime=now")
     info = slurm.wait(job, "COMPLETED", "FAILED", timeout=300)
-    assert info["JobState"] == "COMPLETED", job_log(tmp_path, job)[-3000:]
+    why = {k: info.get(k) for k in ("JobState", "Reason", "ExitCode", "Restarts", "NodeList")}
+    assert info["JobState"] == "COMPLETED", f"{why}\n{job_log(tmp_path, job)[-3000:]}"
     assert "(restart 1)" in job_log(tmp_path, job)
     assert_every_epoch_once(exported(exp, tmp_path, capsys), trials=8, epochs=12)
