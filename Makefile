@@ -100,8 +100,9 @@ readme-figures: venv data
 	$(BIN)/python scripts/screenshot.py $(READ)-report/report.html docs/demo/report_html.png
 	$(BIN)/python scripts/sync_docs.py
 
-# A shipped study end to end, its figures and tables (markdown and CSV) and its wall time
-# (timing.json) copied into docs/STUDY/: make study STUDY=gap_vs_n (the times: docs/studies.md)
+# A shipped study end to end, its figures and tables (markdown and CSV; the closing width's where it
+# has one) and its wall time (timing.json) copied into docs/STUDY/: make study STUDY=gap_vs_n (the
+# times: docs/studies.md)
 STUDY ?= gap_vs_n
 SRES := results/$(STUDY)-$(STAMP)
 study: venv data
@@ -111,6 +112,7 @@ study: venv data
 		$(BIN)/python -m analysis figures $(SRES) -o $(SRES)-report
 	rm -rf docs/$(STUDY) && mkdir -p docs/$(STUDY)
 	cp $(SRES)-report/*.png $(SRES)-report/*_table.md $(SRES)-report/*_table.csv docs/$(STUDY)/
+	find $(SRES)-report -maxdepth 1 -name 'closing_width.*' -exec cp {} docs/$(STUDY)/ \;
 	cp $(SRES)-timing.json docs/$(STUDY)/timing.json
 
 # The paper-scale check (hours on one CPU thread per run; resumable): the ablation table in docs/studies.md

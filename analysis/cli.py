@@ -19,6 +19,7 @@ import pyarrow.fs as pafs
 
 from trainables.oneline import OneLineParser, UsageError
 
+from .closing import EPSILONS, epsilon_label, parse_epsilons
 from .load import AnalysisError, load
 
 FORMATS = ("png", "pdf")  # the figures' file formats matplotlib writes here
@@ -35,6 +36,10 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--formats", type=formats, default=("png",), metavar="LIST",
                    help=f"the figures' file formats, comma-separated, from {', '.join(FORMATS)} "
                    "(default: png)")
+    f.add_argument("--epsilon", type=epsilons, default=EPSILONS, metavar="LIST",
+                   help="the closing width's tolerances, comma-separated: nats per image (1) or a share "
+                   "of KL(q(z)) per image (10%%kl); default: "
+                   + ", ".join(epsilon_label(k, v) for k, v in EPSILONS))
     f.add_argument("--watch", action="store_true", help="of a running sweep: write the report again as "
                    "results arrive, until every trial has ended (refresh report.html in the browser)")
     f.add_argument("--every", type=float, default=30.0,
@@ -49,6 +54,13 @@ def formats(value: str) -> tuple[str, ...]:
         raise argparse.ArgumentTypeError(f"{value!r}: {', '.join(bad) or 'nothing'} is not one of "
                                          f"{', '.join(FORMATS)} (a comma-separated list, e.g. png,pdf)")
     return asked
+
+
+def epsilons(value: str) -> tuple[tuple[str, float], ...]:
+    try:
+        return parse_epsilons(value)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -91,14 +103,16 @@ def _write(results, args: argparse.Namespace) -> int:
 
     from .report import write_report
 
-    table, measured, refine = results
+    table, measured, refine, earlier = results
     if not storage.is_uri(args.output):
-        paths = write_report(table, args.output, measured, refine, limit=not args.all, formats=args.formats)
+        paths = write_report(table, args.output, measured, refine, limit=not args.all, formats=args.formats,
+                             epsilons=args.epsilon, earlier=earlier)
         print(f"report: {paths['report']}\nin a browser: {paths['html']}\ngap table: {paths['gap_md']}",
               flush=True)
         return 0
     with tempfile.TemporaryDirectory() as tmp:
-        write_report(table, tmp, measured, refine, limit=not args.all, formats=args.formats)
+        write_report(table, tmp, measured, refine, limit=not args.all, formats=args.formats,
+                     epsilons=args.epsilon, earlier=earlier)
         fs, path = storage.resolve(args.output)
         try:
             pafs.copy_files(tmp, path, destination_filesystem=fs)

@@ -367,6 +367,69 @@ def against_reference(ds_table: pd.DataFrame, out: Path, stem: str) -> list[Path
     return _save(fig, out, stem)
 
 
+def closing_width(closing: pd.DataFrame, ds_table: pd.DataFrame, axis: str, out: Path,
+                  stem: str) -> list[Path]:
+    """The closing width (closing.closing_table) against a numeric axis: a panel per cell of the other
+    axes and encoder family, a colour per epsilon, training images solid and test images dashed;
+    bars the interval, open markers above the grid where no width up to the widest closes the gap.
+    The lines are set a little apart along the axis, so that equal answers stay visible."""
+    others = [a for a in sweep_axes(ds_table) if a != axis and a in closing]
+    closing = closing.assign(panel=[f"{lab}{', ' if lab else ''}{fam}" for lab, fam in
+                                    zip(cell_labels(closing, others), closing.family, strict=True)])
+    panels = list(dict.fromkeys(closing.panel))
+    fig, axes = _subplots(1, len(panels), figsize=(5.5 * len(panels), 4.2), squeeze=False)
+    widest = float(closing.widest.max())
+    top = widest * 2  # "none up to the widest" drawn here
+    colours = dict(zip(dict.fromkeys(closing.epsilon), sns.color_palette("tab10"), strict=False))
+    for ax, panel in zip(axes[0], panels, strict=True):
+        sub = closing[closing.panel == panel]
+        lines = list(sub.groupby(["epsilon", "split"], sort=False))
+        log_x = bool((sub[axis] > 0).all())
+        for j, ((eps, split), line) in enumerate(lines):
+            line = line.sort_values(axis)
+            apart = 0.03 * (j - (len(lines) - 1) / 2)
+            x = line[axis].to_numpy(dtype=float)
+            x = x * np.exp(apart) if log_x else x + apart * (np.ptp(x) or 1)
+            k = line.closing.to_numpy(dtype=float)
+            style = {"color": colours[eps], "ls": "-" if split == "train" else "--"}
+            shown = np.where(np.isnan(k), top, k)
+            ax.plot(x, shown, **style, label=f"{eps}, {'training' if split == 'train' else 'test'} images")
+            closed = ~np.isnan(k)
+            ax.plot(x[closed], k[closed], "o", color=colours[eps], ms=6)
+            ax.plot(x[~closed], shown[~closed], "o", mfc="white", color=colours[eps], ms=7)
+            low = np.where(np.isnan(line.low), top, line.low)
+            high = np.where(np.isnan(line.high), top, line.high)
+            ax.vlines(x[closed], low[closed], high[closed], color=colours[eps], lw=1.5, alpha=0.6)
+        ticks = sorted({w for w in (2.0 ** np.arange(0, 20)) if w <= widest} | {widest})
+        ax.set_yscale("log", base=2)
+        ax.set_yticks([*ticks, top], [*(f"{t:g}" for t in ticks), f"none\nup to {widest:g}"])
+        ax.yaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+        values = sorted(set(sub[axis]))
+        if log_x:
+            ax.set_xscale("log")
+            ax.set_xticks(values, [f"{v:g}" for v in values])
+            ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+        ax.set(xlabel=axis, ylabel="closing width k", title=panel)
+        ax.legend(fontsize=7)
+    fig.suptitle(title(ds_table, "how wide the encoder must be to close the amortization gap"), y=1.08)
+    return _save(fig, out, stem)
+
+
+def closing_jobs(closing: pd.DataFrame, table: pd.DataFrame, out: Path,
+                 formats: tuple[str, ...] = ("png",)) -> list[Job]:
+    """The closing width's figures (closing_width), one per dataset and numeric axis, as jobs."""
+    if closing.empty:
+        return []
+    folder = Folder(Path(out), tuple(formats))
+    jobs: list[Job] = []
+    for ds, d in table.groupby("dataset", sort=True):
+        c = closing[closing.dataset == ds]
+        for axis in [a for a in sweep_axes(d) if a in c and pd.api.types.is_numeric_dtype(d[a])]:
+            jobs.append((ds, f"closing_width_vs_{axis}", closing_width, (c, d, axis, folder,
+                                                                         f"{ds}_closing_width_vs_{axis}")))
+    return jobs
+
+
 def cell_labels(frame: pd.DataFrame, axes: list[str]) -> list[str]:
     """The cell label of each row of a table (the results, measured gaps, refinement, seed table)."""
     if not axes:

@@ -50,9 +50,10 @@ STYLE = ("body{font-family:sans-serif;max-width:1400px;margin:1em auto;padding:0
 
 
 def write_html(table: pd.DataFrame, gaps: pd.DataFrame, measured: pd.DataFrame | None,
-               out_path: str | os.PathLike) -> Path:
+               out_path: str | os.PathLike, answer: tuple[str, ...] = ()) -> Path:
     """Write report.html of ``table`` (load_results), ``gaps`` (its tables.gap_table) and
-    ``measured`` (load_gaps' gap split rows, or None) to ``out_path``; returns the path."""
+    ``measured`` (load_gaps' gap split rows, or None) to ``out_path``, ``answer`` (the closing
+    width's sentences, closing.sentences) at its top; returns the path."""
     out_path, axes = Path(out_path), sweep_axes(table)
     table = table[[*COLUMNS, *axes]]  # seed_table finds the same axes in it: the columns that vary
     seeds = _seed_rows(table, measured, axes)
@@ -60,6 +61,7 @@ def write_html(table: pd.DataFrame, gaps: pd.DataFrame, measured: pd.DataFrame |
     if is_partial(table):
         body.append("<p><b>Partial results</b>: some trials are still running; the numbers are those "
                     "of the last epoch every trial of a cell has reached.</p>")
+    body += [f"<p>{html.escape(line)}</p>" for line in answer]
     for ds, d in table.groupby("dataset", sort=True):
         body.append(f"<h2>{html.escape(str(ds))}</h2>")
         split = measured[measured.dataset == ds] if measured is not None else None

@@ -34,12 +34,14 @@ class AnalysisError(ValueError):
 
 
 class Results(NamedTuple):
-    """An experiment read once: the tidy table, and `sweep evaluate`'s gap split (``measured``, one
-    row a trial) and refinement rows, each None where the experiment has none."""
+    """An experiment read once: the tidy table, and `sweep evaluate`'s gap split (``measured``, a row
+    per trial, seed and split, at its newest evaluated checkpoint) and refinement rows, and the gap
+    split at earlier checkpoints (``earlier``: evaluate.checkpoints 2), each None where there is none."""
 
     table: pd.DataFrame
     measured: pd.DataFrame | None
     refine: pd.DataFrame | None
+    earlier: pd.DataFrame | None = None
 
 
 def load(path: str | Path) -> Results:
@@ -61,7 +63,11 @@ def load(path: str | Path) -> Results:
         table, frames = _parquet(path), _beside(path)
     else:
         raise AnalysisError(f"{path}: no such file or directory")
-    return Results(_checked(table, path), *(with_variant(f) if len(f) else None for f in frames))
+    from sweep.results import newest_and_earlier
+
+    (measured, earlier), (refine, _) = (newest_and_earlier(f) for f in frames)
+    return Results(_checked(table, path), *(with_variant(f) if len(f) else None
+                                            for f in (measured, refine, earlier)))
 
 
 def load_results(path: str | Path) -> pd.DataFrame:
@@ -160,4 +166,6 @@ def load_gaps(path: str | Path) -> tuple[pd.DataFrame | None, pd.DataFrame | Non
         frames = gap_tables(load_trials(str(path), reports="none"))
     else:
         frames = _beside(path)
-    return tuple(with_variant(f) if len(f) else None for f in frames)
+    from sweep.results import newest_and_earlier
+
+    return tuple(with_variant(f) if len(f) else None for f in (newest_and_earlier(f)[0] for f in frames))

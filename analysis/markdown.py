@@ -128,3 +128,27 @@ def _never(v: float, reached: str, digits: int = 0) -> str:
 
 def _ratio(v: float) -> str:
     return "-" if pd.isna(v) else f"{v:.2f}x"
+
+
+def closing_markdown(closing: pd.DataFrame) -> str:
+    """The closing width (closing.closing_table): per cell, family, epsilon and split, the width
+    with its interval, each seed's own, the gap's decay against width and where it meets epsilon."""
+    from .closing import width_text
+
+    c = closing
+    axes = [a for a in c.columns[c.columns.get_loc("dataset") + 1 : c.columns.get_loc("family")]]
+    show = pd.DataFrame({
+        "dataset": c.dataset,
+        **{a: c[a] for a in axes},
+        "family": c.family,
+        "epsilon": c.epsilon,
+        "images": c.split.map({"train": "training", "test": "test"}),
+        "closing k (interval)": [width_text(r) for r in c.itertuples()],
+        "per seed": c.per_seed,
+        "decay slope ± SE": [_pm(m, s, 2) for m, s in zip(c.slope, c.slope_se, strict=True)],
+        "fitted k at epsilon": c.fit_width.map(lambda v: "-" if pd.isna(v) else f"{v:.3g}"),
+        "largest SE near epsilon": c.decisive_se.map(_num(2)),
+        "seeds": c.seeds,
+        "epoch": [f"{e}/{n}" for e, n in zip(c.epoch, c.epochs, strict=True)],
+    })
+    return show.to_markdown(index=False, disable_numparse=True)

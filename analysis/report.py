@@ -11,10 +11,11 @@ import pandas as pd
 from sweep import storage
 
 from . import tables
-from .figures import drawn, figure_jobs
+from .closing import EPSILONS, closing_table, sentences
+from .figures import closing_jobs, drawn, figure_jobs
 from .html import write_html
 from .load import sweep_axes
-from .markdown import axis_markdown, check_markdown, gap_markdown, refine_markdown
+from .markdown import axis_markdown, check_markdown, closing_markdown, gap_markdown, refine_markdown
 
 CAPTIONS = {
     "neg_elbo": "Negative ELBO per datapoint (nats): A-VI widths, F-VI and constant; mean over seeds, "
@@ -29,6 +30,9 @@ CAPTIONS = {
     "gap_vs_axis": "The gap against {axis}, a line per encoder width, error bars the SE over seeds: against "
     "F-VI (ELBO difference) and, where `sweep evaluate` ran, the measured amortization gap on training "
     "and test images.",
+    "closing_width": "The closing width: the smallest encoder width whose amortization gap is below each "
+    "epsilon there and at every wider width, against {axis}; bars: its interval (seed spread and "
+    "evaluation error); open markers above the grid: no width up to the widest closes it.",
     "reference": "Train MSE against Margossian & Blei's ten published runs (band: their min-max; dashed: "
     "their median; dotted: the mean-image MSE, where the latents are unused).",
 }
@@ -37,15 +41,20 @@ CAPTIONS = {
 def write_report(
     table: pd.DataFrame, out: Path, measured: pd.DataFrame | None = None, refine: pd.DataFrame | None = None,
     limit: bool = True, formats: tuple[str, ...] = ("png",), workers: int | None = None,
+    epsilons: tuple[tuple[str, float], ...] = EPSILONS, earlier: pd.DataFrame | None = None,
 ) -> dict[str, Path]:
     """OUT's figures (``limit``, ``formats``, ``workers``: see all_figures), tables, report.md and
-    report.html."""
+    report.html; with measured gaps, the closing width for each of ``epsilons`` (closing.py), and
+    with ``earlier`` (the gaps at an earlier checkpoint) whether it still moved."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     gap_table = tables.gap_table(table, measured)
+    closing = closing_table(table, measured, epsilons, earlier)
+    answer = tuple(sentences(closing, table))
     # report.html first, the longest job, then the figures: drawn side by side on the machine's cores
-    jobs = [("", "html", write_html, (table, gap_table, measured, out / "report.html")),
-            *figure_jobs(table, out, measured, refine, limit, formats)]
+    jobs = [("", "html", write_html, (table, gap_table, measured, out / "report.html", answer)),
+            *figure_jobs(table, out, measured, refine, limit, formats),
+            *closing_jobs(closing, table, out, formats)]
     made: dict[str, dict[str, list[Path]]] = {}
     for (ds, name, _, _), paths in list(zip(jobs, drawn(jobs, workers), strict=True))[1:]:
         made.setdefault(ds, {})[name] = paths
@@ -66,6 +75,7 @@ def write_report(
         md,
         "",
     ]
+    lines += _closing_section(closing, answer, out)
     lines += _reference_section(table, out)
     for axis in [a for a in sweep_axes(table) if pd.api.types.is_numeric_dtype(table[a])]:
         at = tables.axis_table(table, measured, axis)
@@ -88,11 +98,34 @@ def write_report(
     for ds, figs in made.items():
         lines += [f"## {ds}", ""]
         for name, paths in figs.items():
-            caption = CAPTIONS.get(name) or CAPTIONS["gap_vs_axis"].format(axis=name.removeprefix("gap_vs_"))
-            lines += [f"![{ds} {name}]({paths[0].name})", "", f"*{caption}*", ""]
+            lines += [f"![{ds} {name}]({paths[0].name})", "", f"*{_caption(name)}*", ""]
     _atomic_text(out / "report.md", "\n".join(lines))
     return {"report": out / "report.md", "html": out / "report.html", "gap_csv": out / "gap_table.csv",
-            "gap_md": out / "gap_table.md"}
+            "gap_md": out / "gap_table.md",
+            **({"closing_md": out / "closing_width.md"} if len(closing) else {})}
+
+
+def _caption(name: str) -> str:
+    """A figure's caption by its name (those against an axis: gap_vs_AXIS, closing_width_vs_AXIS)."""
+    if name in CAPTIONS:
+        return CAPTIONS[name]
+    if name.startswith("closing_width_vs_"):
+        return CAPTIONS["closing_width"].format(axis=name.removeprefix("closing_width_vs_"))
+    return CAPTIONS["gap_vs_axis"].format(axis=name.removeprefix("gap_vs_"))
+
+
+def _closing_section(closing: pd.DataFrame, answer: tuple[str, ...], out: Path) -> list[str]:
+    """closing_width.csv/.md, and the report's lines: the answer per cell, then the table."""
+    if closing.empty:
+        return []
+    _atomic_text(out / "closing_width.csv", closing.to_csv(index=False))
+    _atomic_text(out / "closing_width.md", closing_markdown(closing) + "\n")
+    return ["## How wide the encoder must be", "", *[f"- {s}" for s in answer], "",
+            "The closing width per tolerance and split (closing_width.md): the smallest width whose "
+            "amortization gap (sweep evaluate's L[q*] - L[q], nats per image) is below epsilon there "
+            "and at every wider width; its interval from the gap's mean ± 1.96 SE (the spread over "
+            "seeds and each trial's evaluation SE), widened to each seed's own width; the decay a "
+            "least-squares line of log gap against log width.", "", closing_markdown(closing), ""]
 
 
 def _reference_section(table: pd.DataFrame, out: Path) -> list[str]:

@@ -66,6 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("experiment")
     ev.add_argument("--points", type=int, help="training and test images per trial (default 1000)")
     ev.add_argument("--iwae-samples", type=int, help="importance samples for log p(x) (default 5000)")
+    ev.add_argument("--checkpoints", type=int, help="how many of each trial's newest checkpoints, 1 or 2 "
+                    "(default 1: the last; 2: also the one before, to see whether the gap still shrank)")
     ev.add_argument("--address", help=ADDRESS_HELP)
     sub.add_parser("keys", help="every spec key, its default and meaning (markdown)")
     return p
@@ -174,14 +176,17 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .rules import KEPT_CHECKPOINTS
     from .runner import evaluate_experiment
 
-    settings = {
-        k: v for k, v in (("points", args.points), ("iwae_samples", args.iwae_samples)) if v is not None
-    }
+    asked = (("points", args.points), ("iwae_samples", args.iwae_samples), ("checkpoints", args.checkpoints))
+    settings = {k: v for k, v in asked if v is not None}
     for key, value in settings.items():
         if value <= 0:
             raise UsageError(f"--{key.replace('_', '-')} {value} must be a positive integer")
+    if settings.get("checkpoints", 1) > KEPT_CHECKPOINTS:
+        raise UsageError(f"--checkpoints {args.checkpoints} must be 1 to {KEPT_CHECKPOINTS}: Tune keeps "
+                         f"each trial's {KEPT_CHECKPOINTS} newest checkpoints")
     from .experiment import load_trials
     from .results import gap_summary
 

@@ -20,6 +20,7 @@ from trainables.settings import default_of
 
 from .rules import (
     EVALUATE_HELP,
+    EVALUATE_OWN,
     EVALUATE_SKIP,
     INFER_HELP,
     INFER_SKIP,
@@ -104,7 +105,7 @@ def tracking_table() -> list[str]:
 def reference_markdown() -> str:
     """Every spec key, its default and meaning."""
     test_inference = keyword_defaults(infer, INFER_SKIP)
-    evaluate = keyword_defaults(evaluate_trial, EVALUATE_SKIP)
+    evaluate = keyword_defaults(evaluate_trial, EVALUATE_SKIP) | EVALUATE_OWN
     qstar = {k: v for k, v in keyword_defaults(optimize_local_q, 0).items() if k in QSTAR_HELP}
     parts = ["Top-level keys:", "", *_table(SweepSpec), "",
              "`families`: every registered family (`family_options.NAME` below: each one's settings):", "",

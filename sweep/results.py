@@ -122,7 +122,7 @@ def gap_summary(trials: list[TrialRecord]) -> str:
     """The measured gap split per dataset, axis values and variant: amortization and approximation
     gap on training and test images, nats per image, mean over seeds ± its standard error (from the
     per-trial standard errors over images)."""
-    gaps, _ = gap_tables(trials)
+    gaps, _ = newest_and_earlier(gap_tables(trials)[0])
     if gaps.empty:
         return "no gap.json yet"
     keys = ["dataset", *trials[0].axes, "variant_order", "variant"]
@@ -216,8 +216,18 @@ def write_parquet(table: pd.DataFrame, out: str | os.PathLike) -> str:
     return storage.norm(out)
 
 
+def newest_and_earlier(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """gap_tables' rows split: those of each trial and seed's newest evaluated checkpoint, and the
+    rest (earlier checkpoints: evaluate.checkpoints 2)."""
+    if frame.empty or "epoch" not in frame:
+        return frame, frame.iloc[:0]
+    newest = frame.epoch == frame.groupby(["trial_id", "seed"]).epoch.transform("max")
+    return frame[newest], frame[~newest]
+
+
 def gap_tables(trials: list[TrialRecord]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """From each trial's gap.json: (one row per trial, seed and split; one row per refinement K)."""
+    """From each trial's gap.json: (one row per trial, seed, checkpoint and split; one row per
+    refinement K). newest_and_earlier splits off the earlier checkpoints."""
     gaps, refine = [], []
     for t in trials:
         if not t.gap:

@@ -11,7 +11,7 @@ from trainables import families
 from trainables.config import field_names, sweep_keys
 from trainables.gap import evaluate_trial
 from trainables.inference import infer
-from trainables.settings import distinct_list, keyword_settings
+from trainables.settings import distinct_list, is_int, keyword_settings
 
 from .tuneconfig import GRID_KEYS
 
@@ -19,6 +19,9 @@ TRAIN_KEYS = sweep_keys("axis", "train")  # the engine's settings a spec's `trai
 AXIS_KEYS = sweep_keys("axis")  # those that may be `grid` axes
 OWN_KEYS = sweep_keys("key")  # set by top-level spec keys: eval_every (report_every), family_options
 INFER_SKIP, EVALUATE_SKIP = 5, 1  # positional parameters of infer() and evaluate_trial()
+# `evaluate` keys of the runner's own, beside evaluate_trial's, with their defaults
+EVALUATE_OWN = {"checkpoints": 1}
+KEPT_CHECKPOINTS = 2  # Tune keeps each trial's newest checkpoints, this many (the runner's num_to_keep)
 
 # What each `test_inference` and `evaluate` key means, for the reference (sweep/docs.py, `sweep keys`);
 # the keys and their defaults are the functions' own (the parameters after the positional ones)
@@ -38,6 +41,9 @@ EVALUATE_HELP = {
                     "(refinable families; []: none)",
     "qstar": "q*'s optimization, a mapping of the `evaluate.qstar` keys below; unset: their defaults",
     "seed": "seed of the evaluation's draws",
+    "checkpoints": "how many of each trial's newest checkpoints are evaluated: 1, the last; 2, also the "
+                   "one before it (Tune keeps the two newest of those saved every `checkpoint_every` epochs "
+                   "and at the end), so the report says whether the gap was still shrinking",
 }
 # `evaluate.qstar`: keyword settings of inference.optimize_local_q (its defaults), which gap.py calls
 QSTAR_HELP = {
@@ -89,9 +95,19 @@ def normalized(s: Any, out: list[str]) -> dict[str, Any]:
         "train": _train(s.train, "train", out),
         "family_train": {f: _train(v, f"family_train.{f}", out) for f, v in maps["family_train"].items()},
         "test_inference": keyword_settings(infer, INFER_SKIP, s.test_inference, "test_inference", out),
-        "evaluate": keyword_settings(evaluate_trial, EVALUATE_SKIP, s.evaluate, "evaluate", out),
+        "evaluate": _evaluate(s.evaluate, out),
         "tracking": tracking(s.tracking, out),
     }
+
+
+def _evaluate(given: Any, out: list[str]) -> dict | None:
+    """The `evaluate` mapping: evaluate_trial's keywords and the runner's own (EVALUATE_OWN)."""
+    settings = keyword_settings(evaluate_trial, EVALUATE_SKIP, given, "evaluate", out, EVALUATE_OWN)
+    n = (settings or {}).get("checkpoints", 1)
+    if is_int(n) and n > KEPT_CHECKPOINTS:
+        out.append(f"evaluate.checkpoints={n} must be 1 to {KEPT_CHECKPOINTS}: Tune keeps each trial's "
+                   f"{KEPT_CHECKPOINTS} newest checkpoints")
+    return settings
 
 
 TRACKERS = {"mlflow": ("tracking_uri", "experiment_name", "tags", "save_artifact"), "wandb": None}

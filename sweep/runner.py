@@ -33,6 +33,7 @@ from .experiment import (
     read_spec,
     saved_states,
 )
+from .rules import KEPT_CHECKPOINTS
 from .spec import SweepSpec
 from .trainable import RAY_LOGGERS, RAY_LOGS_ENV, task_device, train_trial
 from .tune_internals import drop_missing_checkpoints, mute_autoscaler_events, restored_run_config
@@ -159,8 +160,9 @@ def _run_config(spec: SweepSpec, name: str, storage: str, callbacks: list | None
         name=name,
         storage_path=storage,
         failure_config=tune.FailureConfig(max_failures=spec.max_failures),
-        # two kept: a damaged latest checkpoint still leaves the one before it
-        checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+        # two kept: a damaged latest checkpoint still leaves the one before it, and `evaluate` can
+        # measure the gap there too (evaluate.checkpoints)
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=KEPT_CHECKPOINTS),
         callbacks=[*_loggers(), *(callbacks or [])],
         verbose=2 if verbose else 0,  # quiet: the sweep's own display (SweepDisplay) instead of Tune's
     )
@@ -323,19 +325,24 @@ def evaluate_experiment(exp: str, settings: dict[str, Any] | None = None, addres
 
 
 def _evaluate_trial(trial_path: str, config: dict[str, Any], settings: dict[str, Any]) -> None:
-    """Load a trial's newest checkpoint and its data on this node, decompose its gap, write gap.json."""
+    """Load a trial's newest checkpoint (``settings["checkpoints"]`` of them, newest first) and its
+    data on this node, decompose its gap at each, write gap.json (a result per seed and checkpoint)."""
     from trainables.gap import evaluate_trial
 
     from .trialrun import checkpointed_trials
 
     device = task_device()
     fs, path = storage.resolve(trial_path)
-    try:
-        trials = checkpointed_trials(fs, path, config, device)
-    except FileNotFoundError:
-        raise SweepError(f"{trial_path}: no readable checkpoint to evaluate") from None
-    kwargs = {k: tuple(v) if k == "refine_steps" else v for k, v in settings.items()}
-    results = [{"seed": t.cfg.seed, **evaluate_trial(t, **kwargs)} for t in trials]
+    kwargs = {k: tuple(v) if k == "refine_steps" else v for k, v in settings.items() if k != "checkpoints"}
+    results = []
+    for newest in range(settings.get("checkpoints", 1)):
+        try:
+            trials = checkpointed_trials(fs, path, config, device, skip=newest)
+        except FileNotFoundError:
+            if newest:
+                break  # no older checkpoint (a trial shorter than checkpoint_every): the newest alone
+            raise SweepError(f"{trial_path}: no readable checkpoint to evaluate") from None
+        results += [{"seed": t.cfg.seed, **evaluate_trial(t, **kwargs)} for t in trials]
     storage.write_json(storage.join(trial_path, GAP_FILE), {"settings": settings, "results": results})
 
 

@@ -41,9 +41,11 @@ def checkpoint_dirs(fs: pafs.FileSystem, trial_path: str) -> list[tuple[pafs.Fil
     return [(fs, p) for p in paths]
 
 
-def newest_state(candidates, device: torch.device) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
-    """(engine state, its report row) of the newest readable checkpoint, or (None, None)."""
-    best, row = None, None
+def newest_state(candidates, device: torch.device,
+                 skip: int = 0) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """(engine state, its report row) of the newest readable checkpoint, or with ``skip`` the one
+    that many before it (by epoch), or (None, None)."""
+    readable = []
     for fs, path in candidates:
         try:
             with fs.open_input_file(f"{path}/{STATE_FILE}") as f:
@@ -53,18 +55,21 @@ def newest_state(candidates, device: torch.device) -> tuple[dict[str, Any] | Non
         except (OSError, ValueError) as e:
             print(f"checkpoint {path} unreadable, trying an older one: {e}", flush=True)
             continue
-        epoch = state["seeds"][0]["epoch"]
-        if best is None or epoch > best[0]:
-            best, row = (epoch, state), report
-    return (best[1] if best else None), row
+        readable.append((state["seeds"][0]["epoch"], state, report))
+    readable.sort(key=lambda r: r[0], reverse=True)
+    if len(readable) <= skip:
+        return None, None
+    _, state, row = readable[skip]
+    return state, row
 
 
 def checkpointed_trials(
-    fs: pafs.FileSystem, path: str, config: dict[str, Any], device: torch.device
+    fs: pafs.FileSystem, path: str, config: dict[str, Any], device: torch.device, skip: int = 0
 ) -> list[SeedRun]:
-    """A trial (its directory, its Tune config) as engine runs, one per seed, at its newest checkpoint."""
+    """A trial (its directory, its Tune config) as engine runs, one per seed, at its newest checkpoint
+    (with ``skip``: the newest but ``skip``, by epoch)."""
     cfg, _ = split_config(config)
-    state, _ = newest_state(checkpoint_dirs(fs, path), device)
+    state, _ = newest_state(checkpoint_dirs(fs, path), device, skip)
     if state is None:
         raise FileNotFoundError(f"{path}: no readable checkpoint")
     data = load_for(cfg, device)

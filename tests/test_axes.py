@@ -1,12 +1,13 @@
 """Any setting is an axis: a real sweep over two axes (tests/conftest.py::AXES_SPEC, with a family of
 the user's own among its variants), through run, status, export and analysis."""
 
+import math
 import re
 
 import pandas as pd
 import pytest
 
-from analysis.load import cells, load_results, sweep_axes
+from analysis.load import cells, load, load_results, sweep_axes
 from sweep.cli import main
 
 VARIANTS = ["k=2", "one-layer k=2", "factorized"]
@@ -55,3 +56,23 @@ def test_export_carries_the_axes_and_the_analysis_splits_by_them(axes_experiment
         "n_train=200, sigma_x=0.5"]
     for name in ("neg_elbo", "train_mse", "gap_vs_width", "gap_split", "gap_vs_n_train", "gap_vs_sigma_x"):
         assert (out / f"fashion_mnist_{name}.png").stat().st_size > 10_000, name
+
+
+def test_the_closing_width_is_answered_per_cell_from_the_measured_gaps(axes_experiment, axes_report):
+    exp, out = axes_experiment[0], axes_report
+    measured = load(exp).measured
+    closing = pd.read_csv(out / "closing_width.csv")
+    nats = closing[closing.epsilon == "1 nat"]
+    # a row per cell, encoder family and split; with one width, k = 2 closes it or nothing does
+    assert len(nats) == 4 * 2 * 2 and set(nats.family) == {"amortized", "one_layer"}
+    for r in nats.itertuples():
+        gap = measured[(measured.n_train == r.n_train) & (measured.sigma_x == r.sigma_x)
+                       & (measured.family == r.family) & (measured.split == r.split)].amortization_gap
+        assert len(gap) == 1
+        assert (r.closing == 2) if gap.iloc[0] < 1 else math.isnan(r.closing)
+    report = (out / "report.md").read_text()
+    assert "## How wide the encoder must be" in report and "(closing_width.md)" in report
+    assert report.count("the amortization gap falls below 1 nat per image") == 4 * 2
+    assert "the amortization gap falls below 1 nat per image" in (out / "report.html").read_text()
+    for axis in ("n_train", "sigma_x"):
+        assert (out / f"fashion_mnist_closing_width_vs_{axis}.png").stat().st_size > 10_000

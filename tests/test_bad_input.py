@@ -58,6 +58,10 @@ CASES = {
     "run: unknown key": (lambda t: ["sweep", "run", _spec(t, colour=1)], "unknown key(s) ['colour']"),
     "run: negative width": (lambda t: ["sweep", "run", _spec(t, widths=[-4])], "widths=[-4]"),
     "run: seed not integer": (lambda t: ["sweep", "run", _spec(t, seeds=[0.5])], "seeds=[0.5]"),
+    "run: more checkpoints evaluated than kept": (
+        lambda t: ["sweep", "run", _spec(t, evaluate={"checkpoints": 3})],
+        "evaluate.checkpoints=3 must be 1 to 2",
+    ),
     "run: unknown dataset": (lambda t: ["sweep", "run", _spec(t, datasets=["svhn"])], "has ['svhn']"),
     "run: empty families": (lambda t: ["sweep", "run", _spec(t, families=[])], "families=[]"),
     "run: train value type": (
@@ -133,6 +137,10 @@ CASES = {
         "is not a sweep experiment",
     ),
     "analysis: missing -o": (lambda t: ["analysis", "figures", str(t)], "-o/--output"),
+    "analysis: bad epsilon": (
+        lambda t: ["analysis", "figures", str(t), "-o", str(t / "o"), "--epsilon", "1,-2"],
+        "epsilon '-2' is not a positive number of nats",
+    ),
     # trainables
     "trainables: bad family": (
         lambda t: ["trainables", "run", "--family", "planar"], "family='planar' is not one of"

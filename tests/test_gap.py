@@ -199,6 +199,33 @@ def test_sweep_evaluate_and_export(smoke_experiment, smoke_copy, tmp_path, capsy
     assert "±" in said[1] and "2 trials evaluated now" in said[5]
 
 
+def test_evaluate_at_the_two_kept_checkpoints_says_whether_the_gap_still_moved(smoke_copy, capsys):
+    """`sweep evaluate --checkpoints 2` measures each trial at its last checkpoint and the one before
+    (the smoke sweep checkpoints at epochs 2 and 4); the analysis reads the last as the gap and the
+    earlier one for the closing width's convergence."""
+    import json
+
+    from analysis.closing import closing_table
+    from analysis.load import load
+    from sweep.cli import main as sweep_main
+
+    assert sweep_main(["evaluate", str(smoke_copy), "--checkpoints", "3"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "--checkpoints 3 must be 1 to 2" in err
+    assert sweep_main(["evaluate", str(smoke_copy), "--points", "10", "--iwae-samples", "8",
+                       "--checkpoints", "2"]) == 0
+    files = list(smoke_copy.glob("*/gap.json"))
+    assert len(files) == 8  # a trial per variant and seed
+    for f in files:
+        assert sorted(r["epoch"] for r in json.loads(f.read_text())["results"]) == [2, 4]
+    results = load(smoke_copy)
+    assert set(results.measured.epoch) == {4} and set(results.earlier.epoch) == {2}
+    assert len(results.measured) == len(results.earlier) == 8 * 2  # a row per trial and split
+    closing = closing_table(results.table, results.measured, earlier=results.earlier)
+    assert set(closing.epoch) == {4} and set(closing.epoch_before) == {2}
+    assert set(closing.family) == {"amortized"} and closing.widest.eq(8).all()
+
+
 def test_evaluate_refuses_a_non_experiment(tmp_path, capsys):
     from sweep.cli import main as sweep_main
 

@@ -136,14 +136,17 @@ def nested(cls: type, given: Any, key: str, out: list[str]) -> Any:
     return obj
 
 
-def keyword_settings(func: Callable, skip: int, given: Any, key: str, out: list[str]) -> dict | None:
-    """A mapping of ``func``'s keyword settings (its parameters after the first ``skip``), each of the
-    type of its default; false or None: off (None); true: all defaults ({})."""
+def keyword_settings(func: Callable, skip: int, given: Any, key: str, out: list[str],
+                     extra: dict[str, Any] | None = None) -> dict | None:
+    """A mapping of ``func``'s keyword settings (its parameters after the first ``skip``, and the
+    caller's own ``extra`` ones with their defaults), each of the type of its default; false or None:
+    off (None); true: all defaults ({})."""
     if given is None or given is False:
         return None
     import inspect
 
     params = {n: p.default for n, p in list(inspect.signature(func).parameters.items())[skip:]}
+    params |= extra or {}
     given = {} if given is True else given
     if not isinstance(given, dict) or set(given) - set(params):
         out.append(f"{key}={given!r} must be true, false, or a mapping of {', '.join(params)}")
