@@ -187,3 +187,26 @@ def test_scale_benchmark_at_its_smallest(ray_address, tmp_path):
         refused = subprocess.run([sys.executable, "benchmarks/scale.py", *bad], cwd=ROOT, capture_output=True,
                                  text=True)
         assert refused.returncode == 1 and says in refused.stderr
+
+
+def test_study_budget_projects_the_spec_from_what_it_measured(tmp_path, fashion_available):
+    """benchmarks/study_budget.py on the smoke spec with an `evaluate`, one epoch a shape, one width
+    measured for both: a row per cell, the unmeasured width costed as the measured one, and the
+    projection the sum of the trials over the machine's slots, as printed."""
+    import yaml
+
+    spec = yaml.safe_load((ROOT / "sweep" / "specs" / "smoke.yaml").read_text())
+    spec |= {"families": ["amortized"], "evaluate": {"points": 10, "iwae_samples": 4, "eval_samples": 2,
+                                                      "refine_steps": [], "checkpoints": 2}}
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(spec))
+    out = run("benchmarks/study_budget.py", str(tmp_path / "s.yaml"), "--epochs", "1", "--widths", "2",
+              "--json", str(tmp_path / "b.json")).stdout
+    b = recorded(tmp_path / "b.json", "study_budget.py", 1)
+    assert [(c["width"], c.get("as_width")) for c in b["cells"]] == [(2, None), (8, 2)]
+    first = b["cells"][0]
+    assert first["evaluate_s"] > 0 and first["trial_s"] == pytest.approx(
+        4 * first["epoch_s"] + 2 * first["evaluate_s"], abs=0.2)  # 4 epochs, 2 checkpoints evaluated
+    total = sum(c["trial_s"] * c["seeds"] for c in b["cells"])
+    assert b["projected_wall_minutes"] == pytest.approx(total / b["side_by_side"] / 60, abs=0.06)
+    assert f"{b['trials']} trials of 4 epochs, {b['side_by_side']} side by side: " \
+           f"{b['projected_wall_minutes']} minutes projected" in out
