@@ -69,19 +69,26 @@ def parse_epsilons(text: str) -> tuple[tuple[str, float], ...]:
 def per_seed_gaps(table: pd.DataFrame, measured: pd.DataFrame) -> pd.DataFrame:
     """One row per encoder trial, seed and split: its measured amortization gap and that gap's
     evaluation SE (nats per image), its KL(q(z)) per image at the gap's epoch, and its configured
-    epochs; only the families with a width, the latest evaluated epoch of each trial."""
+    epochs; only the families with a width, each trial's latest evaluated epoch. Matched to the
+    results by their settings (dataset, axes, family, width, seed), so a hand-made table works too."""
     m = measured[measured.has_width.astype(bool)]
     if m.empty:
         return m
-    m = m[m.epoch == m.groupby(["trial_id", "seed"]).epoch.transform("max")]
-    cols = ["trial_id", "seed", "epoch", *(["kl_z_per_datapoint"] if "kl_z_per_datapoint" in table else [])]
-    at = table[cols].drop_duplicates(["trial_id", "seed", "epoch"], keep="last")  # reports at the gap's epoch
-    epochs = table.drop_duplicates(["trial_id", "seed"])[["trial_id", "seed", "epochs"]]
-    out = (m.drop(columns=[c for c in ("epochs", "kl_z_per_datapoint") if c in m])
-           .merge(at, on=["trial_id", "seed", "epoch"], how="left").merge(epochs, on=["trial_id", "seed"],
-                                                                           how="left"))
-    if "kl_z_per_datapoint" not in out:
-        out["kl_z_per_datapoint"] = np.nan
+    if {"trial_id", "epoch"} <= set(m):
+        m = m[m.epoch == m.groupby(["trial_id", "seed"]).epoch.transform("max")]
+    keys = ["dataset", *sweep_axes(table), "family", "width", "seed"]
+    t = table[table.has_width.astype(bool)]
+    kl = ["kl_z_per_datapoint"] if "kl_z_per_datapoint" in t else []
+    t = t[[*keys, "epoch", "epochs", *kl]].astype({"width": "Int64"})
+    last = t.sort_values("epoch", kind="stable").drop_duplicates(keys, keep="last")  # a trial's last
+    m = m.drop(columns=[c for c in ("epochs", "kl_z_per_datapoint") if c in m]).astype({"width": "Int64"})
+    if "epoch" not in m:
+        m = m.merge(last[[*keys, "epoch"]], on=keys, how="left")
+    at = t.drop_duplicates([*keys, "epoch"], keep="last")[[*keys, "epoch", *kl]]  # reports at the gap's epoch
+    out = m.merge(at, on=[*keys, "epoch"], how="left").merge(last[[*keys, "epochs"]], on=keys, how="left")
+    for c in ("kl_z_per_datapoint", "amortization_gap_se"):
+        if c not in out:
+            out[c] = np.nan
     return out.rename(columns={"amortization_gap": "gap", "amortization_gap_se": "gap_se",
                                "kl_z_per_datapoint": "kl_z"})
 
