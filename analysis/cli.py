@@ -39,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--epsilon", type=epsilons, default=EPSILONS, metavar="LIST",
                    help="the closing width's tolerances, comma-separated: nats per image (1) or a share "
                    "of KL(q(z)) per image (10%%kl); default: "
-                   + ", ".join(epsilon_label(k, v) for k, v in EPSILONS))
+                   + ", ".join(epsilon_label(k, v) for k, v in EPSILONS).replace("%", "%%"))
     f.add_argument("--watch", action="store_true", help="of a running sweep: write the report again as "
                    "results arrive, until every trial has ended (refresh report.html in the browser)")
     f.add_argument("--every", type=float, default=30.0,

@@ -150,7 +150,7 @@ def test_the_reference_covers_every_family_and_every_keyword_setting(tmp_path, m
     from ray.air.integrations.mlflow import MLflowLoggerCallback
 
     from sweep.docs import reference_markdown
-    from sweep.rules import EVALUATE_SKIP, INFER_SKIP, TRACKER_HELP, TRACKERS
+    from sweep.rules import EVALUATE_OWN, EVALUATE_SKIP, INFER_SKIP, TRACKER_HELP, TRACKERS
     from sweep.runner import default_tracking_uri
     from sweep.spec import SpecError, parse_spec
     from trainables import families
@@ -179,6 +179,7 @@ def test_the_reference_covers_every_family_and_every_keyword_setting(tmp_path, m
         assert all(p.default is inspect.Parameter.empty for p in params[:skip])
         settings = {p.name: p.default for p in params[skip:]}
         assert settings and inspect.Parameter.empty not in settings.values()
+        settings |= EVALUATE_OWN if key == "evaluate" else {}  # the runner's own evaluate keys
         for name, default in settings.items():
             cells = rows[f"{key}.{name}"]
             assert cells[0] == _as_shown(default) and cells[1], (key, name)
