@@ -1,5 +1,6 @@
 """README.md's "Where amortization costs nats": the gap_vs_sigma study's committed tables
-(docs/gap_vs_sigma/gap_by_sigma_x_table.md: mean ± SE over seeds; gap_table.md for KL(q(z)))."""
+(docs/gap_vs_sigma/gap_by_sigma_x_table.md: mean ± SE over seeds; gap_table.md for KL(q(z))); the
+table itself is docs/studies.md's (studies.sigma.table)."""
 
 from __future__ import annotations
 
@@ -22,14 +23,6 @@ def facts() -> dict[str, str]:
     gaps = md_table("docs/gap_vs_sigma/gap_table.md")
     kl = {c: num(gaps[(gaps.variant == "k=64") & (gaps.sigma_x == c.split("=")[1])]["KL(q(z))/pt"].iloc[0])
           for c in cols}
-    head = ["likelihood sd sigma_x", *(c.split("=")[1] + (" (theirs)" if c == cols[0] else "") for c in cols)]
-    rows = [f"| {' | '.join(head)} |", "|---|" + "---:|" * len(cols)]
-    for split, t in (("training", train), ("test", test)):
-        for v in ("k=64", "k=256"):
-            rows.append(f"| amortization gap, k = {v[2:]}, {split} images | "
-                        + " | ".join(t.loc[v, c] for c in cols) + " |")
-    rows.append("| KL(q(z)) per image, k = 64 | " + " | ".join(f"{kl[c]:.1f}" for c in cols) + " |")
-
     wide, narrow = cols[0], cols[-1]
     g64 = {c: pm(train.loc["k=64", c])[0] for c in cols}
     cut_train = 1 - pm(train.loc["k=256", narrow])[0] / g64[narrow]
@@ -38,7 +31,6 @@ def facts() -> dict[str, str]:
     passing = from_width(vs.index, lambda v: all(pm(vs.loc[v, c])[0] < 0 for c in cols))
     sp = spec("gap_vs_sigma")
     return {
-        "front.sigma-table": "\n".join(rows),
         "front.sigma-trials": f"{sp.num_trials}",
         "front.sigma-epochs": fmt(sp.train["epochs"]),
         "front.sigma-seeds": f"{len(sp.seeds)}",
