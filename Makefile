@@ -44,7 +44,7 @@ system:
 lint: venv
 	$(BIN)/ruff check .
 
-# `make test`: everything but the tests marked `slow` (under 8 minutes on 2 cores, install included);
+# `make test`: everything but the tests marked `slow` (the suite under 8 minutes on 2 cores; a first install adds about 4);
 # `make test-all`: the whole suite, `slow` included (the full fault matrix, the multi-node cluster
 # scenarios, a cold compile). CI runs both.
 test: venv system lint

@@ -30,6 +30,7 @@ reader can see how far beyond the grid the gap would close if the decay held.
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -66,17 +67,18 @@ def parse_epsilons(text: str) -> tuple[tuple[str, float], ...]:
     return tuple(out)
 
 
-def per_seed_gaps(table: pd.DataFrame, measured: pd.DataFrame) -> pd.DataFrame:
+def per_seed_gaps(table: pd.DataFrame, measured: pd.DataFrame, axes: list[str] | None = None) -> pd.DataFrame:
     """One row per encoder trial, seed and split: its measured amortization gap and that gap's
     evaluation SE (nats per image), its KL(q(z)) per image at the gap's epoch, and its configured
     epochs; only the families with a width, each trial's latest evaluated epoch. Matched to the
-    results by their settings (dataset, axes, family, width, seed), so a hand-made table works too."""
+    results by their settings (dataset, axes, family, width, seed), so a hand-made table works too.
+    ``axes``: the table's sweep_axes, where the caller has them."""
     m = measured[measured.has_width.astype(bool)]
     if m.empty:
         return m
     if {"trial_id", "epoch"} <= set(m):
         m = m[m.epoch == m.groupby(["trial_id", "seed"]).epoch.transform("max")]
-    keys = ["dataset", *sweep_axes(table), "family", "width", "seed"]
+    keys = ["dataset", *(sweep_axes(table) if axes is None else axes), "family", "width", "seed"]
     t = table[table.has_width.astype(bool)]
     kl = ["kl_z_per_datapoint"] if "kl_z_per_datapoint" in t else []
     t = t[[*keys, "epoch", "epochs", *kl]].astype({"width": "Int64"})
@@ -105,18 +107,20 @@ def closing_table(table: pd.DataFrame, measured: pd.DataFrame | None,
     whose gap was still shrinking and ``at_budget`` (module docstring). Empty without measured gaps."""
     if measured is None or measured.empty:
         return pd.DataFrame()
-    seeds = per_seed_gaps(table, measured)
+    axes = sweep_axes(table)
+    seeds = per_seed_gaps(table, measured, axes)
     if seeds.empty:
         return pd.DataFrame()
-    before = per_seed_gaps(table, earlier) if earlier is not None and len(earlier) else seeds.iloc[:0]
-    keys = ["dataset", *sweep_axes(table), "family"]
+    before = per_seed_gaps(table, earlier, axes) if earlier is not None and len(earlier) else seeds.iloc[:0]
+    keys = ["dataset", *axes, "family"]
+    by = [*keys, "split"]
     rows = []
     for (kind, eps) in epsilons:
-        now, then = _scaled(seeds, kind), _scaled(before, kind)
-        old = dict(list(then.groupby([*keys, "split"], sort=True, dropna=False))) if len(then) else {}
-        for key, cell in now.groupby([*keys, "split"], sort=True, dropna=False):
-            rows.append({**dict(zip([*keys, "split"], key, strict=True)), "epsilon": epsilon_label(kind, eps),
-                         "kind": kind, "eps": eps, **_closing(cell, eps), **_moved(cell, old.get(key), eps)})
+        now, then = _cells(_scaled(seeds, kind), by), _cells(_scaled(before, kind), by)
+        for key, cell in now.items():
+            found = _closing(cell, eps)
+            rows.append({**dict(zip(by, key, strict=True)), "epsilon": epsilon_label(kind, eps), "kind": kind,
+                         "eps": eps, **found, **_moved(cell, then.get(key), eps, found["closing"])})
     out = pd.DataFrame(rows)
     if out.empty:
         return out
@@ -136,34 +140,57 @@ def _scaled(seeds: pd.DataFrame, kind: str) -> pd.DataFrame:
     return scaled.dropna(subset=["value"])
 
 
-def _moved(cell: pd.DataFrame, before: pd.DataFrame | None, eps: float) -> dict:
+class Cell(NamedTuple):
+    """One cell's per-seed gaps (a row per trial), as arrays in ascending width, and its epochs."""
+
+    width: np.ndarray
+    seed: np.ndarray
+    value: np.ndarray
+    value_se: np.ndarray
+    epoch: int  # of the gaps
+    epochs: int  # configured
+
+
+def _cells(scaled: pd.DataFrame, by: list[str]) -> dict[tuple, Cell]:
+    """The per-seed gaps of each cell ``by`` (keys in sorted order): arrays cut once from one table
+    rather than a frame per cell, which thousands of cells (a grid of 10,000 trials) make slow."""
+    if scaled.empty:
+        return {}
+    scaled = scaled.sort_values("width", kind="stable")
+    cols = {c: scaled[c].to_numpy(dtype=float) for c in ("width", "value", "value_se", "epoch", "epochs")}
+    seed = scaled.seed.to_numpy()
+    groups = scaled.groupby(by, sort=True, dropna=False).indices
+    return {key if isinstance(key, tuple) else (key,): Cell(
+        cols["width"][i], seed[i], cols["value"][i], cols["value_se"][i], int(cols["epoch"][i].max()),
+        int(cols["epochs"][i].max())) for key, i in groups.items()}
+
+
+def width_stats(cell: Cell) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per width of one cell (ascending): (widths, the mean over seeds, its SE: the seed spread and
+    the evaluation error in quadrature, module docstring; the number of seeds)."""
+    widths, at = np.unique(cell.width, return_inverse=True)
+    n = np.bincount(at)
+    mean = np.bincount(at, cell.value) / n
+    sd2 = np.bincount(at, (cell.value - mean[at]) ** 2) / np.maximum(n - 1, 1)  # 0 for one seed
+    eval_var = np.bincount(at, np.nan_to_num(cell.value_se**2))  # a missing SE counts as none
+    return widths, mean, np.sqrt(sd2 / n + eval_var / n**2), n
+
+
+def _moved(cell: Cell, before: Cell | None, eps: float, closing: float) -> dict:
     """Between the earlier checkpoint and the last: the closing width there, the widths whose gap
-    fell by more than Z standard errors of the difference, and whether the answer holds only at this
-    budget (it moved, or a width still open was still shrinking)."""
-    if before is None or before.empty:
+    fell by more than Z standard errors of the difference, and whether the answer (``closing``, at
+    the last) holds only at this budget (it moved, or a width still open was still shrinking)."""
+    if before is None:
         return {"closing_before": math.nan, "epoch_before": math.nan, "shrinking": "", "at_budget": False}
-    now, then = width_stats(cell), width_stats(before)
-    both = now.join(then.add_suffix("_before"), how="inner")
-    fell = both["mean_before"] - both["mean"] > Z * np.sqrt(both.se**2 + both.se_before**2)
-    w = then.index.to_numpy(dtype=float)
-    closing_before = first_closed(w, (then["mean"] < eps).to_numpy())
-    closing = first_closed(now.index.to_numpy(dtype=float), (now["mean"] < eps).to_numpy())
+    w, mean, se, _ = width_stats(cell)
+    w_then, mean_then, se_then, _ = width_stats(before)
+    both, now, then = np.intersect1d(w, w_then, return_indices=True)
+    fell = mean_then[then] - mean[now] > Z * np.sqrt(se[now] ** 2 + se_then[then] ** 2)
+    closing_before = first_closed(w_then, mean_then < eps)
     moved = not (closing == closing_before or (math.isnan(closing) and math.isnan(closing_before)))
-    open_and_falling = (fell & (both["mean"] >= eps)).any()
-    return {"closing_before": closing_before, "epoch_before": int(before.epoch.max()),
-            "shrinking": ", ".join(f"{k:g}" for k in both.index[fell]),
-            "at_budget": bool(moved or open_and_falling)}
-
-
-def width_stats(cell: pd.DataFrame) -> pd.DataFrame:
-    """Per width of one cell's seeds (columns width, seed, value, value_se): the mean over seeds, its
-    SE (seed spread and evaluation error in quadrature; module docstring) and the number of seeds."""
-    by = cell.groupby("width", sort=True)
-    stats = by.agg(mean=("value", "mean"), sd=("value", "std"), seeds=("value", "size"),
-                   eval_var=("value_se", lambda s: float(np.nansum(np.square(s)))))
-    spread = stats.sd.fillna(0.0) ** 2 / stats.seeds
-    stats["se"] = np.sqrt(spread + stats.eval_var / stats.seeds**2)
-    return stats.drop(columns=["sd", "eval_var"])
+    open_and_falling = bool((fell & (mean[now] >= eps)).any())
+    return {"closing_before": closing_before, "epoch_before": before.epoch,
+            "shrinking": ", ".join(f"{k:g}" for k in both[fell]), "at_budget": moved or open_and_falling}
 
 
 def first_closed(widths: np.ndarray, below: np.ndarray) -> float:
@@ -176,16 +203,16 @@ def first_closed(widths: np.ndarray, below: np.ndarray) -> float:
     return float(widths[open_[-1] + 1] if open_.size else widths[0])
 
 
-def _closing(cell: pd.DataFrame, eps: float) -> dict:
-    stats = width_stats(cell)
-    w = stats.index.to_numpy(dtype=float)
-    closing = first_closed(w, (stats["mean"] < eps).to_numpy())
-    low = first_closed(w, (stats["mean"] - Z * stats.se < eps).to_numpy())
-    high = first_closed(w, (stats["mean"] + Z * stats.se < eps).to_numpy())
+def _closing(cell: Cell, eps: float) -> dict:
+    w, mean, se, _ = width_stats(cell)
+    closing = first_closed(w, mean < eps)
+    low = first_closed(w, mean - Z * se < eps)
+    high = first_closed(w, mean + Z * se < eps)
     own = []
-    for _, s in cell.groupby("seed", sort=True):
-        s = s.groupby("width").value.mean()
-        own.append(first_closed(s.index.to_numpy(dtype=float), (s < eps).to_numpy()))
+    for seed in np.unique(cell.seed):  # each seed's own closing width
+        mine = cell.seed == seed
+        widths, at = np.unique(cell.width[mine], return_inverse=True)
+        own.append(first_closed(widths, np.bincount(at, cell.value[mine]) / np.bincount(at) < eps))
     known = [x for x in own if not math.isnan(x)]
     if known:
         low = min([low, *known]) if not math.isnan(low) else min(known)
@@ -194,20 +221,20 @@ def _closing(cell: pd.DataFrame, eps: float) -> dict:
     elif known and not math.isnan(high):
         high = max(high, *known)
     slope, slope_se, fit_width = _decay(cell, eps)
-    near = stats[(stats["mean"] <= DECISIVE * eps) & (stats["mean"] >= eps / DECISIVE)]
+    near = (mean <= DECISIVE * eps) & (mean >= eps / DECISIVE)
     return {"closing": closing, "low": low, "high": high,
             "per_seed": ", ".join("none" if math.isnan(x) else f"{x:g}" for x in own),
             "slope": slope, "slope_se": slope_se, "fit_width": fit_width,
-            "decisive_se": float(near.se.max()) if len(near) else math.nan,
-            "seeds": int(cell.seed.nunique()), "widths": len(stats), "widest": float(w.max()),
-            "epoch": int(cell.epoch.max()), "epochs": int(cell.epochs.max())}
+            "decisive_se": float(se[near].max()) if near.any() else math.nan,
+            "seeds": len(own), "widths": len(w), "widest": float(w.max()),
+            "epoch": cell.epoch, "epochs": cell.epochs}
 
 
-def _decay(cell: pd.DataFrame, eps: float) -> tuple[float, float, float]:
+def _decay(cell: Cell, eps: float) -> tuple[float, float, float]:
     """Least squares of log gap on log width over the positive gaps: (slope, its SE, the width where
     the line meets ``eps``; NaN where it does not fall)."""
-    pos = cell[cell.value > 0]
-    x, y = np.log(pos.width.to_numpy(dtype=float)), np.log(pos.value.to_numpy(dtype=float))
+    pos = cell.value > 0
+    x, y = np.log(cell.width[pos]), np.log(cell.value[pos])
     if len(np.unique(x)) < 2:
         return math.nan, math.nan, math.nan
     slope, icept = np.polyfit(x, y, 1)

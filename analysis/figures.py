@@ -9,6 +9,7 @@ per cell of its axes, and for each numeric axis a figure of the gap against it.
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import os
 import warnings
@@ -23,7 +24,7 @@ import seaborn as sns
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from .load import cells, sweep_axes, variant_order
+from .load import FAMILY_COLUMNS, cells, sweep_axes, variant_order
 from .tables import final_rows, is_partial, seed_table
 
 # Past these, a per-cell figure draws the first cells (in the axes' order) and the first seeds, and
@@ -32,10 +33,15 @@ from .tables import final_rows, is_partial, seed_table
 MAX_CELLS = 12
 MAX_SEEDS = 10
 DPI = 130
-SPREAD = ("pi", 100)  # bars: from the lowest to the highest seed
 SEQUENTIAL = ("viridis_r", "flare", "crest", "magma_r", "Blues")  # one per encoder family
 BASELINES = [(0.5, 0.5, 0.5), *sns.color_palette("tab10")[4:]]  # families without a width
 LINES = ("black", "tab:purple", "tab:orange", "tab:green")  # gap_vs_width: one per encoder family
+# A figure's layout in inches, set rather than measured: tight_layout and savefig's tight bounding
+# box measured every panel's text, and took half of a large figure's time. GAPS: the room (beside,
+# below) each panel, for its tick labels, axis labels and the next row's titles, per figure as its
+# panels' text asks; LEFT: the first column's tick labels and axis label; a line of the title.
+GAPS = (0.9, 0.9)
+LEFT, TITLE_LINE = 0.95, 0.24
 
 
 def palette(table: pd.DataFrame) -> dict[str, tuple]:
@@ -73,10 +79,21 @@ def _seeds(n: int) -> str:
     return f"{n} seed" + ("" if n == 1 else "s")
 
 
-def _subplots(nrows: int, ncols: int, **kw) -> tuple[Figure, np.ndarray]:
-    """A figure of nrows x ncols panels (plt.subplots' arguments) on a Figure of its own: no pyplot
-    state and no backend to choose, so the notebook's inline figures and the saved files both work."""
-    fig = Figure(figsize=kw.pop("figsize"), dpi=DPI)  # one resolution: text laid out once, cached
+def _subplots(nrows: int, ncols: int, panel: tuple[float, float], heading: str,
+              gaps: tuple[float, float] = GAPS, right: float = 0.2, **kw) -> tuple[Figure, np.ndarray]:
+    """A figure of nrows x ncols panels of ``panel`` inches (plt.subplots' keywords), ``gaps`` apart
+    (GAPS), ``right`` inches beside the last column (a legend there), ``heading`` above: on a Figure
+    of its own (no pyplot state and no backend to choose, so the notebook's inline figures and the
+    saved files both work), sized to hold them."""
+    beside, below = gaps
+    top = 0.15 + TITLE_LINE * (heading.count("\n") + 1) + 0.35  # the heading, then the panels' titles
+    width = LEFT + ncols * panel[0] + (ncols - 1) * beside + right
+    bottom = below - 0.25  # the last row's tick labels and axis label, with no row's title below
+    height = top + nrows * panel[1] + (nrows - 1) * below + bottom
+    fig = Figure(figsize=(width, height), dpi=DPI)  # one resolution: text laid out once, cached
+    fig.subplots_adjust(left=LEFT / width, right=1 - right / width, bottom=bottom / height,
+                        top=1 - top / height, wspace=beside / panel[0], hspace=below / panel[1])
+    fig.suptitle(heading, y=1 - 0.1 / height, va="top")
     return fig, fig.subplots(nrows, ncols, **kw)
 
 
@@ -92,59 +109,69 @@ def _save(fig: Figure, out: Path | Folder, stem: str) -> list[Path]:
     where = out if isinstance(out, Folder) else Folder(Path(out))
     paths = [where.path / f"{stem}.{f}" for f in where.formats]
     _plain_log_labels(fig)
-    for p in paths:
-        fig.savefig(p, dpi=DPI, bbox_inches="tight")
+    for p in paths:  # PNG at zlib level 3: half the encoding time of the default 6, a third more bytes
+        fig.savefig(p, dpi=DPI, **({"pil_kwargs": {"compress_level": 3}} if p.suffix == ".png" else {}))
     return paths
 
 
 def _plain_log_labels(fig: Figure) -> None:
-    """Log axes labelled 100, 1000, 600 rather than in TeX-style powers of ten: easier to read, and
-    typesetting those labels took a sixth of a figure's drawing time."""
+    """Log (and symlog) axes labelled 100, 1000, 600 rather than in TeX-style powers of ten: easier
+    to read, and typesetting those labels took a sixth of a figure's drawing time. A decimal one spanning more
+    than one and a half decades, whose minor ticks carry no labels, has them at 2 and 5 times each
+    power rather than at every multiple: each tick is an object to build and lay out, and they took
+    a fifth of the time."""
     for ax in fig.axes:
         for axis in (ax.xaxis, ax.yaxis):
-            if axis.get_scale() != "log":
+            if axis.get_scale() not in ("log", "symlog"):
                 continue
             base = axis.get_transform().base
+            low, high = sorted(axis.get_view_interval())
+            wide = base == 10 and 0 < 10**1.5 * low < high
+            if wide and type(axis.get_minor_locator()) is matplotlib.ticker.LogLocator:
+                axis.set_minor_locator(matplotlib.ticker.LogLocator(base, subs=(2.0, 5.0)))
             if type(axis.get_major_formatter()) is matplotlib.ticker.LogFormatterSciNotation:
                 axis.set_major_formatter(matplotlib.ticker.LogFormatter(base))
             if type(axis.get_minor_formatter()) is matplotlib.ticker.LogFormatterSciNotation:
                 axis.set_minor_formatter(matplotlib.ticker.LogFormatter(base, labelOnlyBase=False))
 
 
-def _mean_and_spread(ax: Axes, data: pd.DataFrame, y: str, pal: dict[str, tuple]) -> None:
-    """A line per variant (palette order): the mean of ``y`` over its rows at each epoch (the seeds),
-    and a band from the lowest to the highest at the epochs with several; what seaborn's
-    lineplot(errorbar=("pi", 100)) draws, aggregated once rather than per variant and epoch."""
+def _mean_and_spread(ax: Axes, data: pd.DataFrame, y: str, pal: dict[str, tuple], x: str = "epoch",
+                     spread: str = "range", **line) -> None:
+    """A line per variant (palette order): the mean of ``y`` over its rows at each ``x`` (the seeds),
+    and a band where there are several: from the lowest to the highest (``spread`` "range") or one
+    standard deviation either side ("sd"); what seaborn's lineplot(errorbar=("pi", 100) or "sd")
+    draws, aggregated once rather than per variant and x. ``line``: Axes.plot's keywords."""
     code, names = pd.factorize(data["variant"])  # grouped by integer codes: no strings per group
-    stats = data[y].groupby([code, data["epoch"].to_numpy()], sort=True).agg(["mean", "min", "max", "size"])
-    stats.index.names = ["variant", "epoch"]
+    aggs = ["mean", "min", "max", "size"] if spread == "range" else ["mean", "std", "size"]
+    stats = data[y].groupby([code, data[x].to_numpy()], sort=True).agg(aggs)
+    stats.index.names = ["variant", x]
     for variant in [v for v in pal if v in names]:
         s = stats.loc[names.get_loc(variant)]
-        ax.plot(s.index, s["mean"], color=pal[variant], label=variant)
+        ax.plot(s.index, s["mean"], color=pal[variant], label=variant, **line)
         several = s["size"] > 1
         if several.any():
-            ax.fill_between(s.index, s["min"].where(several), s["max"].where(several), color=pal[variant],
-                            alpha=0.2)
+            sd = s["std"] if spread == "sd" else None
+            low, high = (s["min"], s["max"]) if sd is None else (s["mean"] - sd, s["mean"] + sd)
+            ax.fill_between(s.index, low.where(several), high.where(several), color=pal[variant], alpha=0.2)
 
 
 def _per_cell(
     ds_table: pd.DataFrame, ncols: int, size: tuple[float, float], draw: Callable, what: str,
-    out: Path, stem: str, sharey: bool | str = False, cut: str = "",
+    out: Path, stem: str, sharey: bool | str = False, cut: str = "", gaps: tuple[float, float] = GAPS,
+    right: float = 0.2,
 ) -> list[Path]:
-    """One row of ``ncols`` panels per cell of the sweep's axes; draw(cell_table, axes_row, palette).
-    ``cut``: the cells left out, for the title."""
+    """One row of ``ncols`` panels of ``size`` inches per cell of the sweep's axes; draw(cell_table,
+    axes_row, palette). ``cut``: the cells left out, for the title; ``gaps``, ``right``: _subplots'."""
     pal, labels = palette(ds_table), cells(ds_table)
     rows = dict.fromkeys(labels, slice(None))  # one cell: all of the table
     if len(labels) > 1:
         rows = ds_table.groupby("cell", sort=False).indices
-    fig, axes = _subplots(len(labels), ncols, figsize=(size[0] * ncols, size[1] * len(labels)),
-                          squeeze=False, sharey=sharey)
+    fig, axes = _subplots(len(labels), ncols, size, title(ds_table, what, cut), gaps, right, squeeze=False,
+                          sharey=sharey)
     for row, label in zip(axes, labels, strict=True):
         draw(ds_table.iloc[rows[label]], row, pal)
         if label:
             row[0].annotate(label, (0, 1.02), xycoords="axes fraction", fontsize=9, weight="bold")
-    fig.suptitle(title(ds_table, what, cut), y=1.0 + 0.06 / len(labels))
-    fig.tight_layout()
     return _save(fig, out, stem)
 
 
@@ -164,7 +191,7 @@ def curve(ds_table: pd.DataFrame, metric: str, ylabel: str, out: Path, stem: str
         ax.set(xlabel="epoch", ylabel=ylabel)
         ax.legend(title=None, fontsize=8, ncol=2)
 
-    return _per_cell(ds_table, 1, (6.5, 4.5), draw, ylabel, out, stem, cut=cut)
+    return _per_cell(ds_table, 1, (5.6, 3.6), draw, ylabel, out, stem, cut=cut)
 
 
 def seeds(ds_table: pd.DataFrame, out: Path, stem: str, most: int | None = MAX_SEEDS,
@@ -187,7 +214,9 @@ def seeds(ds_table: pd.DataFrame, out: Path, stem: str, most: int | None = MAX_S
         if row[-1].get_lines():
             row[-1].legend(loc="upper left", bbox_to_anchor=(1, 1), fontsize=8)
 
-    return _per_cell(ds_table, len(all_seeds), (3.3, 3), draw, what, out, stem, sharey="row", cut=cut)
+    return _per_cell(ds_table, len(all_seeds), (3.0, 2.2), draw, what, out, stem, sharey="row", cut=cut,
+                     gaps=(0.25, 1.15), right=1.7)  # y tick labels on the first panel only; a title
+    # above each; the legend beside the last
 
 
 def gap_vs_width(ds_table: pd.DataFrame, out: Path, stem: str, cut: str = "") -> list[Path]:
@@ -197,8 +226,9 @@ def gap_vs_width(ds_table: pd.DataFrame, out: Path, stem: str, cut: str = "") ->
         fin, ax = final_rows(cell), row[0]
         encoders = fin[fin.has_width.astype(bool)]
         for i, (fam, rows) in enumerate(encoders.groupby("family", sort=False)):
-            sns.lineplot(data=rows, x="width", y="neg_elbo_per_datapoint", errorbar="sd", marker="o",
-                         color=LINES[i % len(LINES)], ax=ax, label=f"{fam} (mean ± sd over seeds)")
+            label = f"{fam} (mean ± sd over seeds)"
+            _mean_and_spread(ax, rows.assign(variant=label), "neg_elbo_per_datapoint",
+                             {label: LINES[i % len(LINES)]}, x="width", spread="sd", marker="o")
         bands = [v for v in pal if v in set(fin.variant) and not fin[fin.variant == v].has_width.any()]
         for variant in bands:
             v = fin.loc[fin.variant == variant, "neg_elbo_per_datapoint"]
@@ -211,7 +241,23 @@ def gap_vs_width(ds_table: pd.DataFrame, out: Path, stem: str, cut: str = "") ->
                title=f"epoch {int(fin.epoch.max())}")
         ax.legend(fontsize=8)
 
-    return _per_cell(ds_table, 1, (6.5, 4.5), draw, "where the gap closes", out, stem, cut=cut)
+    return _per_cell(ds_table, 1, (5.6, 3.6), draw, "where the gap closes", out, stem, cut=cut)
+
+
+def _bars(ax: Axes, data: pd.DataFrame, y: str, order: list[str], pal: dict[str, tuple], estimator: str,
+          alpha: float = 1.0, points: bool = False) -> None:
+    """A bar per variant of ``order`` at the ``estimator`` of ``y`` over its rows (the seeds), a line
+    from their lowest to their highest and, with ``points``, each one's own value set side by side:
+    what seaborn's barplot(errorbar=("pi", 100)) and stripplot draw, aggregated once per panel."""
+    stats = data.groupby("variant")[y].agg([estimator, "min", "max"]).reindex(order)
+    x = np.arange(len(order))
+    ax.bar(x, stats[estimator], width=0.8, color=[pal[v] for v in order], alpha=alpha)
+    ax.vlines(x, stats["min"], stats["max"], color="0.26", lw=2.4)
+    if points:
+        by = data.groupby("variant")
+        spread = 0.3 * ((by.cumcount() + 0.5) / by[y].transform("size") - 0.5)  # within the bar
+        at = pd.Series(x, index=order)[data.variant].to_numpy() + spread.to_numpy()
+        ax.plot(at, data[y].to_numpy(), "o", color="black", ms=3, ls="")
 
 
 def compute(ds_table: pd.DataFrame, out: Path, stem: str, cut: str = "") -> list[Path]:
@@ -224,11 +270,8 @@ def compute(ds_table: pd.DataFrame, out: Path, stem: str, cut: str = "") -> list
         for ax, col, label in ((row[0], "epochs_to_threshold", "epochs"),
                                (row[1], "seconds_to_threshold", "optimization seconds")):
             reached = fin.dropna(subset=[col])
-            if len(reached):
-                # bar: the median seed; line: the seeds' range (a boxplot of 2-3 seeds says no more)
-                sns.barplot(data=reached, x="variant", y=col, order=order, hue="variant", palette=pal, ax=ax,
-                            estimator="median", errorbar=SPREAD, alpha=0.6)
-                sns.stripplot(data=reached, x="variant", y=col, order=order, color="black", size=3, ax=ax)
+            if len(reached):  # bar: the median seed; line: the seeds' range (a boxplot of 2-3 says no more)
+                _bars(ax, reached, col, order, pal, "median", alpha=0.6, points=True)
             top = reached[col].max() * 1.15 if len(reached) else 1.0
             for i, v in enumerate(order):
                 never = fin[(fin.variant == v) & fin[col].isna()]
@@ -238,17 +281,17 @@ def compute(ds_table: pd.DataFrame, out: Path, stem: str, cut: str = "") -> list
             ax.set_ylim(0, top * 1.25)
             ax.set(xlabel="", ylabel=f"{label} to train MSE < {thr:g}")
             ax.set_xticks(range(len(order)), order, rotation=45)
+            ax.set_xlim(-0.5, len(order) - 0.5)
         test_time, ax = fin.dropna(subset=["infer_seconds"]), row[2]
         if len(test_time):
             shown = [v for v in order if v in set(test_time.variant)]
-            sns.barplot(data=test_time, x="variant", y="infer_seconds", order=shown, hue="variant",
-                        palette=pal, errorbar=SPREAD, ax=ax)
+            _bars(ax, test_time, "infer_seconds", shown, pal, "mean")
             ax.set_yscale("log")
             ax.set_xticks(range(len(shown)), shown, rotation=45)
         ax.set(xlabel="", ylabel=f"test-time inference seconds ({cell.n_test.iloc[0]} images)")
 
-    return _per_cell(ds_table, 3, (5, 4.5), draw, "compute: to the MSE threshold, and at test time",
-                     out, stem, cut=cut)
+    return _per_cell(ds_table, 3, (4.1, 3.2), draw, "compute: to the MSE threshold, and at test time",
+                     out, stem, cut=cut, gaps=(0.9, 1.4))  # the variants' names at 45 degrees
 
 
 def gap_split(ds_table: pd.DataFrame, measured: pd.DataFrame, out: Path, stem: str,
@@ -276,8 +319,8 @@ def gap_split(ds_table: pd.DataFrame, measured: pd.DataFrame, out: Path, stem: s
             ax.set(title=f"{split} images", ylabel="nats per datapoint")
         row[0].legend(fontsize=8)
 
-    return _per_cell(ds_table, 2, (6.5, 4.5), draw, "log p(x) - L[q] = approximation + amortization gap",
-                     out, stem, sharey="row", cut=cut)
+    return _per_cell(ds_table, 2, (5.6, 3.0), draw, "log p(x) - L[q] = approximation + amortization gap",
+                     out, stem, sharey="row", cut=cut, gaps=(0.6, 1.65))  # names at 45 degrees, titles
 
 
 def refine_curves(ds_table: pd.DataFrame, refine: pd.DataFrame, out: Path, stem: str,
@@ -288,17 +331,16 @@ def refine_curves(ds_table: pd.DataFrame, refine: pd.DataFrame, out: Path, stem:
 
     def draw(cell: pd.DataFrame, row, pal) -> None:
         r = refine[refine.cell == cell.cell.iloc[0]]
-        order = [v for v in pal if v in set(r.variant)]
-        for ax, y, legend in ((row[0], "elbo", True), (row[1], "seconds", False)):
-            sns.lineplot(data=r, x="steps", y=y, hue="variant", hue_order=order, palette=pal, marker="o",
-                         errorbar="sd", ax=ax, legend=legend)
+        for ax, y in ((row[0], "elbo"), (row[1], "seconds")):
+            _mean_and_spread(ax, r, y, pal, x="steps", spread="sd", marker="o")
             ax.set_xscale("symlog", linthresh=1)
             ax.set_xlim(left=0)
             ax.set_xlabel("refinement steps K (0: the encoder's q)")
         row[0].set_ylabel("ELBO per test datapoint, theta fixed (nats)")
+        row[0].legend(fontsize=8, title="variant")
         row[1].set_ylabel("seconds for the test images")
 
-    return _per_cell(ds_table, 2, (6, 4.5), draw, "semi-amortized: refining the encoder's q", out, stem,
+    return _per_cell(ds_table, 2, (5.1, 3.6), draw, "semi-amortized: refining the encoder's q", out, stem,
                      cut=cut)
 
 
@@ -317,8 +359,8 @@ def gap_vs_axis(ds_table: pd.DataFrame, axis: str, measured: pd.DataFrame | None
                 ("amort_gap_test", "amortization gap, test images (nats)"))
     panels += [(col, label) for col, label in measured if col in table and table[col].notna().any()]
     columns = list(dict.fromkeys(table.others))
-    fig, axes = _subplots(len(panels), len(columns), figsize=(6 * len(columns), 4.2 * len(panels)),
-                          squeeze=False)
+    fig, axes = _subplots(len(panels), len(columns), (5.1, 3.1), title(ds_table, f"the gap against {axis}"),
+                          (0.9, 1.15), squeeze=False)
     pal = palette(ds_table)
     for j, other in enumerate(columns):
         sub = table[table.others == other]
@@ -336,8 +378,6 @@ def gap_vs_axis(ds_table: pd.DataFrame, axis: str, measured: pd.DataFrame | None
             if len(y) and (y > 0).all() and y.max() > 20 * y.min():
                 ax.set_yscale("log")
             ax.legend(fontsize=8, title=None)
-    fig.suptitle(title(ds_table, f"the gap against {axis}"), y=1.02)
-    fig.tight_layout()
     return _save(fig, out, stem)
 
 
@@ -350,7 +390,8 @@ def against_reference(ds_table: pd.DataFrame, out: Path, stem: str) -> list[Path
     ref = ref[ref.split == "train"]
     pal = palette(ds_table)
     variants = [v for v in pal if v in set(ref.variant)]
-    fig, axes = _subplots(1, len(variants), figsize=(4 * len(variants), 3.8), sharey=True, squeeze=False)
+    heading = title(ds_table, "train MSE against Margossian & Blei's published runs")
+    fig, axes = _subplots(1, len(variants), (3.6, 2.9), heading, (0.3, 0.9), sharey=True, squeeze=False)
     for ax, v in zip(axes[0], variants, strict=True):
         r = ref[ref.variant == v]
         ax.fill_between(r.epoch, r["min"], r["max"], color="lightgray", label="theirs: 10 seeds, min-max")
@@ -363,7 +404,6 @@ def against_reference(ds_table: pd.DataFrame, out: Path, stem: str) -> list[Path
         ax.set(title=v, xlabel="epoch", yscale="log", xlim=(1, max(ds_table.epoch.max(), r.epoch.max())))
     axes[0][0].set_ylabel("train reconstruction MSE")
     axes[0][-1].legend(fontsize=7)
-    fig.suptitle(title(ds_table, "train MSE against Margossian & Blei's published runs"), y=1.06)
     return _save(fig, out, stem)
 
 
@@ -377,7 +417,8 @@ def closing_width(closing: pd.DataFrame, ds_table: pd.DataFrame, axis: str, out:
     closing = closing.assign(panel=[f"{lab}{', ' if lab else ''}{fam}" for lab, fam in
                                     zip(cell_labels(closing, others), closing.family, strict=True)])
     panels = list(dict.fromkeys(closing.panel))
-    fig, axes = _subplots(1, len(panels), figsize=(5.5 * len(panels), 4.2), squeeze=False)
+    heading = title(ds_table, "how wide the encoder must be to close the amortization gap")
+    fig, axes = _subplots(1, len(panels), (4.6, 3.3), heading, (0.9, 0.9), squeeze=False)
     widest = float(closing.widest.max())
     top = widest * 2  # "none up to the widest" drawn here
     colours = dict(zip(dict.fromkeys(closing.epsilon), sns.color_palette("tab10"), strict=False))
@@ -411,7 +452,6 @@ def closing_width(closing: pd.DataFrame, ds_table: pd.DataFrame, axis: str, out:
             ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
         ax.set(xlabel=axis, ylabel="closing width k", title=panel)
         ax.legend(fontsize=7)
-    fig.suptitle(title(ds_table, "how wide the encoder must be to close the amortization gap"), y=1.08)
     return _save(fig, out, stem)
 
 
@@ -422,6 +462,7 @@ def closing_jobs(closing: pd.DataFrame, table: pd.DataFrame, out: Path,
         return []
     folder = Folder(Path(out), tuple(formats))
     jobs: list[Job] = []
+    table = table[[c for c in dict.fromkeys([*DRAWN, *sweep_axes(table)]) if c in table]]  # as figure_jobs
     for ds, d in table.groupby("dataset", sort=True):
         c = closing[closing.dataset == ds]
         for axis in [a for a in sweep_axes(d) if a in c and pd.api.types.is_numeric_dtype(d[a])]:
@@ -438,7 +479,8 @@ def cell_labels(frame: pd.DataFrame, axes: list[str]) -> list[str]:
     combos = key.drop_duplicates()  # each column's own scalars: "n_train=100", never "100.0"
     labels = [", ".join(f"{a}={v}" for a, v in zip(axes, values, strict=True))
               for values in combos.itertuples(index=False, name=None)]
-    return list(key.merge(combos.assign(_label=labels), on=axes, how="left")["_label"])
+    at = key.merge(combos.assign(_at=np.arange(len(combos))), on=axes, how="left")["_at"].to_numpy()
+    return list(np.asarray(labels, dtype=object)[at])  # by position: no string column to iterate
 
 
 def all_figures(
@@ -456,6 +498,11 @@ def all_figures(
     return made
 
 
+# the columns the figures read (with the sweep's axes): each figure's table is cut to these once
+DRAWN = ("trial_id", "status", "epoch", "dataset", "family", "width", "seed", *FAMILY_COLUMNS,
+         "neg_elbo_per_datapoint", "train_mse", "test_mse", "mean_image_mse", "epochs_to_threshold",
+         "seconds_to_threshold", "infer_seconds", "mse_threshold", "n_train", "n_test", "batch_size",
+         "sigma_x", "epochs")
 Job = tuple[str, str, Callable, tuple]  # (dataset, figure name, what draws and saves it, its arguments)
 
 
@@ -469,9 +516,12 @@ def figure_jobs(
     Path(out).mkdir(parents=True, exist_ok=True)
     out = Folder(Path(out), tuple(formats))
     jobs: list[Job] = []
+    # what is drawn, not every setting (each dataset's axes are among the table's): cut once
+    table = table[[c for c in dict.fromkeys([*DRAWN, *sweep_axes(table)]) if c in table]]
     for ds, d in table.groupby("dataset", sort=True):
+        axes = sweep_axes(d)
         d = d.sort_values(["trial_id", "epoch"])
-        d = d.assign(cell=cell_labels(d, sweep_axes(d)))
+        d = d.assign(cell=cell_labels(d, axes))
         whole, (d, cut) = d, _first_cells(d) if limit else (d, "")
         jobs += [
             (ds, "neg_elbo", curve, (d, "neg_elbo_per_datapoint", "-ELBO per datapoint (nats)", out,
@@ -485,7 +535,7 @@ def figure_jobs(
             (ds, "compute", compute, (d, out, f"{ds}_compute", cut)),
         ]
         ds_measured = measured[measured.dataset == ds] if measured is not None else None
-        for axis in [a for a in sweep_axes(d) if pd.api.types.is_numeric_dtype(d[a])]:
+        for axis in [a for a in axes if pd.api.types.is_numeric_dtype(d[a])]:
             jobs.append((ds, f"gap_vs_{axis}", gap_vs_axis, (whole, axis, ds_measured, out,
                                                                f"{ds}_gap_vs_{axis}")))
         if comparable(whole):
@@ -499,6 +549,9 @@ def figure_jobs(
 
 
 _JOBS: list[Job] = []  # the figures being drawn, for the forked workers
+# the figures that take longest (several panels a cell; seaborn's bars), handed out first so that
+# no worker starts one as the others finish
+LONGEST = ("compute", "seeds", "gap_split", "refine")
 
 
 def _draw(i: int) -> list[Path]:
@@ -516,11 +569,15 @@ def drawn(jobs: list[Job], workers: int | None = None) -> list:
     if workers <= 1 or "fork" not in multiprocessing.get_all_start_methods():
         return [draw(*args) for _, _, draw, args in jobs]
     _JOBS = jobs
+    gc.freeze()  # the tables and modules as they are: no collection walks them, in a worker or at exit
     try:
         with warnings.catch_warnings():  # Python 3.12+ warns of fork beside threads; the workers only draw
             warnings.filterwarnings("ignore", message=".*fork.*", category=DeprecationWarning)
             with multiprocessing.get_context("fork").Pool(workers) as pool:
-                return pool.map(_draw, range(len(jobs)), chunksize=1)
+                first = sorted(range(len(jobs)), key=lambda i: LONGEST.index(jobs[i][1])
+                               if jobs[i][1] in LONGEST else len(LONGEST))  # the longest handed out first
+                done = dict(zip(first, pool.map(_draw, first, chunksize=1), strict=True))
+                return [done[i] for i in range(len(jobs))]
     finally:
         _JOBS = []
 

@@ -118,14 +118,15 @@ def _closing_section(closing: pd.DataFrame, answer: tuple[str, ...], out: Path) 
     """closing_width.csv/.md, and the report's lines: the answer per cell, then the table."""
     if closing.empty:
         return []
+    md = closing_markdown(closing)
     _atomic_text(out / "closing_width.csv", closing.to_csv(index=False))
-    _atomic_text(out / "closing_width.md", closing_markdown(closing) + "\n")
+    _atomic_text(out / "closing_width.md", md + "\n")
     return ["## How wide the encoder must be", "", *[f"- {s}" for s in answer], "",
             "The closing width per tolerance and split (closing_width.md): the smallest width whose "
             "amortization gap (sweep evaluate's L[q*] - L[q], nats per image) is below epsilon there "
             "and at every wider width; its interval from the gap's mean ± 1.96 SE (the spread over "
             "seeds and each trial's evaluation SE), widened to each seed's own width; the decay a "
-            "least-squares line of log gap against log width.", "", closing_markdown(closing), ""]
+            "least-squares line of log gap against log width.", "", md, ""]
 
 
 def _reference_section(table: pd.DataFrame, out: Path) -> list[str]:

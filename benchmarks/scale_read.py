@@ -11,10 +11,10 @@ the paper's grid (3 datasets x (7 widths + factorized + constant) x 5 seeds), an
 more cells along a `lr` axis; plausible falling curves, the MSEs every epoch, the test-time inference
 at the last. Beside it the gap split and the refinement tables of `sweep evaluate`. Prints the
 rows, the wall seconds of `python -m analysis figures` (a subprocess: Python's start and imports
-included), the figures it drew, the notebook's first cells (its imports and the table's loading, as
-a fresh kernel runs them) and the seconds of loading the table (`analysis.load.load_results`,
-imports excluded). --experiments times the same on a sweep's own experiment directories.
---json PATH writes them, the machine and the command line to a file.
+included; the median of --repeat runs), the figures it drew, the notebook's first cells (its
+imports and the table's loading, as a fresh kernel runs them) and the seconds of loading the
+table (`analysis.load.load_results`, imports excluded). --experiments times the same on a sweep's
+own experiment directories. --json PATH writes them, the machine and the command line to a file.
 """
 
 from __future__ import annotations
@@ -151,16 +151,21 @@ def notebook_start(path: str, analysis: Path) -> float:
     return _python(["-c", code], analysis, AMORTIZATION_GAP_RESULTS=path)[0]
 
 
-def timed_reads(path: str, out: str, analysis: Path) -> dict:
-    """Seconds of `python -m analysis figures PATH` (into ``out``), the figures drawn, the
-    notebook's first cells, and the loading alone (imports excluded)."""
-    figures_s, _ = _python(["-m", "analysis", "figures", path, "-o", out], analysis)
-    return {"figures_s": figures_s, "figures": len(list(Path(out).glob("*.png"))),
+REPEAT = 3  # runs of `analysis figures` per table, their median reported: this machine's times vary
+
+
+def timed_reads(path: str, out: str, analysis: Path, repeat: int = REPEAT) -> dict:
+    """Seconds of `python -m analysis figures PATH` (into ``out``; the median of ``repeat`` runs, each
+    run's beside it), the figures drawn, the notebook's first cells, and the loading alone (imports
+    excluded)."""
+    runs = [_python(["-m", "analysis", "figures", path, "-o", out], analysis)[0] for _ in range(repeat)]
+    return {"figures_s": float(np.median(runs)), "figures_runs": runs,
+            "figures": len(list(Path(out).glob("*.png"))),
             "notebook_s": notebook_start(path, analysis),
             "load_s": float(_python(["-c", LOAD, path], analysis)[1])}
 
 
-def read_side(sizes: list[tuple[int, int]], analysis: Path = ROOT) -> list[dict]:
+def read_side(sizes: list[tuple[int, int]], analysis: Path = ROOT, repeat: int = REPEAT) -> list[dict]:
     """Per (trials, epochs): rows, seconds of `python -m analysis figures`, of the notebook's first
     cells and of loading; the ``analysis`` package taken from that folder (default: this checkout's)."""
     out = []
@@ -172,18 +177,18 @@ def read_side(sizes: list[tuple[int, int]], analysis: Path = ROOT) -> list[dict]
             for name, frame in zip(("gaps", "refine"), synthetic_gaps(table), strict=True):
                 write_parquet(frame, Path(tmp, f"results.{name}.parquet"))
             out.append({"what": f"{trials}x{epochs}", "trials": trials, "epochs": epochs, "rows": len(table),
-                        **timed_reads(path, f"{tmp}/figures", analysis)})
+                        **timed_reads(path, f"{tmp}/figures", analysis, repeat)})
     return out
 
 
-def experiment(path: Path, analysis: Path = ROOT) -> dict:
+def experiment(path: Path, analysis: Path = ROOT, repeat: int = REPEAT) -> dict:
     """timed_reads of a sweep's own experiment directory (e.g. `make demo`'s), read where it is."""
     from analysis.load import load_results
 
     table = load_results(str(path))
     with tempfile.TemporaryDirectory() as tmp:
         return {"what": path.name, "trials": int(table.trial_id.nunique()), "epochs": int(table.epoch.max()),
-                "rows": len(table), **timed_reads(str(path.resolve()), f"{tmp}/figures", analysis)}
+                "rows": len(table), **timed_reads(str(path.resolve()), f"{tmp}/figures", analysis, repeat)}
 
 
 def size(text: str) -> tuple[int, int]:
@@ -197,7 +202,8 @@ def size(text: str) -> tuple[int, int]:
     return trials, epochs
 
 
-def report(sizes: list[str], experiments: list[Path] = (), analysis: Path = ROOT) -> list[dict]:
+def report(sizes: list[str], experiments: list[Path] = (), analysis: Path = ROOT,
+           repeat: int = REPEAT) -> list[dict]:
     """read_side of each size (TRIALSxEPOCHS), then of each experiment directory, a line printed as
     each is done."""
     print(f"{'results':>28} {'trials':>7} {'rows':>10} {'figures s':>10} {'drawn':>6} {'notebook s':>11} "
@@ -205,9 +211,9 @@ def report(sizes: list[str], experiments: list[Path] = (), analysis: Path = ROOT
     out = []
     for what in [*map(size, sizes), *experiments]:
         if isinstance(what, tuple):
-            out += read_side([what], analysis.resolve())
+            out += read_side([what], analysis.resolve(), repeat)
         else:
-            out.append(experiment(what, analysis))
+            out.append(experiment(what, analysis, repeat))
         r = out[-1]
         print(f"{r['what'][-28:]:>28} {r['trials']:>7} {r['rows']:>10,} {r['figures_s']:>10.1f} "
               f"{r['figures']:>6} {r['notebook_s']:>11.1f} {r['load_s']:>8.2f}", flush=True)
@@ -220,12 +226,16 @@ def main() -> None:
     p.add_argument("--experiments", nargs="*", type=Path, default=[], metavar="DIR",
                    help="also a sweep's experiment directories (e.g. make demo's results/quick-*)")
     p.add_argument("--analysis", type=Path, default=ROOT, help="the folder holding the analysis package")
+    p.add_argument("--repeat", type=int, default=REPEAT,
+                   help=f"runs of `analysis figures` per table, the median reported (default {REPEAT})")
     p.add_argument("--json", metavar="PATH", help="also write every figure to this file")
     args = p.parse_args()
+    if args.repeat < 1:
+        raise SystemExit(f"scale: error: --repeat {args.repeat}: a number of runs, at least 1")
     for d in args.experiments:
         if not d.is_dir():
             raise SystemExit(f"scale: error: --experiments {d}: no such directory")
-    rows = report(args.sizes, args.experiments, args.analysis)
+    rows = report(args.sizes, args.experiments, args.analysis, args.repeat)
     if args.json:
         sys.path.insert(0, str(ROOT / "benchmarks"))
         from record import write

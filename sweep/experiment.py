@@ -9,11 +9,13 @@ from __future__ import annotations
 import json
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import storage
-from .spec import SweepSpec, parse_spec
 from .tune_internals import SnapshotTrial, trial_records
+
+if TYPE_CHECKING:
+    from .spec import SweepSpec
 
 SPEC_FILE = "sweep-spec.json"
 # A second copy where Tune never writes: on restore Tune stages every top-level .json/.pkl file of the
@@ -62,7 +64,10 @@ def spec_json(exp: str) -> dict[str, Any]:
 
 
 def read_spec(exp: str) -> SweepSpec:
-    """The spec an experiment was launched with, validated; a clear error if ``exp`` is no experiment."""
+    """The spec an experiment was launched with, validated; a clear error if ``exp`` is no experiment.
+    (sweep.spec imported here: its rules read the engine's signatures, torch; reading results does not.)"""
+    from .spec import parse_spec
+
     return parse_spec(spec_json(exp), source=f"{exp}/{SPEC_FILE}")
 
 

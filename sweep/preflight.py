@@ -7,12 +7,6 @@ import shutil
 import tempfile
 from pathlib import Path
 
-import torch
-
-from trainables import families
-from trainables.data import DATA_DIM
-from trainables.model import BayesianDecoder
-
 from .storage import URI_SCHEMES, credential_problem, scheme, write_problem
 
 CHECKPOINTS_KEPT = 2  # the runner keeps two, so a damaged newest one leaves the one before
@@ -60,7 +54,14 @@ def writable_problem(path: Path) -> str | None:
 
 def checkpoint_bytes(cfg) -> int:
     """One trial's saved state: its parameters and Adam's two moments, float32, counted on a model
-    built on the meta device (no memory, the engine's own shapes)."""
+    built on the meta device (no memory, the engine's own shapes); torch imported here, at launch,
+    so reading a spec does not."""
+    import torch
+
+    from trainables import families
+    from trainables.data import DATA_DIM
+    from trainables.model import BayesianDecoder
+
     with torch.device("meta"):
         decoder = BayesianDecoder(cfg.latent_dim, cfg.hidden_dim, DATA_DIM[cfg.dataset])
         family = families.build(cfg, cfg.n_train, DATA_DIM[cfg.dataset])

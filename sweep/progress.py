@@ -91,11 +91,12 @@ def by_variant(lines: list[Line], axes: list[str]) -> list[str]:
     for ln in lines:
         groups.setdefault((ln.dataset, ln.family, ln.width, *map(str, ln.axes.values())), []).append(ln)
     head = ["dataset", "family", "width", *axes, "trials", "states", "-ELBO/pt", "train MSE"]
-    from trainables.families import FAMILIES  # their declared order (encoders first), as the analysis
+    from trainables import families  # their declared order (encoders first), as the analysis
 
     def order(kv: tuple) -> tuple:
         (dataset, family, width, *values), _ = kv
-        return dataset, getattr(FAMILIES.get(family), "order", 100), family, width or 0, values
+        rank = families.declared(family).order if family in families.names() else 100
+        return dataset, rank, family, width or 0, values
 
     rows = [head]
     for key, members in sorted(groups.items(), key=order):

@@ -16,8 +16,7 @@ import pandas as pd
 
 from trainables import families
 from trainables.config import TrialConfig
-from trainables.gap import GAP_KEYS
-from trainables.metrics import REPORTED, latents_unused
+from trainables.metrics import GAP_KEYS, REPORTED, latents_unused
 
 from . import storage
 from .experiment import TrialRecord
@@ -159,7 +158,7 @@ def family_columns(family: str, width: int | None) -> dict[str, Any]:
     """What a variant's family declares for the analysis, as table columns: "variant" (its label),
     "variant_order", and whether it has an encoder width, answers for test images, or is
     per-datapoint (F-VI)."""
-    fam = families.FAMILIES[family]
+    fam = families.declared(family)
     return {
         "variant": fam.variant(width),
         "variant_order": variant_order(fam.order, width),

@@ -67,11 +67,11 @@ def normalized(s: Any, out: list[str]) -> dict[str, Any]:
         families.import_modules(modules)
     except ValueError as e:
         out.append(str(e))
-    if why := distinct_list(tuple(families.FAMILIES))(s.families):
+    if why := distinct_list(families.names())(s.families):
         out.append(f"families={s.families!r} {why}")
     listed = s.families if isinstance(s.families, (list, tuple)) else ()
-    fams = tuple(f for f in listed if f in families.FAMILIES)
-    with_width = [f for f in fams if families.get(f).has_width]
+    fams = tuple(f for f in listed if f in families.names())
+    with_width = [f for f in fams if families.declared(f).has_width]
     if with_width and (why := distinct_list(least=1)(s.widths)):
         out.append(f"widths={s.widths!r} {why} ({', '.join(with_width)} need encoder widths)")
     if s.widths and fams and not with_width:

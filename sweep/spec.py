@@ -124,7 +124,7 @@ class SweepSpec:
         axes = [[(k, v) for v in vs] for k, vs in self.grid.items()]
         out = []
         for ds, fam in itertools.product(self.datasets, self.families):
-            widths = self.widths if families.get(fam).has_width else (None,)
+            widths = self.widths if families.declared(fam).has_width else (None,)
             for width, combo in itertools.product(widths, itertools.product(*axes)):
                 out.append(Cell(ds, fam, width, dict(combo), dict(self.family_train.get(fam, {})),
                                 dict(self.family_options.get(fam, {}))))

@@ -237,6 +237,39 @@ def test_figures_read_the_experiment_once(smoke_experiment, tmp_path, monkeypatc
     assert max(opened.values()) == 1, opened.most_common(3)
 
 
+def test_reading_an_experiment_imports_no_torch(smoke_experiment):
+    """The analysis reads an experiment (the table and the gap split) in a fresh interpreter
+    without importing torch: the families' declarations are read, not their torch modules."""
+    import subprocess
+    import sys
+
+    _, exp = smoke_experiment
+    code = (f"import sys\nfrom analysis.load import load\nr = load({str(exp)!r})\n"
+            "assert len(r.table) and r.measured is not None\nprint('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False", out.stdout + out.stderr
+
+
+def test_compute_bars_are_the_median_seed_with_the_seeds_range():
+    """The compute figure's bars: each variant's median over seeds, a line from its lowest seed to
+    its highest, each seed's own value beside; a variant with none is left empty."""
+    from matplotlib.figure import Figure
+
+    from analysis.figures import _bars
+
+    data = pd.DataFrame({"variant": ["a", "a", "a", "b", "b"], "y": [1.0, 5.0, 3.0, 10.0, 20.0]})
+    ax = Figure().subplots()
+    _bars(ax, data, "y", ["a", "b", "c"], {"a": (1, 0, 0), "b": (0, 1, 0), "c": (0, 0, 1)}, "median",
+          points=True)
+    heights = [p.get_height() for p in ax.patches]
+    assert heights[:2] == [3.0, 15.0] and np.isnan(heights[2])
+    ranges = [tuple(seg[:, 1]) for seg in ax.collections[0].get_segments()[:2]]
+    assert ranges == [(1.0, 5.0), (10.0, 20.0)]
+    x, y = ax.get_lines()[0].get_data()
+    assert list(y) == [1.0, 5.0, 3.0, 10.0, 20.0]  # each seed, beside its own variant's bar
+    assert list(np.round(x).astype(int)) == [0, 0, 0, 1, 1] and len(set(np.round(x, 6))) == 5
+
+
 def test_parquet_input_gives_the_same_table(smoke_experiment, tmp_path):
     from sweep.cli import main as sweep_main
 
@@ -506,7 +539,7 @@ def test_many_cells_draw_the_first_ones_and_say_so(tmp_path):
     drawn = []
     real = figures._subplots
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(figures, "_subplots", lambda *a, **kw: drawn.append(a) or real(*a, **kw))
+        mp.setattr(figures, "_subplots", lambda *a, **kw: drawn.append(a[:2]) or real(*a, **kw))
         seeds(many, tmp_path, "capped", MAX_SEEDS)  # as all_figures draws it by default
         seeds(many, tmp_path, "all", None)  # --all
     assert drawn == [(1, MAX_SEEDS), (1, MAX_SEEDS + 3)]  # one row of panels: 10 seeds, then all 13

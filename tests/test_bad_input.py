@@ -182,6 +182,7 @@ def test_a_traceback_never_reaches_the_user(tmp_path):
     assert out.returncode == 2 and out.stderr.count("\n") == 1 and "Traceback" not in out.stderr
 
 
+@pytest.mark.slow  # two real launches racing: about 20 s (`make test-all`, CI)
 def test_two_launches_of_one_name_at_once(ray_address, fashion_available, tmp_path):
     spec = _spec(tmp_path, seeds=[0], widths=[2], families=["amortized"], test_inference=False)
     env = {**os.environ, "RAY_ADDRESS": ray_address, "PYTHONPATH": str(ROOT)}

@@ -85,6 +85,7 @@ def test_step_compare_names_the_families_it_can_compare():
            "amortized:64" in out.stderr
 
 
+@pytest.mark.slow  # a benchmark's own run: about 20 s (`make test-all`, CI)
 def test_step_compare_writes_the_figures_it_prints(tmp_path):
     """This tree against HEAD, one family, one round of one epoch."""
     out = run("benchmarks/step_compare.py", "HEAD", "--rounds", "1", "--epochs", "1", "--threads", "1",
@@ -109,13 +110,16 @@ def test_families_benchmark_writes_the_figures_it_prints(tmp_path, fashion_avail
                 f"{r['kl_z_per_datapoint']:>8.1f}{r['seconds']:>9.1f}") in out
 
 
+@pytest.mark.slow  # a benchmark's own run: about 20 s (`make test-all`, CI)
 def test_scale_read_writes_the_figures_it_prints(tmp_path, smoke_experiment):
     """One trial of one epoch, the smallest table, and a sweep's own experiment directory (the
     smoke sweep's): figures, the notebook's first cells and the loading timed, as printed."""
     _, exp = smoke_experiment
-    out = run("benchmarks/scale_read.py", "--sizes", "1x1", "--experiments", str(exp),
+    out = run("benchmarks/scale_read.py", "--sizes", "1x1", "--experiments", str(exp), "--repeat", "2",
               "--json", str(tmp_path / "r.json")).stdout
     synthetic, smoke = recorded(tmp_path / "r.json", "scale_read.py", None)["sizes"]
+    for r in (synthetic, smoke):  # the median of the two runs, each kept
+        assert len(r["figures_runs"]) == 2 and r["figures_s"] == sum(r["figures_runs"]) / 2
     assert [synthetic[k] for k in ("what", "trials", "epochs", "rows")] == ["1x1", 1, 1, 1]
     assert (smoke["what"], smoke["trials"]) == (Path(exp).name, 8) and smoke["figures"] >= 6
     for r in (synthetic, smoke):

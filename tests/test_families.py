@@ -68,3 +68,46 @@ def test_dense_adam_gets_no_sparse_table():
     assert [type(o).__name__ for o in opts] == ["Adam", "SparseAdam"]
     dense_ids = {id(p) for g in opts[0].param_groups for p in g["params"]}
     assert id(fac.table.weight) not in dense_ids
+
+
+@pytest.mark.parametrize("name", sorted(FAMILIES))
+def test_what_a_family_declares_is_read_without_torch_and_is_its_implementations(name):
+    """The spec checks, status and the analysis read a family's declarations (families.declared),
+    which import no torch; the trial's implementation inherits the same ones."""
+    from dataclasses import fields
+
+    from trainables import families
+
+    decl, impl = families.declared(name), families.get(name)
+    assert issubclass(impl, decl) and impl.__module__.startswith("trainables.families.")
+    for attr in ("name", "label", "order", "has_width", "has_test_time_q", "per_datapoint", "refinable",
+                 "Options"):
+        assert getattr(impl, attr) == getattr(decl, attr), attr
+    assert impl.variant(16) == decl.variant(16) and decl.name == name
+    assert [f.name for f in fields(decl.Options)] == [f.name for f in fields(impl.Options)]
+
+
+def test_reading_declarations_and_configs_imports_no_torch():
+    """In a fresh interpreter: every family's declarations, a valid trial config and a bad one's
+    message, and sweep.results' family columns, with torch never imported."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from trainables import families\n"
+        "from trainables.config import ConfigError, TrialConfig\n"
+        "from sweep.results import family_columns\n"
+        "assert [families.declared(n).name for n in families.names()][:3] == "
+        "['amortized', 'factorized', 'constant']\n"
+        "assert family_columns('amortized', 64)['variant'] == 'k=64'\n"
+        "assert family_columns('factorized', None)['per_datapoint']\n"
+        "TrialConfig(family='factorized', family_options={'optimizer': 'dense'})\n"
+        "try:\n"
+        "    TrialConfig(family='amortized')\n"
+        "except ConfigError as e:\n"
+        "    assert 'width=None must be a positive integer' in str(e), e\n"
+        "print('torch' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False", out.stdout + out.stderr

@@ -10,7 +10,8 @@ from torch.distributions import MultivariateNormal
 from trainables import TrialConfig, load
 from trainables.families import Factorized
 from trainables.families.q import DiagonalGaussian
-from trainables.gap import GAP_KEYS, evaluate_trial, gap_of_split, iwae
+from trainables.gap import evaluate_trial, gap_of_split, iwae
+from trainables.metrics import GAP_KEYS
 from trainables.model import BayesianDecoder
 
 d, H, D, SIGMA = 2, 4, 6, 0.5

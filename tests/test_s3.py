@@ -73,6 +73,7 @@ def bucket_smoke(ray_address, fashion_available, s3_server, tmp_path_factory):
     return sweep_cli("resume", exp, "--address", ray_address, cwd=cwd), exp, cwd, names
 
 
+@pytest.mark.slow  # the smoke sweep on the bucket, killed and resumed: most of a minute (`make test-all`, CI)
 def test_smoke_sweep_killed_and_resumed_writes_every_trial_to_the_bucket(bucket_smoke, s3_server):
     out, exp, cwd, at_kill = bucket_smoke
     finished_before = [n for n in at_kill if "/checkpoint_000001/" in n]  # epoch 4 of 4
@@ -91,6 +92,7 @@ def test_smoke_sweep_killed_and_resumed_writes_every_trial_to_the_bucket(bucket_
     assert list(cwd.iterdir()) == []
 
 
+@pytest.mark.slow  # the smoke sweep on the bucket, killed and resumed: most of a minute (`make test-all`, CI)
 def test_status_evaluate_export_and_figures_read_the_bucket(bucket_smoke, tmp_path, monkeypatch, capsys):
     exp = bucket_smoke[1]
     monkeypatch.chdir(tmp_path)  # nothing may appear here: no folder named "s3:", no stray copy
@@ -130,6 +132,7 @@ def test_status_evaluate_export_and_figures_read_the_bucket(bucket_smoke, tmp_pa
     assert sorted(p.name for p in tmp_path.iterdir()) == ["from_dir"]
 
 
+@pytest.mark.slow  # the smoke sweep on the bucket, killed and resumed: most of a minute (`make test-all`, CI)
 def test_notebook_reads_the_bucket(bucket_smoke, tmp_path, monkeypatch):
     import nbformat
     from nbclient import NotebookClient
@@ -147,6 +150,7 @@ def test_notebook_reads_the_bucket(bucket_smoke, tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []  # drawn inline, from the bucket: nothing written here
 
 
+@pytest.mark.slow  # the smoke sweep on the bucket, killed and resumed: most of a minute (`make test-all`, CI)
 def test_a_damaged_checkpoint_on_the_bucket_falls_back_to_the_one_before(bucket_smoke, s3_server, capsys):
     exp = bucket_smoke[1]
     trial = next(t for t in storage.children(exp)
@@ -166,6 +170,7 @@ def test_a_damaged_checkpoint_on_the_bucket_falls_back_to_the_one_before(bucket_
     assert f"{newest} unreadable, trying an older one" in capsys.readouterr().out
 
 
+@pytest.mark.slow  # the smoke sweep on the bucket, killed and resumed: most of a minute (`make test-all`, CI)
 def test_no_credential_is_written_with_the_results(bucket_smoke, s3_server, ray_address):
     import ray
 
@@ -198,6 +203,7 @@ def test_bad_bucket_storage_is_one_line_and_writes_nothing(s3_server, storage_ur
      "-o s3://no-such-bucket/figs: cannot write there"),
     ("analysis", ["figures", "s3://gap/none.parquet", "-o", "figs"], "s3://gap/none.parquet: no such file"),
 ])
+@pytest.mark.slow  # the smoke sweep on the bucket, killed and resumed: most of a minute (`make test-all`, CI)
 def test_bad_bucket_paths_are_one_line(bucket_smoke, cli, args, says, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     assert (main if cli == "sweep" else analysis_main)(args) == 2

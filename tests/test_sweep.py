@@ -184,6 +184,7 @@ def test_errored_trial_shown_by_status_while_others_finish(ray_address, fashion_
     assert "train-images-idx3-ubyte is truncated or corrupt" in mnist[0]
 
 
+@pytest.mark.slow  # an Optuna stage of real trials per cell: most of a minute (`make test-all`, CI)
 def test_optuna_stage_picks_a_learning_rate_per_cell(ray_address, fashion_available, tmp_path):
     spec = write_spec(
         tmp_path / "s.yaml",

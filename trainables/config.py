@@ -122,8 +122,8 @@ class TrialConfig:
         from . import families  # here, not at the top: reading a results table needs no torch
 
         out = problems(self)
-        if self.family not in families.FAMILIES:
-            out.append(f"family={self.family!r} is not one of {', '.join(families.FAMILIES)}")
+        if self.family not in families.names():
+            out.append(f"family={self.family!r} is not one of {', '.join(families.names())}")
         else:
             opts, bad = families.resolve_options(self.family, self.family_options)
             out += bad
@@ -154,34 +154,39 @@ class TrialConfig:
     def family_class(self) -> type[families.Family]:
         from . import families
 
-        return families.FAMILIES[self.family]
+        return families.get(self.family)
 
 
 def _width_problems(c: TrialConfig) -> list[str]:
     from . import families
 
-    if families.FAMILIES[c.family].has_width:
+    if families.declared(c.family).has_width:
         if not is_int(c.width) or c.width <= 0:
             return [f"width={c.width!r} must be a positive integer for family {c.family!r}"]
     elif c.width is not None:
-        with_width = [n for n, f in families.FAMILIES.items() if f.has_width]
+        with_width = [n for n in families.names() if families.declared(n).has_width]
         return [f"width={c.width!r} applies only to {', '.join(with_width)}, not {c.family!r}"]
     return []
 
 
 def _mode_problems(c: TrialConfig, probe: bool) -> list[str]:
     """Settings the family cannot take; ``probe``: the rest are valid, so a family can be built to
-    read what it does with its options, as the trial's own will."""
+    read what it does with its options, as the trial's own will. Each check builds on the family's
+    implementation (torch) and runs only where its setting asks."""
     from . import families
-    from .families.q import DiagonalGaussian
 
-    fam = families.FAMILIES[c.family]
     out = []
-    if c.objective == "paper" and fam.q_type is not DiagonalGaussian:
+    if c.objective == "paper" and not _diagonal(families.get(c.family)):
         out.append(f"objective='paper' is their code's, for diagonal Gaussian q; {c.family!r}'s is not")
     if c.latent_terms == "all" and probe and families.probe(c).refines:
         out.append(f"latent_terms='all' with {c.family!r}: its refinement runs on the minibatch's rows only")
     return out
+
+
+def _diagonal(family: type) -> bool:
+    from .families.q import DiagonalGaussian
+
+    return family.q_type is DiagonalGaussian
 
 
 def field_names() -> tuple[str, ...]:

@@ -27,24 +27,6 @@ from .inference import optimize_local_q, per_point_elbo
 from .terms import log_gaussian, z_terms
 
 REFINE_STEPS = (0, 1, 5, 20, 100)
-# a split's summary in gap.json (``gap_of_split``; "refine" and "points" besides when asked for):
-# each mean over the images with its standard error ("_se"), the IWAE's Monte Carlo error, q*'s cost
-GAP_KEYS = (
-    "n",
-    "elbo_q",
-    "elbo_q_se",
-    "elbo_qstar",
-    "elbo_qstar_se",
-    "log_px",
-    "log_px_se",
-    "log_px_mc_se",
-    "amortization_gap",
-    "amortization_gap_se",
-    "approximation_gap",
-    "approximation_gap_se",
-    "qstar_steps",
-    "qstar_seconds",
-)
 
 
 @torch.no_grad()

@@ -25,6 +25,24 @@ EPOCH = (
 )
 INFERENCE = ("infer_seconds", "infer_steps", "infer_elbo_per_datapoint")  # at the end, test-time q
 REPORTED = (*EPOCH, *INFERENCE, "torch_threads")
+# a split's summary in gap.json (``gap.gap_of_split``; "refine" and "points" besides when asked for):
+# each mean over the images with its standard error ("_se"), the IWAE's Monte Carlo error, q*'s cost
+GAP_KEYS = (
+    "n",
+    "elbo_q",
+    "elbo_q_se",
+    "elbo_qstar",
+    "elbo_qstar_se",
+    "log_px",
+    "log_px_se",
+    "log_px_mc_se",
+    "amortization_gap",
+    "amortization_gap_se",
+    "approximation_gap",
+    "approximation_gap_se",
+    "qstar_steps",
+    "qstar_seconds",
+)
 UNUSED_TOLERANCE = 0.03  # a train MSE within 3% of the mean image's: the decoder ignores z
 
 

@@ -6,14 +6,11 @@ import torch
 from torch import nn
 
 from .base import Family
+from .declared import AmortizedDeclared
 
 
-class Amortized(Family):
+class Amortized(AmortizedDeclared, Family):
     """q(z_n) = N(mu(x_n), diag exp(logvar(x_n))); the indices are ignored."""
-
-    name, label, order = "amortized", "amortized", 10
-    has_width = True
-    refinable = True
 
     def __init__(self, data_dim: int, width: int, latent_dim: int, slope: float = 0.2):
         super().__init__()
@@ -26,12 +23,6 @@ class Amortized(Family):
         )
         self.mean_head = nn.Linear(width, latent_dim)
         self.logvar_head = nn.Linear(width, latent_dim)  # the raw spread (log-sd with spread_param log_sd)
-
-    @classmethod
-    def variant(cls, width: int | None) -> str:
-        if cls is Amortized:  # the study's encoder: the shortest label (not its subclasses')
-            return f"k={int(width)}"
-        return super().variant(width)
 
     @classmethod
     def from_config(cls, cfg, n_data: int, data_dim: int) -> Amortized:

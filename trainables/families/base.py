@@ -12,12 +12,12 @@ them from an instance), so no module outside this package asks for a family by n
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
+from .declared import Declared
 from .q import DiagonalGaussian
 
 
@@ -26,23 +26,11 @@ def spread_factor(cfg: Any) -> float:
     return 2.0 if cfg.spread_param == "log_sd" else 1.0
 
 
-@dataclass(frozen=True)
-class NoOptions:
-    """A family without settings of its own."""
-
-
-class Family(nn.Module):
-    name: ClassVar[str]  # in specs and on the command line
-    label: ClassVar[str]  # in tables and figures (width families: "k=<width>" instead)
-    order: ClassVar[int] = 100  # display order: narrow-to-wide encoders first, baselines last
-    has_width: ClassVar[bool] = False  # an encoder of width k: the spec's `widths` fan out over it
-    has_test_time_q: ClassVar[bool] = True  # answers for images it was not fit on
-    per_datapoint: ClassVar[bool] = False  # its parameters are rows, one per training image (F-VI)
-    refinable: ClassVar[bool] = False  # evaluate's semi-amortized refinement of its q applies
+class Family(Declared, nn.Module):
+    # name, label, order, has_width, has_test_time_q, per_datapoint, refinable, Options: declared.Declared
     # its q is refined inside the objective (``refine``): SA-VAE, which sets it per instance from its
     # options (steps 0: no refinement), so it is read off an instance (``families.probe``)
     refines: bool = False
-    Options: ClassVar[type] = NoOptions  # its own settings: TrialConfig.family_options
     q_type: ClassVar[type] = DiagonalGaussian  # the form of its q: test-time q and the gap's q* take it
 
     spread_factor: float = 1.0  # log-variance per unit of raw spread; ``families.build`` sets it
@@ -70,8 +58,3 @@ class Family(nn.Module):
         """q after the family's own refinement on images x (B, D), given the decoder, draws of theta
         (S, P) and z's noise eps (S, B, d); the identity but for families that refine (``refines``)."""
         return q
-
-    @classmethod
-    def variant(cls, width: int | None) -> str:
-        """How tables and figures name one of its configurations."""
-        return f"{cls.label} k={int(width)}" if cls.has_width else cls.label

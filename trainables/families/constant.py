@@ -2,28 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import nn
 
-from ..settings import setting
 from .base import Family, spread_factor
+from .declared import ConstantDeclared
 
 
-@dataclass(frozen=True)
-class ConstantOptions:
-    init: str = setting(
-        "prior", "where the shared q starts: prior N(0, I), or random (mean N(0,1), log-sd N(0,1), "
-        "Margossian & Blei's code)", choices=("prior", "random"),
-    )
-
-
-class Constant(Family):
+class Constant(ConstantDeclared, Family):
     """q(z_n) = N(mean, diag exp(logvar)) for every n; images and indices only give the count."""
-
-    name, label, order = "constant", "constant", 1000
-    Options = ConstantOptions
 
     def __init__(self, latent_dim: int, init: str = "prior", spread_factor: float = 1.0):
         super().__init__()

@@ -2,40 +2,20 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import nn
 
-from ..settings import setting
 from .base import Family, spread_factor
+from .declared import FactorizedDeclared
 
 
-@dataclass(frozen=True)
-class FactorizedOptions:
-    init: str = setting(
-        "prior", "where each q_n starts: prior N(0, I), or random (mean N(0,1), log-sd N(0,1) - 1, "
-        "Margossian & Blei's code)", choices=("prior", "random"),
-    )
-    optimizer: str = setting(
-        "sparse", "sparse: SparseAdam moves only the minibatch's rows (a row moves once an epoch); "
-        "dense: Adam over the whole table, whose momentum moves every row every step",
-        choices=("sparse", "dense"),
-    )
-
-
-class Factorized(Family):
+class Factorized(FactorizedDeclared, Family):
     """q(z_n) = N(mean[n], diag exp(logvar[n])); the images are ignored, the indices used.
 
     One (N, 2d) table, row n = [mean_n, logvar_n]: one lookup per step. Sparse (the default), a
     step's gradient covers only the minibatch's rows and SparseAdam moves those alone; dense,
     Adam keeps moving every row by its momentum, at the cost of a pass over all N rows a step.
     """
-
-    name, label, order = "factorized", "factorized", 900
-    has_test_time_q = False
-    per_datapoint = True
-    Options = FactorizedOptions
 
     def __init__(
         self, n_data: int, latent_dim: int, init: str = "prior", sparse: bool = True,

@@ -31,8 +31,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from ..settings import positive_int, setting
 from .amortized import Amortized
+from .declared import FlowDeclared
 from .q import standard_normal_log_prob
 
 
@@ -129,19 +129,11 @@ class CouplingFlow:
         return type(self)(self.mean[rows], self.logvar[rows], self.context[rows], **weights)
 
 
-@dataclass(frozen=True)
-class FlowOptions:
-    layers: int = setting(4, "affine coupling layers (alternating halves of z)", check=positive_int)
-    hidden: int = setting(64, "hidden width H of each layer's coupling network", check=positive_int)
-
-
-class Flow(Amortized):
+class Flow(FlowDeclared, Amortized):
     """The two-hidden-layer encoder of width k, its diagonal Gaussian pushed through coupling layers
     whose hidden biases are a further head of the encoder."""
 
-    name, label, order = "flow", "flow", 25
     q_type = CouplingFlow
-    Options = FlowOptions
 
     def __init__(self, data_dim: int, width: int, latent_dim: int, slope: float = 0.2,
                  layers: int = 4, hidden: int = 64):

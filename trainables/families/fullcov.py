@@ -12,14 +12,14 @@ import torch
 from torch import nn
 
 from .amortized import Amortized
+from .declared import FullCovarianceDeclared
 from .q import FullCovGaussian
 
 
-class FullCovariance(Amortized):
+class FullCovariance(FullCovarianceDeclared, Amortized):
     """q(z_n) = N(mu(x_n), L(x_n) L(x_n)^T): the two-hidden-layer encoder of width k, with heads for
     the mean, the log of L's diagonal and the d(d-1)/2 entries of L below it."""
 
-    name, label, order = "fullcov", "full-cov", 20
     q_type = FullCovGaussian
 
     def __init__(self, data_dim: int, width: int, latent_dim: int, slope: float = 0.2):

@@ -6,33 +6,18 @@ steps. `sweep evaluate` refines any encoder's q after training; this family trai
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
-from ..settings import non_negative_int, positive_number, setting
 from ..terms import z_terms
 from .amortized import Amortized
+from .declared import SemiAmortizedDeclared
 from .q import where
 
 
-@dataclass(frozen=True)
-class SemiAmortizedOptions:
-    steps: int = setting(5, "K: refinement steps per image in every training step (0: plain A-VI)",
-                         check=non_negative_int)
-    step_size: float = setting(0.1, "gradient-ascent step on each image's mean and log-variance",
-                               check=positive_number)
-    max_grad_norm: float = setting(
-        5.0, "each step's gradient of an image's ELBO, for its mean and for its log-variance, clipped to "
-        "this norm (Kim et al.'s svi_max_grad_norm, 5, which clips the minibatch's)", check=positive_number)
-
-
-class SemiAmortized(Amortized):
+class SemiAmortized(SemiAmortizedDeclared, Amortized):
     """q_K(z_n): the encoder's q(z_n) after K steps of gradient ascent on image n's own ELBO."""
 
-    name, label, order = "sa_vae", "SA-VAE", 30
     refines = True
-    Options = SemiAmortizedOptions
 
     @classmethod
     def from_config(cls, cfg, n_data: int, data_dim: int) -> SemiAmortized:
