@@ -276,3 +276,10 @@ def test_compiled_elbo_matches_eager(fashion):
     eager = [m["neg_elbo"] for m in trained(cfg, fashion).history]
     compiled = [m["neg_elbo"] for m in trained(cfg, fashion, compile=True).history]
     assert compiled == pytest.approx(eager, rel=1e-4)
+
+
+def test_compile_refuses_a_family_that_refines_inside_the_objective(fashion):
+    """SA-VAE's refinement differentiates twice, which torch.compile's autograd cannot (seen on a
+    GPU: "does not currently support double backward"): the engine says so before any step."""
+    with pytest.raises(ValueError, match="compile=True cannot train sa_vae: .* differentiates twice"):
+        Fit([SeedRun(cfg_for("sa_vae"), fashion)], compile=True)

@@ -159,6 +159,10 @@ class Separate:
     graphs ("reduce-overhead"), since these small layers are bound by kernel launches."""
 
     def __init__(self, runs: list[SeedRun], compile: bool = False):
+        if compile and (twice := list(dict.fromkeys(r.cfg.family for r in runs if r.family.refines))):
+            raise ValueError(f"compile=True cannot train {', '.join(twice)}: its q is refined inside the "
+                             "objective, which differentiates twice, and torch.compile's autograd cannot "
+                             "(train it eager)")
         self.runs = runs
         self.own = [optimizers([r.decoder, r.family], r.cfg.lr) for r in runs]
         self.optimizers = [o for opts in self.own for o in opts]
