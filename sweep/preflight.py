@@ -55,7 +55,7 @@ def writable_problem(path: Path) -> str | None:
 def checkpoint_bytes(cfg) -> int:
     """One trial's saved state: its parameters and Adam's two moments, float32, counted on a model
     built on the meta device (no memory, the engine's own shapes); torch imported here, at launch,
-    so reading a spec does not."""
+    not with this module."""
     import torch
 
     from trainables import families
