@@ -39,9 +39,10 @@ LINES = ("black", "tab:purple", "tab:orange", "tab:green")  # gap_vs_width: one 
 # A figure's layout in inches, set rather than measured: tight_layout and savefig's tight bounding
 # box measured every panel's text, and took half of a large figure's time. GAPS: the room (beside,
 # below) each panel, for its tick labels, axis labels and the next row's titles, per figure as its
-# panels' text asks; LEFT: the first column's tick labels and axis label; a line of the title.
+# panels' text asks; LEFT: the first column's tick labels and axis label; a line of the title, and
+# a character of it (12 points).
 GAPS = (0.9, 0.9)
-LEFT, TITLE_LINE = 0.95, 0.24
+LEFT, TITLE_LINE, TITLE_CHAR = 0.95, 0.24, 0.095
 
 
 def palette(table: pd.DataFrame) -> dict[str, tuple]:
@@ -88,10 +89,14 @@ def _subplots(nrows: int, ncols: int, panel: tuple[float, float], heading: str,
     beside, below = gaps
     top = 0.15 + TITLE_LINE * (heading.count("\n") + 1) + 0.35  # the heading, then the panels' titles
     width = LEFT + ncols * panel[0] + (ncols - 1) * beside + right
+    # a heading wider than the panels widens the figure, half on each side (its longest line's
+    # characters at TITLE_CHAR inches each)
+    wider = max(0.0, TITLE_CHAR * max(map(len, heading.split("\n"))) + 0.4 - width)
+    left, right, width = LEFT + wider / 2, right + wider / 2, width + wider
     bottom = below - 0.25  # the last row's tick labels and axis label, with no row's title below
     height = top + nrows * panel[1] + (nrows - 1) * below + bottom
     fig = Figure(figsize=(width, height), dpi=DPI)  # one resolution: text laid out once, cached
-    fig.subplots_adjust(left=LEFT / width, right=1 - right / width, bottom=bottom / height,
+    fig.subplots_adjust(left=left / width, right=1 - right / width, bottom=bottom / height,
                         top=1 - top / height, wspace=beside / panel[0], hspace=below / panel[1])
     fig.suptitle(heading, y=1 - 0.1 / height, va="top")
     return fig, fig.subplots(nrows, ncols, **kw)
