@@ -254,12 +254,12 @@ def _bars(ax: Axes, data: pd.DataFrame, y: str, order: list[str], pal: dict[str,
     """A bar per variant of ``order`` at the ``estimator`` of ``y`` over its rows (the seeds), a line
     from their lowest to their highest and, with ``points``, each one's own value set side by side:
     what seaborn's barplot(errorbar=("pi", 100)) and stripplot draw, aggregated once per panel."""
-    stats = data.groupby("variant")[y].agg([estimator, "min", "max"]).reindex(order)
+    by = data.groupby("variant")
+    stats = by[y].agg([estimator, "min", "max"]).reindex(order)
     x = np.arange(len(order))
     ax.bar(x, stats[estimator], width=0.8, color=[pal[v] for v in order], alpha=alpha)
     ax.vlines(x, stats["min"], stats["max"], color="0.26", lw=2.4)
     if points:
-        by = data.groupby("variant")
         spread = 0.3 * ((by.cumcount() + 0.5) / by[y].transform("size") - 0.5)  # within the bar
         at = pd.Series(x, index=order)[data.variant].to_numpy() + spread.to_numpy()
         ax.plot(at, data[y].to_numpy(), "o", color="black", ms=3, ls="")
@@ -460,22 +460,6 @@ def closing_width(closing: pd.DataFrame, ds_table: pd.DataFrame, axis: str, out:
     return _save(fig, out, stem)
 
 
-def closing_jobs(closing: pd.DataFrame, table: pd.DataFrame, out: Path,
-                 formats: tuple[str, ...] = ("png",)) -> list[Job]:
-    """The closing width's figures (closing_width), one per dataset and numeric axis, as jobs."""
-    if closing.empty:
-        return []
-    folder = Folder(Path(out), tuple(formats))
-    jobs: list[Job] = []
-    table = table[[c for c in dict.fromkeys([*DRAWN, *sweep_axes(table)]) if c in table]]  # as figure_jobs
-    for ds, d in table.groupby("dataset", sort=True):
-        c = closing[closing.dataset == ds]
-        for axis in [a for a in sweep_axes(d) if a in c and pd.api.types.is_numeric_dtype(d[a])]:
-            jobs.append((ds, f"closing_width_vs_{axis}", closing_width, (c, d, axis, folder,
-                                                                         f"{ds}_closing_width_vs_{axis}")))
-    return jobs
-
-
 def cell_labels(frame: pd.DataFrame, axes: list[str]) -> list[str]:
     """The cell label of each row of a table (the results, measured gaps, refinement, seed table)."""
     if not axes:
@@ -513,9 +497,10 @@ Job = tuple[str, str, Callable, tuple]  # (dataset, figure name, what draws and 
 
 def figure_jobs(
     table: pd.DataFrame, out: Path, measured: pd.DataFrame | None = None, refine: pd.DataFrame | None = None,
-    limit: bool = True, formats: tuple[str, ...] = ("png",),
+    limit: bool = True, formats: tuple[str, ...] = ("png",), closing: pd.DataFrame | None = None,
 ) -> list[Job]:
-    """all_figures' figures, each as a job to hand to ``drawn`` (with others, e.g. report.html)."""
+    """all_figures' figures, each as a job to hand to ``drawn`` (with others, e.g. report.html); with
+    ``closing`` (closing.closing_table), the closing width against each numeric axis too."""
     from .reference import comparable
 
     Path(out).mkdir(parents=True, exist_ok=True)
@@ -550,11 +535,15 @@ def figure_jobs(
         if refine is not None and (refine.dataset == ds).any():
             jobs.append((ds, "refine", refine_curves, (d, refine[refine.dataset == ds], out, f"{ds}_refine",
                                                        cut)))
+        c = closing[closing.dataset == ds] if closing is not None and len(closing) else None
+        for axis in [a for a in axes if c is not None and a in c and pd.api.types.is_numeric_dtype(d[a])]:
+            jobs.append((ds, f"closing_width_vs_{axis}", closing_width, (c, whole, axis, out,
+                                                                         f"{ds}_closing_width_vs_{axis}")))
     return jobs
 
 
 _JOBS: list[Job] = []  # the figures being drawn, for the forked workers
-# the figures that take longest (several panels a cell; seaborn's bars), handed out first so that
+# the figures that take longest (several panels a cell), handed out first so that
 # no worker starts one as the others finish
 LONGEST = ("compute", "seeds", "gap_split", "refine")
 

@@ -12,7 +12,7 @@ from sweep import storage
 
 from . import tables
 from .closing import EPSILONS, closing_table, sentences
-from .figures import closing_jobs, drawn, figure_jobs
+from .figures import drawn, figure_jobs
 from .html import write_html
 from .load import sweep_axes
 from .markdown import axis_markdown, check_markdown, closing_markdown, gap_markdown, refine_markdown
@@ -53,8 +53,7 @@ def write_report(
     answer = tuple(sentences(closing, table))
     # report.html first, the longest job, then the figures: drawn side by side on the machine's cores
     jobs = [("", "html", write_html, (table, gap_table, measured, out / "report.html", answer)),
-            *figure_jobs(table, out, measured, refine, limit, formats),
-            *closing_jobs(closing, table, out, formats)]
+            *figure_jobs(table, out, measured, refine, limit, formats, closing)]
     made: dict[str, dict[str, list[Path]]] = {}
     for (ds, name, _, _), paths in list(zip(jobs, drawn(jobs, workers), strict=True))[1:]:
         made.setdefault(ds, {})[name] = paths
