@@ -118,9 +118,10 @@ def closing_table(table: pd.DataFrame, measured: pd.DataFrame | None,
     for (kind, eps) in epsilons:
         now, then = _cells(_scaled(seeds, kind), by), _cells(_scaled(before, kind), by)
         for key, cell in now.items():
-            found = _closing(cell, eps)
+            stats = width_stats(cell)
+            found = _closing(cell, stats, eps)
             rows.append({**dict(zip(by, key, strict=True)), "epsilon": epsilon_label(kind, eps), "kind": kind,
-                         "eps": eps, **found, **_moved(cell, then.get(key), eps, found["closing"])})
+                         "eps": eps, **found, **_moved(stats, then.get(key), eps, found["closing"])})
     out = pd.DataFrame(rows)
     if out.empty:
         return out
@@ -165,24 +166,30 @@ def _cells(scaled: pd.DataFrame, by: list[str]) -> dict[tuple, Cell]:
         int(cols["epochs"][i].max())) for key, i in groups.items()}
 
 
+def _per_width(width: np.ndarray, value: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(the widths ascending, each row's index among them, the rows per width, their mean value)."""
+    widths, at = np.unique(width, return_inverse=True)
+    n = np.bincount(at)
+    return widths, at, n, np.bincount(at, value) / n
+
+
 def width_stats(cell: Cell) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Per width of one cell (ascending): (widths, the mean over seeds, its SE: the seed spread and
     the evaluation error in quadrature, module docstring; the number of seeds)."""
-    widths, at = np.unique(cell.width, return_inverse=True)
-    n = np.bincount(at)
-    mean = np.bincount(at, cell.value) / n
+    widths, at, n, mean = _per_width(cell.width, cell.value)
     sd2 = np.bincount(at, (cell.value - mean[at]) ** 2) / np.maximum(n - 1, 1)  # 0 for one seed
     eval_var = np.bincount(at, np.nan_to_num(cell.value_se**2))  # a missing SE counts as none
     return widths, mean, np.sqrt(sd2 / n + eval_var / n**2), n
 
 
-def _moved(cell: Cell, before: Cell | None, eps: float, closing: float) -> dict:
-    """Between the earlier checkpoint and the last: the closing width there, the widths whose gap
-    fell by more than Z standard errors of the difference, and whether the answer (``closing``, at
-    the last) holds only at this budget (it moved, or a width still open was still shrinking)."""
+def _moved(stats: tuple, before: Cell | None, eps: float, closing: float) -> dict:
+    """Between the earlier checkpoint and the last (``stats``, width_stats of the last): the closing
+    width there, the widths whose gap fell by more than Z standard errors of the difference, and
+    whether the answer (``closing``, at the last) holds only at this budget (it moved, or a width
+    still open was still shrinking)."""
     if before is None:
         return {"closing_before": math.nan, "epoch_before": math.nan, "shrinking": "", "at_budget": False}
-    w, mean, se, _ = width_stats(cell)
+    w, mean, se, _ = stats
     w_then, mean_then, se_then, _ = width_stats(before)
     both, now, then = np.intersect1d(w, w_then, return_indices=True)
     fell = mean_then[then] - mean[now] > Z * np.sqrt(se[now] ** 2 + se_then[then] ** 2)
@@ -203,16 +210,16 @@ def first_closed(widths: np.ndarray, below: np.ndarray) -> float:
     return float(widths[open_[-1] + 1] if open_.size else widths[0])
 
 
-def _closing(cell: Cell, eps: float) -> dict:
-    w, mean, se, _ = width_stats(cell)
+def _closing(cell: Cell, stats: tuple, eps: float) -> dict:
+    w, mean, se, _ = stats
     closing = first_closed(w, mean < eps)
     low = first_closed(w, mean - Z * se < eps)
     high = first_closed(w, mean + Z * se < eps)
     own = []
     for seed in np.unique(cell.seed):  # each seed's own closing width
         mine = cell.seed == seed
-        widths, at = np.unique(cell.width[mine], return_inverse=True)
-        own.append(first_closed(widths, np.bincount(at, cell.value[mine]) / np.bincount(at) < eps))
+        widths, _, _, mean_own = _per_width(cell.width[mine], cell.value[mine])
+        own.append(first_closed(widths, mean_own < eps))
     known = [x for x in own if not math.isnan(x)]
     if known:
         low = min([low, *known]) if not math.isnan(low) else min(known)
