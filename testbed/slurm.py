@@ -17,6 +17,7 @@ this cluster started: its daemons, and whatever its jobs left behind.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import shutil
 import socket
@@ -124,8 +125,8 @@ class SlurmCluster:
                                             start_new_session=True)
 
     def wait_idle(self, timeout: float = 120.0) -> None:
-        """Until every node is idle: up, and done cleaning up after the jobs that ran on it."""
-        """Until `sinfo` shows every node idle (slurmd registers a second or two after it starts)."""
+        """Until `sinfo` shows every node idle: up (slurmd registers a second or two after it starts),
+        and done cleaning up after the jobs that ran on it."""
         deadline = time.monotonic() + timeout
         while True:
             for name, proc in self.procs.items():
@@ -165,6 +166,23 @@ class SlurmCluster:
         """`scontrol show job`'s fields (JobState, Restarts, Reason, ...), {} once Slurm forgot it."""
         out = self.run("scontrol", "show", "job", "--oneliner", job_id, check=False).stdout
         return dict(f.split("=", 1) for f in out.split() if "=" in f)
+
+    def release_requeued(self, job_id: str) -> None:
+        """Start a requeued job now rather than after the two minutes Slurm holds it back: once its
+        nodes are idle (done cleaning up after its first run), and in a later second than that run's
+        end. Each node revoked the job's credential as the first run ended, at one-second resolution,
+        and refuses a credential made in that same second ("Killing non-startable batch JobId=N: Job
+        credential revoked": the job ends FAILED, ExitCode 1:0, without running)."""
+        self.wait_idle()
+        time.sleep(1.0 - time.time() % 1.0 + 1.0)  # the clock's second after next
+        self.run("scontrol", "update", f"JobId={job_id}", "StartTime=now")
+
+    def controller_log(self, job_id: str) -> str:
+        """slurmctld's lines about the job (its allocations, kills, requeues and ends), for a failure's
+        message."""
+        path = self.root / "log" / "slurmctld.log"
+        lines = path.read_text(errors="replace").splitlines() if path.exists() else []
+        return "\n".join(line for line in lines if re.search(rf"JobId={job_id}\b", line))
 
     def queue(self) -> str:
         return self.run("squeue").stdout

@@ -205,7 +205,8 @@ def slurm():
     """A real Slurm cluster on this machine (testbed/slurm.py: munged, slurmctld and three `slurmd
     -N` nodes of one CPU, on free ports, under a temporary folder) for the whole session; stopping
     it ends only its own daemons and what its jobs started. Without Slurm installed: a one-line
-    skip, or a failure with CI=true (`make` installs it where apt is usable)."""
+    skip, or a failure with CI=true (`make` installs it where apt is usable). GAP_SLURM_ROOT (a short
+    path) keeps the cluster's folder, its daemons' logs included, after the session."""
     from testbed.slurm import INSTALL, SlurmCluster, missing_commands
 
     if missing := missing_commands():
@@ -213,7 +214,7 @@ def slurm():
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(msg)
         pytest.skip(msg)
-    with SlurmCluster(nodes=3, cpus=1) as cluster:
+    with SlurmCluster(os.environ.get("GAP_SLURM_ROOT"), nodes=3, cpus=1) as cluster:
         yield cluster
 
 

@@ -80,7 +80,8 @@ def test_a_sweep_submitted_with_sbatch_finishes_and_reads_back_from_outside(slur
     assert job in slurm.queue()  # squeue shows it, pending or running
     info = slurm.wait(job, "COMPLETED", "FAILED", timeout=300)
     log = job_log(tmp_path, job)
-    assert info["JobState"] == "COMPLETED", log[-3000:]
+    assert info["JobState"] == "COMPLETED", (
+        f"slurmctld:\n{slurm.controller_log(job)}\njob log:\n{log[-3000:]}")
     assert "3 of 3 Ray nodes up" in log and "8 trials: 8 TERMINATED" in log
     exp = tmp_path / "results" / "smoke"
     assert main(["status", str(exp)]) == 0
@@ -101,7 +102,8 @@ def test_a_cancelled_job_resubmitted_finishes_every_epoch_once(slurm, fashion_av
 
     again = submit(slurm, tmp_path, spec)  # the same command: it resumes
     info = slurm.wait(again, "COMPLETED", "FAILED", timeout=300)
-    assert info["JobState"] == "COMPLETED", job_log(tmp_path, again)[-3000:]
+    assert info["JobState"] == "COMPLETED", (f"slurmctld:\n{slurm.controller_log(again)}\n"
+                                             f"job log:\n{job_log(tmp_path, again)[-3000:]}")
     assert_every_epoch_once(exported(exp, tmp_path, capsys), trials=8, epochs=12)
 
 
@@ -118,12 +120,11 @@ def test_a_job_requeued_after_the_preemption_signal_finishes_every_epoch_once(sl
     log = job_log(tmp_path, job)
     assert info["Restarts"] == "1" and "after USR1" in log and f"requeueing job {job}" in log, log[-3000:]
     assert "stopped early, its state saved" in log  # the driver stopped cleanly, not killed
-    # Slurm holds a requeued job back for two minutes before it is eligible again, time for its nodes
-    # to finish cleaning up after the first run: start it now, once they have
-    slurm.wait_idle()
-    slurm.run("scontrol", "update", f"JobId={job}", "StartTime=now")
+    # Slurm holds a requeued job back for two minutes before it is eligible again: start it sooner
+    slurm.release_requeued(job)
     info = slurm.wait(job, "COMPLETED", "FAILED", timeout=300)
     why = {k: info.get(k) for k in ("JobState", "Reason", "ExitCode", "Restarts", "NodeList")}
-    assert info["JobState"] == "COMPLETED", f"{why}\n{job_log(tmp_path, job)[-3000:]}"
+    assert info["JobState"] == "COMPLETED", (f"{why}\nslurmctld:\n{slurm.controller_log(job)}\n"
+                                             f"job log:\n{job_log(tmp_path, job)[-3000:]}")
     assert "(restart 1)" in job_log(tmp_path, job)
     assert_every_epoch_once(exported(exp, tmp_path, capsys), trials=8, epochs=12)
