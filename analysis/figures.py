@@ -114,6 +114,9 @@ def _save(fig: Figure, out: Path | Folder, stem: str) -> list[Path]:
     where = out if isinstance(out, Folder) else Folder(Path(out))
     paths = [where.path / f"{stem}.{f}" for f in where.formats]
     _plain_log_labels(fig)
+    for ax in fig.axes:  # each panel's title where set_title puts it: placed once, not measured again at
+        if label := ax.get_title():  # every draw against the y axis's tick labels (a quarter of the time
+            ax.set_title(label, y=1.0)  # of a figure of many titled panels); no panel has ticks above it
     for p in paths:  # PNG at zlib level 3: half the encoding time of the default 6, a third more bytes
         fig.savefig(p, dpi=DPI, **({"pil_kwargs": {"compress_level": 3}} if p.suffix == ".png" else {}))
     return paths
@@ -162,22 +165,50 @@ def _mean_and_spread(ax: Axes, data: pd.DataFrame, y: str, pal: dict[str, tuple]
 
 def _per_cell(
     ds_table: pd.DataFrame, ncols: int, size: tuple[float, float], draw: Callable, what: str,
-    out: Path, stem: str, sharey: bool | str = False, cut: str = "", gaps: tuple[float, float] = GAPS,
-    right: float = 0.2,
+    out: Path, stem: str, legend: tuple[int, dict] | None = None, same_y: bool = False, cut: str = "",
+    gaps: tuple[float, float] = GAPS, right: float = 0.2,
 ) -> list[Path]:
     """One row of ``ncols`` panels of ``size`` inches per cell of the sweep's axes; draw(cell_table,
-    axes_row, palette). ``cut``: the cells left out, for the title; ``gaps``, ``right``: _subplots'."""
+    axes_row, palette). ``legend``: (column, Axes.legend's keywords), one legend in the first row's
+    panel of that column naming what every row drew there; ``same_y``: one y range per row, its
+    tick labels on the first panel; ``cut``: the cells left out, for the title; ``gaps``, ``right``:
+    _subplots'."""
     pal, labels = palette(ds_table), cells(ds_table)
     rows = dict.fromkeys(labels, slice(None))  # one cell: all of the table
     if len(labels) > 1:
         rows = ds_table.groupby("cell", sort=False).indices
-    fig, axes = _subplots(len(labels), ncols, size, title(ds_table, what, cut), gaps, right, squeeze=False,
-                          sharey=sharey)
+    fig, axes = _subplots(len(labels), ncols, size, title(ds_table, what, cut), gaps, right, squeeze=False)
     for row, label in zip(axes, labels, strict=True):
         draw(ds_table.iloc[rows[label]], row, pal)
+        if same_y:
+            _same_y(row)
         if label:
             row[0].annotate(label, (0, 1.02), xycoords="axes fraction", fontsize=9, weight="bold")
+    if legend is not None:
+        col, kw = legend
+        named: dict[str, object] = {}  # label -> its first handle, rows in order
+        for ax in axes[:, col]:
+            for handle, name in zip(*ax.get_legend_handles_labels(), strict=True):
+                named.setdefault(name, handle)
+        if named:
+            axes[0][col].legend(list(named.values()), list(named), **kw)
     return _save(fig, out, stem)
+
+
+def _same_y(row: np.ndarray) -> None:
+    """The panels of a row on one y range, tick labels on the first only: what plt.subplots'
+    sharey="row" shows (the union of the panels' data, then the margins), without sharing the axes,
+    which lays out every panel's tick labels again for each of its siblings."""
+    drawn = [ax for ax in row if ax.has_data()]
+    if not drawn:
+        return
+    low = min(ax.dataLim.intervaly.min() for ax in drawn)
+    high = max(ax.dataLim.intervaly.max() for ax in drawn)
+    for ax in drawn:
+        ax.dataLim.intervaly = low, high
+        ax.autoscale_view(scalex=False)
+    for ax in row[1:]:
+        ax.tick_params(axis="y", which="both", labelleft=False)
 
 
 def curve(ds_table: pd.DataFrame, metric: str, ylabel: str, out: Path, stem: str,
@@ -194,9 +225,9 @@ def curve(ds_table: pd.DataFrame, metric: str, ylabel: str, out: Path, stem: str
         if (data[metric] > 0).all():
             ax.set_yscale("log")
         ax.set(xlabel="epoch", ylabel=ylabel)
-        ax.legend(title=None, fontsize=8, ncol=2)
 
-    return _per_cell(ds_table, 1, (5.6, 3.6), draw, ylabel, out, stem, cut=cut)
+    return _per_cell(ds_table, 1, (5.6, 3.6), draw, ylabel, out, stem, (0, {"fontsize": 8, "ncol": 2}),
+                     cut=cut)
 
 
 def seeds(ds_table: pd.DataFrame, out: Path, stem: str, most: int | None = MAX_SEEDS,
@@ -215,13 +246,12 @@ def seeds(ds_table: pd.DataFrame, out: Path, stem: str, most: int | None = MAX_S
             _mean_and_spread(ax, one, "neg_elbo_per_datapoint", pal)  # one trial per variant: its curve
             ax.set(xscale="log", yscale="log", title=f"seed {seed}", xlabel="epoch",
                    ylabel="-ELBO per datapoint (nats)" if ax is row[0] else "")
-            ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # shared log y: no stray labels
-        if row[-1].get_lines():
-            row[-1].legend(loc="upper left", bbox_to_anchor=(1, 1), fontsize=8)
+            ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # one log y: no stray labels
 
-    return _per_cell(ds_table, len(all_seeds), (3.0, 2.2), draw, what, out, stem, sharey="row", cut=cut,
-                     gaps=(0.25, 1.15), right=1.7)  # y tick labels on the first panel only; a title
-    # above each; the legend beside the last
+    beside = (-1, {"loc": "upper left", "bbox_to_anchor": (1, 1), "fontsize": 8})  # the last panel's
+    return _per_cell(ds_table, len(all_seeds), (3.0, 2.2), draw, what, out, stem, beside, same_y=True,
+                     cut=cut, gaps=(0.25, 1.15), right=1.7)  # y tick labels on the first panel only; a
+    # title above each; the legend beside the last
 
 
 def gap_vs_width(ds_table: pd.DataFrame, out: Path, stem: str, cut: str = "") -> list[Path]:
@@ -244,9 +274,9 @@ def gap_vs_width(ds_table: pd.DataFrame, out: Path, stem: str, cut: str = "") ->
             ax.set_xscale("log", base=2)
         ax.set(xlabel="encoder width k", ylabel="final -ELBO per datapoint (nats)",
                title=f"epoch {int(fin.epoch.max())}")
-        ax.legend(fontsize=8)
 
-    return _per_cell(ds_table, 1, (5.6, 3.6), draw, "where the gap closes", out, stem, cut=cut)
+    return _per_cell(ds_table, 1, (5.6, 3.6), draw, "where the gap closes", out, stem, (0, {"fontsize": 8}),
+                     cut=cut)
 
 
 def _bars(ax: Axes, data: pd.DataFrame, y: str, order: list[str], pal: dict[str, tuple], estimator: str,
@@ -322,10 +352,10 @@ def gap_split(ds_table: pd.DataFrame, measured: pd.DataFrame, out: Path, stem: s
                     ax.text(i, approx["mean"].iloc[i], "no q", ha="center", va="bottom", fontsize=8)
             ax.set_xticks(x, order, rotation=45)
             ax.set(title=f"{split} images", ylabel="nats per datapoint")
-        row[0].legend(fontsize=8)
 
     return _per_cell(ds_table, 2, (5.6, 3.0), draw, "log p(x) - L[q] = approximation + amortization gap",
-                     out, stem, sharey="row", cut=cut, gaps=(0.6, 1.65))  # names at 45 degrees, titles
+                     out, stem, (0, {"fontsize": 8}), same_y=True, cut=cut, gaps=(0.6, 1.65))  # names at
+    # 45 degrees, titles
 
 
 def refine_curves(ds_table: pd.DataFrame, refine: pd.DataFrame, out: Path, stem: str,
@@ -342,11 +372,10 @@ def refine_curves(ds_table: pd.DataFrame, refine: pd.DataFrame, out: Path, stem:
             ax.set_xlim(left=0)
             ax.set_xlabel("refinement steps K (0: the encoder's q)")
         row[0].set_ylabel("ELBO per test datapoint, theta fixed (nats)")
-        row[0].legend(fontsize=8, title="variant")
         row[1].set_ylabel("seconds for the test images")
 
     return _per_cell(ds_table, 2, (5.1, 3.6), draw, "semi-amortized: refining the encoder's q", out, stem,
-                     cut=cut)
+                     (0, {"fontsize": 8, "title": "variant"}), cut=cut)
 
 
 def gap_vs_axis(ds_table: pd.DataFrame, axis: str, measured: pd.DataFrame | None, out: Path,

@@ -505,6 +505,39 @@ def test_curves_are_the_mean_over_seeds_in_a_band_from_the_lowest_to_the_highest
     plt.close(fig)
 
 
+def test_a_figure_of_several_cells_has_one_legend_and_one_y_range_per_row(tmp_path, monkeypatch):
+    """The seeds figure of two cells (lr=0.01 a hundred nats above lr=0.001): one legend, beside the
+    first row's last panel, naming every variant; in each row every panel on the row's y range
+    (that of plt.subplots(sharey="row"): its data's lowest to highest, 5% margins on the log
+    scale), tick labels on the first panel only."""
+    from analysis import figures
+    from analysis.figures import cell_labels, seeds
+
+    t = pd.concat([synthetic().assign(lr=0.001),
+                   synthetic().assign(lr=0.01, trial_id=lambda d: d.trial_id + "-b",
+                                      neg_elbo_per_datapoint=lambda d: d.neg_elbo_per_datapoint + 100)])
+    t = with_variant(t.reset_index(drop=True))
+    t = t.assign(cell=cell_labels(t, ["lr"]))
+    saved = []
+    real = figures._save
+    monkeypatch.setattr(figures, "_save", lambda fig, *a: saved.append(fig) or real(fig, *a))
+    seeds(t, tmp_path, "seeds")
+    axes = np.array(saved[0].axes).reshape(2, 2)  # a row per cell, a panel per seed
+    legends = [(i, j) for i in range(2) for j in range(2) if axes[i, j].get_legend()]
+    assert legends == [(0, 1)]
+    named = [x.get_text() for x in axes[0, 1].get_legend().get_texts()]
+    assert named == ["k=4", "k=16", "factorized", "constant"]
+    for row, shift in zip(axes, (0, 100), strict=True):
+        # seed 0 and seed 1 each draw final + 10 x (3 - epoch): the row's lowest is 99 + shift (F-VI,
+        # seed 1, epoch 3), its highest 180 + shift (constant, seed 1, epoch 1)
+        low, high = np.log10(99 + shift), np.log10(180 + shift)
+        margin = 0.05 * (high - low)
+        for ax in row:
+            assert ax.get_ylim() == pytest.approx((10 ** (low - margin), 10 ** (high + margin)))
+        labelled = [any(lab.get_visible() for lab in ax.get_yticklabels(which="both")) for ax in row]
+        assert labelled == [True, False]
+
+
 def test_cell_labels_keep_each_axis_as_written():
     from analysis.figures import cell_labels
 
