@@ -114,9 +114,9 @@ def _save(fig: Figure, out: Path | Folder, stem: str) -> list[Path]:
     where = out if isinstance(out, Folder) else Folder(Path(out))
     paths = [where.path / f"{stem}.{f}" for f in where.formats]
     _plain_log_labels(fig)
-    for ax in fig.axes:  # each panel's title where set_title puts it: placed once, not measured again at
-        if label := ax.get_title():  # every draw against the y axis's tick labels (a quarter of the time
-            ax.set_title(label, y=1.0)  # of a figure of many titled panels); no panel has ticks above it
+    for ax in fig.axes:  # each panel's title where set_title puts it, not placed again at every draw
+        if label := ax.get_title():  # against its y axis' tick labels (a third of the tick updates of a
+            ax.set_title(label, y=1.0)  # figure of many titled panels); no panel has ticks above it
     for p in paths:  # PNG at zlib level 3: half the encoding time of the default 6, a third more bytes
         fig.savefig(p, dpi=DPI, **({"pil_kwargs": {"compress_level": 3}} if p.suffix == ".png" else {}))
     return paths
