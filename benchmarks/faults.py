@@ -166,15 +166,32 @@ def proc_stat(pid: int) -> tuple[str, int] | None:
     return (state, int(ppid)) if state != "Z" else None
 
 
-def midway_pids(exp: Path, s: Settings) -> list[int]:
-    """Processes of the trials running with a checkpoint and at least a checkpoint interval to go."""
+def midway(exp: Path, s: Settings) -> list[tuple[Path, int]]:
+    """(folder, process) of the trials running with a checkpoint and at least a checkpoint interval
+    to go."""
     epochs, every = s.epochs, s.checkpoint_every
-    pids = []
+    found = []
     for d in started(exp).values():
         epoch = checkpointed(d)
         if epoch is not None and every <= epoch < epochs - every and (rows := reported(d)):
-            pids.append(rows[-1]["pid"])
-    return pids
+            found.append((d, rows[-1]["pid"]))
+    return found
+
+
+def freeze_midway(exp: Path, s: Settings, where=lambda pid: True) -> int | None:
+    """SIGSTOP the process of a trial found midway (and ``where(pid)``), and keep it frozen only if
+    its trial is still midway once what it reported before it froze has reached result.json: on a
+    fast machine a trial's last epochs take less time than finding it, and a process whose trial
+    has finished is no trial's fault (CI runs saw none restart). Its pid, or None."""
+    for d, pid in midway(exp, s):
+        if not where(pid):
+            continue
+        os.kill(pid, signal.SIGSTOP)
+        time.sleep(2.0)  # the driver writes the rows the trial reported before it froze
+        if (rows := reported(d)) and rows[-1]["pid"] == pid and rows[-1]["epoch"] < s.epochs:
+            return pid
+        os.kill(pid, signal.SIGCONT)  # it had finished: not midway after all
+    return None
 
 
 def wait_for(pred, timeout: float = 240, what: str = ""):
@@ -296,8 +313,8 @@ def worker_kill(work: Path, cluster: LocalCluster, s: Settings) -> dict:
     spec = write_spec(work, s.spec(max_failures=3))
     exp = work / "results" / "faults"
     proc = sweep("run", str(spec), cluster=cluster)
-    pids = wait_for(lambda: midway_pids(exp, s), what="a running trial with a checkpoint")
-    os.kill(pids[0], signal.SIGKILL)
+    pid = wait_for(lambda: freeze_midway(exp, s), what="a running trial with a checkpoint")
+    os.kill(pid, signal.SIGKILL)
     rc, out = finish(proc)
     return {
         "fault": "SIGKILL of a trial's worker process; max_failures 3",
@@ -314,17 +331,9 @@ def node_loss(work: Path, cluster: LocalCluster, s: Settings) -> dict:
     victim = len(cluster.workers) - 1  # the last worker node; another is left to run the trials
     node = cluster.workers[victim]
 
-    def freeze_one_midway() -> int | None:
-        """SIGSTOP a trial found midway on the node, as it is found: finding the node's processes to
-        kill takes longer than a trial's last epochs on a fast machine, and a trial that finished
-        before its node died is no loss (a CI run once saw none restart)."""
-        for pid in midway_pids(exp, s):
-            if cluster.node_of(pid) == node:
-                os.kill(pid, signal.SIGSTOP)
-                return pid
-        return None
-
-    wait_for(freeze_one_midway, what="a trial with a checkpoint running on the worker node")
+    # frozen as it is found: finding the node's processes to kill takes longer than a trial's last epochs
+    wait_for(lambda: freeze_midway(exp, s, lambda pid: cluster.node_of(pid) == node),
+             what="a trial with a checkpoint running on the worker node")
     cluster.kill_worker(victim)  # the worker node dies with its trials, the frozen one among them
     rc, out = finish(proc)
     result = count(exp, s.epochs)
