@@ -186,11 +186,15 @@ def freeze_midway(exp: Path, s: Settings, where=lambda pid: True) -> int | None:
     for d, pid in midway(exp, s):
         if not where(pid):
             continue
-        os.kill(pid, signal.SIGSTOP)
+        try:
+            os.kill(pid, signal.SIGSTOP)
+        except ProcessLookupError:  # its trial ended and its process with it
+            continue
         time.sleep(2.0)  # the driver writes the rows the trial reported before it froze
         if (rows := reported(d)) and rows[-1]["pid"] == pid and rows[-1]["epoch"] < s.epochs:
             return pid
-        os.kill(pid, signal.SIGCONT)  # it had finished: not midway after all
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGCONT)  # it had finished: not midway after all
     return None
 
 
