@@ -64,6 +64,11 @@ def job_log(tmp: Path, job: str) -> str:
     return (tmp / f"job-{job}.out").read_text()
 
 
+def failure(slurm, tmp: Path, job: str) -> str:
+    """What a failed job's assertion shows: slurmctld's lines about it, then its log's end."""
+    return f"slurmctld:\n{slurm.controller_log(job)}\njob log:\n{job_log(tmp, job)[-3000:]}"
+
+
 def test_a_missing_spec_fails_the_job_in_one_line(slurm, tmp_path):
     job = submit(slurm, tmp_path, "sweep/specs/no-such.yaml")
     info = slurm.wait(job, "FAILED", "COMPLETED", timeout=60)
@@ -80,8 +85,7 @@ def test_a_sweep_submitted_with_sbatch_finishes_and_reads_back_from_outside(slur
     assert job in slurm.queue()  # squeue shows it, pending or running
     info = slurm.wait(job, "COMPLETED", "FAILED", timeout=300)
     log = job_log(tmp_path, job)
-    assert info["JobState"] == "COMPLETED", (
-        f"slurmctld:\n{slurm.controller_log(job)}\njob log:\n{log[-3000:]}")
+    assert info["JobState"] == "COMPLETED", failure(slurm, tmp_path, job)
     assert "3 of 3 Ray nodes up" in log and "8 trials: 8 TERMINATED" in log
     exp = tmp_path / "results" / "smoke"
     assert main(["status", str(exp)]) == 0
@@ -102,8 +106,7 @@ def test_a_cancelled_job_resubmitted_finishes_every_epoch_once(slurm, fashion_av
 
     again = submit(slurm, tmp_path, spec)  # the same command: it resumes
     info = slurm.wait(again, "COMPLETED", "FAILED", timeout=300)
-    assert info["JobState"] == "COMPLETED", (f"slurmctld:\n{slurm.controller_log(again)}\n"
-                                             f"job log:\n{job_log(tmp_path, again)[-3000:]}")
+    assert info["JobState"] == "COMPLETED", failure(slurm, tmp_path, again)
     assert_every_epoch_once(exported(exp, tmp_path, capsys), trials=8, epochs=12)
 
 
@@ -124,7 +127,6 @@ def test_a_job_requeued_after_the_preemption_signal_finishes_every_epoch_once(sl
     slurm.release_requeued(job)
     info = slurm.wait(job, "COMPLETED", "FAILED", timeout=300)
     why = {k: info.get(k) for k in ("JobState", "Reason", "ExitCode", "Restarts", "NodeList")}
-    assert info["JobState"] == "COMPLETED", (f"{why}\nslurmctld:\n{slurm.controller_log(job)}\n"
-                                             f"job log:\n{job_log(tmp_path, job)[-3000:]}")
+    assert info["JobState"] == "COMPLETED", f"{why}\n{failure(slurm, tmp_path, job)}"
     assert "(restart 1)" in job_log(tmp_path, job)
     assert_every_epoch_once(exported(exp, tmp_path, capsys), trials=8, epochs=12)
